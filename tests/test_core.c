@@ -1,0 +1,224 @@
+/* Status strings, RNG, arena and allocation behaviour. */
+#include <stdlib.h>
+#include <string.h>
+#include "../ar.h"
+#include "test.h"
+
+#define S(...) (int[]){__VA_ARGS__}
+
+static void test_status_and_version(void)
+{
+    char v[32];
+    snprintf(v, sizeof v, "%d.%d.%d", AR_VERSION_MAJOR, AR_VERSION_MINOR, AR_VERSION_PATCH);
+    CHECK(!strcmp(ar_version(), v));
+    CHECK(!strcmp(ar_status_str(AR_OK), "ok"));
+    CHECK(!strcmp(ar_status_str(AR_ERR_SHAPE), "shape mismatch"));
+    CHECK(!strcmp(ar_status_str((ar_status)-99), "unknown status"));
+    CHECK(!strcmp(ar_op_name(AR_OP_MATMUL), "matmul"));
+    CHECK(!strcmp(ar_op_name(AR_OP_CROSS_ENTROPY), "cross_entropy"));
+}
+
+static void test_rng_reproducible(void)
+{
+    ar_rng a, b, c;
+    int i, differ = 0;
+    ar_rng_seed(&a, 7);
+    ar_rng_seed(&b, 7);
+    ar_rng_seed(&c, 8);
+    for (i = 0; i < 1000; i++) {
+        uint64_t x = ar_rng_u64(&a);
+        CHECK(x == ar_rng_u64(&b));
+        differ += x != ar_rng_u64(&c);
+    }
+    CHECK(differ > 990);
+    ar_rng_seed(&a, 0); /* seed 0 is a valid seed */
+    CHECK(ar_rng_u64(&a) != 0 || ar_rng_u64(&a) != 0);
+}
+
+static void test_rng_distributions(void)
+{
+    ar_rng r;
+    double s = 0, ss = 0, su = 0;
+    int i, n = 200000, ones = 0, counts[4] = {0}, below[3] = {0};
+    float w[4] = {0.1f, 0, 0.6f, 0.3f};
+    ar_rng_seed(&r, 123);
+    for (i = 0; i < n; i++) {
+        float z = ar_rng_normal(&r), u = ar_rng_uniform(&r);
+        CHECK(u >= 0 && u < 1);
+        s += z;
+        ss += (double)z * z;
+        su += u;
+        ones += ar_rng_bernoulli(&r, 0.3f);
+        counts[ar_rng_categorical(&r, w, 4)]++;
+        below[ar_rng_below(&r, 3)]++;
+    }
+    /* 5 standard errors */
+    CHECK_NEAR(s / n, 0, 5 / sqrt(n));
+    CHECK_NEAR(ss / n, 1, 5 * sqrt(2.0 / n));
+    CHECK_NEAR(su / n, 0.5, 5 * sqrt(1 / 12.0 / n));
+    CHECK_NEAR((double)ones / n, 0.3, 5 * sqrt(0.21 / n));
+    CHECK(counts[1] == 0);
+    for (i = 0; i < 4; i++) CHECK_NEAR((double)counts[i] / n, w[i], 5 * sqrt(w[i] * (1 - w[i]) / n) + 1e-9);
+    for (i = 0; i < 3; i++) CHECK_NEAR((double)below[i] / n, 1 / 3.0, 5 * sqrt(2 / 9.0 / n));
+    CHECK(ar_rng_categorical(&r, w + 1, 1) == -1); /* no positive weight */
+    CHECK(ar_rng_categorical(&r, w, 0) == -1);
+    CHECK(ar_rng_bernoulli(&r, 0) == 0 && ar_rng_bernoulli(&r, 1) == 1);
+}
+
+static void test_rng_shuffle_is_permutation(void)
+{
+    ar_rng r;
+    int a[100], seen[100] = {0}, i, moved = 0;
+    ar_rng_seed(&r, 5);
+    for (i = 0; i < 100; i++) a[i] = i;
+    ar_rng_shuffle(&r, a, 100);
+    for (i = 0; i < 100; i++) {
+        CHECK(a[i] >= 0 && a[i] < 100 && !seen[a[i]]);
+        seen[a[i]] = 1;
+        moved += a[i] != i;
+    }
+    CHECK(moved > 80);
+}
+
+/* A 784-500-784 MLP step at batch 100: after the first step, steps allocate nothing. */
+typedef struct { ar_params ps; ar_tensor *W1, *b1, *W2, *b2; float *x; int N, D, H; } mlp;
+
+static int mlp_init(mlp *m, int N, int D, int H, ar_rng *r)
+{
+    int i;
+    memset(m, 0, sizeof *m);
+    m->N = N; m->D = D; m->H = H;
+    ar_params_init(&m->ps);
+    m->W1 = ar_params_add(&m->ps, "W1", 2, S(H, D));
+    m->b1 = ar_params_add(&m->ps, "b1", 1, S(H));
+    m->W2 = ar_params_add(&m->ps, "W2", 2, S(D, H));
+    m->b2 = ar_params_add(&m->ps, "b2", 1, S(D));
+    if (ar_params_alloc(&m->ps) != AR_OK) return 0;
+    ar_init_xavier(m->W1, r);
+    ar_init_xavier(m->W2, r);
+    m->x = (float *)malloc(sizeof(float) * (size_t)N * D);
+    for (i = 0; i < N * D; i++) m->x[i] = (float)ar_rng_bernoulli(r, 0.3f);
+    return 1;
+}
+
+static ar_status mlp_step(mlp *m, ar_graph *g, ar_optim *o, float *loss_out)
+{
+    ar_tensor *x, *h, *z, *loss;
+    ar_status s;
+    ar_graph_reset(g);
+    x = ar_input(g, m->x, 2, S(m->N, m->D));
+    h = ar_sigmoid(g, ar_linear(g, x, m->W1, m->b1));
+    z = ar_linear(g, h, m->W2, m->b2);
+    loss = ar_mean(g, ar_bce_logits(g, z, m->x), AR_ALL);
+    ar_params_zero_grad(&m->ps);
+    if ((s = ar_backward(g, loss)) != AR_OK) return s;
+    if (loss_out) *loss_out = loss->x[0];
+    return ar_optim_step(o, &m->ps);
+}
+
+static void test_no_allocation_in_training_loop(void)
+{
+    mlp m;
+    ar_graph g;
+    ar_rng r;
+    ar_optim o = ar_optim_adam(1e-3f);
+    size_t before;
+    float l0 = 0, l1 = 0;
+    int i;
+    ar_rng_seed(&r, 3);
+    CHECK(mlp_init(&m, 100, 784, 500, &r));
+    CHECK(ar_graph_init(&g, 4096) == AR_OK); /* deliberately tiny: must grow */
+    CHECK(mlp_step(&m, &g, &o, &l0) == AR_OK);
+    CHECK(mlp_step(&m, &g, &o, NULL) == AR_OK); /* the arena settles at reset */
+    before = t_alloc_count;
+    for (i = 0; i < 5; i++) CHECK(mlp_step(&m, &g, &o, &l1) == AR_OK);
+    CHECK_MSG(t_alloc_count == before, "%zu allocations in 5 steps", t_alloc_count - before);
+    CHECK(l1 < l0);
+    free(m.x);
+    ar_params_free(&m.ps);
+    ar_graph_free(&g);
+}
+
+/* Out of memory at every possible allocation: an error status, never a crash
+   (leaks are caught by the sanitizer build). */
+static void test_out_of_memory_everywhere(void)
+{
+    long k;
+    int failures = 0;
+    for (k = 1; k < 60; k++) {
+        mlp m;
+        ar_graph g;
+        ar_rng r;
+        ar_optim o = ar_optim_adam(1e-3f);
+        ar_status s = AR_OK;
+        ar_rng_seed(&r, 3);
+        CHECK(mlp_init(&m, 4, 6, 5, &r));
+        t_alloc_fail_in = k;
+        if (ar_graph_init(&g, 64) == AR_OK) {
+            s = mlp_step(&m, &g, &o, NULL);
+            if (s == AR_OK) s = mlp_step(&m, &g, &o, NULL);
+        } else {
+            s = AR_ERR_NOMEM;
+            memset(&g, 0, sizeof g);
+        }
+        t_alloc_fail_in = 0;
+        if (s != AR_OK) {
+            CHECK_MSG(s == AR_ERR_NOMEM, "k=%ld: status %d (%s)", k, s, g.err);
+            failures++;
+        }
+        free(m.x);
+        ar_params_free(&m.ps);
+        ar_graph_free(&g);
+    }
+    CHECK(failures > 3);
+}
+
+static void test_graph_grad_off_records_nothing(void)
+{
+    ar_graph g;
+    ar_params ps;
+    ar_tensor *W, *y;
+    float x[4] = {1, 2, 3, 4};
+    ar_params_init(&ps);
+    W = ar_params_add(&ps, "W", 2, S(3, 4));
+    CHECK(W && ar_params_alloc(&ps) == AR_OK);
+    CHECK(ar_graph_init(&g, 0) == AR_OK);
+    ar_graph_set_grad(&g, 0);
+    y = ar_linear(&g, ar_input(&g, x, 2, S(1, 4)), W, NULL);
+    CHECK(y && g.ntape == 0 && !(y->flags & AR_F_GRAD));
+    ar_graph_set_grad(&g, 1);
+    y = ar_linear(&g, ar_input(&g, x, 2, S(1, 4)), W, NULL);
+    CHECK(y && g.ntape == 1 && (y->flags & AR_F_GRAD));
+    ar_graph_free(&g);
+    ar_params_free(&ps);
+}
+
+static void test_params_errors(void)
+{
+    ar_params ps;
+    ar_params_init(&ps);
+    CHECK(ar_params_add(&ps, "a", 2, S(2, 0)) == NULL && strstr(ps.err, "'a'"));
+    CHECK(ar_params_add(&ps, "", 1, S(2)) == NULL);
+    CHECK(ar_params_add(&ps, "a", 1, S(2)) != NULL);
+    CHECK(ar_params_add(&ps, "a", 1, S(2)) == NULL && strstr(ps.err, "already exists"));
+    CHECK(ar_params_add(&ps, "big", 4, S(0x7fffffff, 0x7fffffff, 0x7fffffff, 0x7fffffff)) == NULL);
+    CHECK(ar_params_alloc(&ps) == AR_OK);
+    CHECK(ar_params_add(&ps, "late", 1, S(2)) == NULL && strstr(ps.err, "after ar_params_alloc"));
+    CHECK(ar_params_alloc(&ps) == AR_ERR_ARG);
+    ar_params_free(&ps);
+    ar_params_init(&ps);
+    CHECK(ar_params_alloc(&ps) == AR_ERR_ARG && strstr(ps.err, "no parameters"));
+    ar_params_free(&ps);
+}
+
+void tests_core(void)
+{
+    t_run("core/status_and_version", test_status_and_version);
+    t_run("core/rng_reproducible", test_rng_reproducible);
+    t_run("core/rng_distributions", test_rng_distributions);
+    t_run("core/rng_shuffle_is_permutation", test_rng_shuffle_is_permutation);
+    t_run("core/no_allocation_in_training_loop", test_no_allocation_in_training_loop);
+    t_run("core/out_of_memory_everywhere", test_out_of_memory_everywhere);
+    t_run("core/graph_grad_off_records_nothing", test_graph_grad_off_records_nothing);
+    t_run("core/params_errors", test_params_errors);
+}

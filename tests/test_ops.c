@@ -1,0 +1,413 @@
+/* Every op: forward against a plain reference, backward against central
+   finite differences (ar_gradcheck), on small random shapes. */
+#include <stdlib.h>
+#include <string.h>
+#include "../ar.h"
+#include "test.h"
+
+/* ---- gradient checks ------------------------------------------------------ */
+
+typedef struct {
+    int id;              /* case number */
+    ar_params ps;
+    ar_tensor *p[3];
+    float R[4096];       /* fixed random projection: loss = sum(y * R) */
+    float targets[64];
+    float mask[64];
+    int ids[16];
+} gc;
+
+static ar_tensor *proj(ar_graph *g, gc *k, ar_tensor *y)
+{
+    return y ? ar_sum(g, ar_mul(g, y, ar_input(g, k->R, y->nd, y->shape)), AR_ALL) : NULL;
+}
+
+#define S(...) (int[]){__VA_ARGS__}
+
+typedef struct {
+    ar_op op;
+    const char *what;
+    int np, nd[3], shape[3][4];
+    float lo, hi;        /* parameter init range */
+} gc_case;
+
+/* Shapes are small so every coordinate is checked. */
+static const gc_case cases[] = {
+    {AR_OP_MATMUL, "plain", 2, {2, 2}, {{3, 4}, {4, 5}}, -1, 1},
+    {AR_OP_MATMUL, "trans_a", 2, {2, 2}, {{4, 3}, {4, 5}}, -1, 1},
+    {AR_OP_MATMUL, "trans_b", 2, {2, 2}, {{3, 4}, {5, 4}}, -1, 1},
+    {AR_OP_MATMUL, "trans_ab", 2, {2, 2}, {{4, 3}, {5, 4}}, -1, 1},
+    {AR_OP_MATMUL, "batched", 2, {3, 3}, {{2, 3, 4}, {2, 4, 5}}, -1, 1},
+    {AR_OP_MATMUL, "shared_b", 2, {3, 2}, {{2, 3, 4}, {4, 5}}, -1, 1},
+    {AR_OP_MATMUL, "shared_b_trans_a", 2, {3, 2}, {{2, 4, 3}, {4, 5}}, -1, 1},
+    {AR_OP_MATMUL, "4d_trans_b", 2, {4, 4}, {{2, 2, 3, 4}, {2, 2, 5, 4}}, -1, 1},
+    {AR_OP_LINEAR, "bias", 3, {2, 2, 1}, {{3, 4}, {5, 4}, {5}}, -1, 1},
+    {AR_OP_LINEAR, "no_bias_3d", 2, {3, 2}, {{2, 3, 4}, {5, 4}}, -1, 1},
+    {AR_OP_ADD, "same", 2, {2, 2}, {{3, 4}, {3, 4}}, -1, 1},
+    {AR_OP_ADD, "row", 2, {2, 1}, {{3, 4}, {4}}, -1, 1},
+    {AR_OP_ADD, "scalar", 2, {3, 1}, {{2, 3, 2}, {1}}, -1, 1},
+    {AR_OP_SUB, "row", 2, {3, 2}, {{2, 3, 4}, {3, 4}}, -1, 1},
+    {AR_OP_MUL, "same", 2, {2, 2}, {{3, 4}, {3, 4}}, -1, 1},
+    {AR_OP_MUL, "row", 2, {2, 1}, {{3, 4}, {4}}, -1, 1},
+    {AR_OP_SCALE, "", 1, {2}, {{3, 4}}, -1, 1},
+    {AR_OP_SUM, "all", 1, {2}, {{3, 4}}, -1, 1},
+    {AR_OP_SUM, "axis0", 1, {3}, {{3, 4, 2}}, -1, 1},
+    {AR_OP_SUM, "axis1", 1, {3}, {{3, 4, 2}}, -1, 1},
+    {AR_OP_MEAN, "axis2", 1, {3}, {{3, 4, 2}}, -1, 1},
+    {AR_OP_MEAN, "all", 1, {2}, {{3, 4}}, -1, 1},
+    {AR_OP_SIGMOID, "", 1, {2}, {{3, 4}}, -3, 3},
+    {AR_OP_TANH, "", 1, {2}, {{3, 4}}, -2, 2},
+    {AR_OP_RELU, "", 1, {2}, {{3, 4}}, -2, 2},
+    {AR_OP_GELU, "", 1, {2}, {{3, 4}}, -3, 3},
+    {AR_OP_SOFTPLUS, "", 1, {2}, {{3, 4}}, -3, 3},
+    {AR_OP_EXP, "", 1, {2}, {{3, 4}}, -2, 1},
+    {AR_OP_LOG, "", 1, {2}, {{3, 4}}, 0.5f, 3},
+    {AR_OP_LOG_SIGMOID, "", 1, {2}, {{3, 4}}, -3, 3},
+    {AR_OP_SOFTMAX, "", 1, {2}, {{3, 5}}, -2, 2},
+    {AR_OP_LOG_SOFTMAX, "", 1, {3}, {{2, 3, 5}}, -2, 2},
+    {AR_OP_LOGSUMEXP, "", 1, {2}, {{3, 5}}, -2, 2},
+    {AR_OP_LAYERNORM, "gain_bias", 3, {2, 1, 1}, {{3, 6}, {6}, {6}}, -2, 2},
+    {AR_OP_LAYERNORM, "plain", 1, {3}, {{2, 2, 5}}, -2, 2},
+    {AR_OP_EMBEDDING, "", 1, {2}, {{6, 3}}, -1, 1},
+    {AR_OP_SLICE, "axis0", 1, {2}, {{4, 3}}, -1, 1},
+    {AR_OP_SLICE, "axis1", 1, {3}, {{2, 5, 3}}, -1, 1},
+    {AR_OP_CONCAT, "axis0", 2, {2, 2}, {{2, 3}, {3, 3}}, -1, 1},
+    {AR_OP_CONCAT, "axis1", 2, {3, 3}, {{2, 2, 3}, {2, 4, 3}}, -1, 1},
+    {AR_OP_RESHAPE, "", 1, {3}, {{2, 3, 4}}, -1, 1},
+    {AR_OP_MASKED_FILL, "", 1, {2}, {{3, 5}}, -1, 1},
+    {AR_OP_BCE_LOGITS, "", 1, {2}, {{3, 5}}, -3, 3},
+    {AR_OP_CROSS_ENTROPY, "", 1, {3}, {{2, 3, 6}}, -2, 2},
+};
+#define N_CASES ((int)(sizeof cases / sizeof cases[0]))
+
+static ar_tensor *gc_loss(ar_graph *g, void *ctx)
+{
+    gc *k = (gc *)ctx;
+    const gc_case *c = &cases[k->id];
+    ar_tensor *a = k->p[0], *b = k->p[1], *y = NULL;
+    switch (c->op) {
+    case AR_OP_MATMUL: {
+        int ta = strstr(c->what, "trans_a") || !strcmp(c->what, "trans_ab");
+        int tb = strstr(c->what, "trans_b") || !strcmp(c->what, "trans_ab");
+        y = ar_matmul(g, a, b, ta, tb);
+        break;
+    }
+    case AR_OP_LINEAR: y = ar_linear(g, a, b, k->p[2]); break;
+    case AR_OP_ADD: y = ar_add(g, a, b); break;
+    case AR_OP_SUB: y = ar_sub(g, a, b); break;
+    case AR_OP_MUL: y = ar_mul(g, a, b); break;
+    case AR_OP_SCALE: y = ar_scale(g, a, -1.7f); break;
+    case AR_OP_SUM:
+    case AR_OP_MEAN: {
+        int axis = !strcmp(c->what, "all") ? AR_ALL : c->what[4] - '0';
+        y = c->op == AR_OP_SUM ? ar_sum(g, a, axis) : ar_mean(g, a, axis);
+        break;
+    }
+    case AR_OP_SIGMOID: y = ar_sigmoid(g, a); break;
+    case AR_OP_TANH: y = ar_tanh(g, a); break;
+    case AR_OP_RELU: y = ar_relu(g, a); break;
+    case AR_OP_GELU: y = ar_gelu(g, a); break;
+    case AR_OP_SOFTPLUS: y = ar_softplus(g, a); break;
+    case AR_OP_EXP: y = ar_exp(g, a); break;
+    case AR_OP_LOG: y = ar_log(g, a); break;
+    case AR_OP_LOG_SIGMOID: y = ar_log_sigmoid(g, a); break;
+    case AR_OP_SOFTMAX: y = ar_softmax(g, a); break;
+    case AR_OP_LOG_SOFTMAX: y = ar_log_softmax(g, a); break;
+    case AR_OP_LOGSUMEXP: y = ar_logsumexp(g, a); break;
+    case AR_OP_LAYERNORM: y = ar_layernorm(g, a, b, k->p[2], 1e-5f); break;
+    case AR_OP_EMBEDDING: y = ar_embedding(g, a, k->ids, 2, S(2, 4)); break;
+    case AR_OP_SLICE: y = c->what[4] == '0' ? ar_slice(g, a, 0, 1, 2) : ar_slice(g, a, 1, 2, 3); break;
+    case AR_OP_CONCAT: y = ar_concat(g, a, b, c->what[4] - '0'); break;
+    case AR_OP_RESHAPE: y = ar_reshape(g, a, 2, S(4, 6)); break;
+    case AR_OP_MASKED_FILL: y = ar_masked_fill(g, a, k->mask, 5, -3.0f); break;
+    case AR_OP_BCE_LOGITS: y = ar_bce_logits(g, a, k->targets); break;
+    case AR_OP_CROSS_ENTROPY: y = ar_cross_entropy(g, a, k->ids); break;
+    default: break;
+    }
+    return proj(g, k, y);
+}
+
+static int gc_setup(gc *k, int id, ar_rng *rng)
+{
+    const gc_case *c = &cases[id];
+    int i;
+    size_t j;
+    memset(k, 0, sizeof *k);
+    k->id = id;
+    ar_params_init(&k->ps);
+    for (i = 0; i < c->np; i++) {
+        char name[8] = {'p', (char)('0' + i), 0};
+        k->p[i] = ar_params_add(&k->ps, name, c->nd[i], c->shape[i]);
+        if (!k->p[i]) return 0;
+    }
+    if (ar_params_alloc(&k->ps) != AR_OK) return 0;
+    for (i = 0; i < c->np; i++) {
+        ar_init_uniform(k->p[i], rng, c->lo, c->hi);
+        for (j = 0; c->op == AR_OP_RELU && j < k->p[i]->n; j++) /* keep away from the kink */
+            if (fabsf(k->p[i]->x[j]) < 0.1f) k->p[i]->x[j] += 0.3f;
+    }
+    for (j = 0; j < sizeof k->R / sizeof k->R[0]; j++) k->R[j] = ar_rng_normal(rng);
+    for (j = 0; j < 64; j++) {
+        k->targets[j] = (float)(j % 3) * 0.5f; /* 0, 0.5, 1 */
+        k->mask[j] = (float)(j % 5 != 2);
+    }
+    for (j = 0; j < 16; j++) k->ids[j] = (int)((j * 7 + 3) % 6); /* repeats, all < 6 */
+    return 1;
+}
+
+static void test_gradcheck_all_ops(void)
+{
+    ar_graph g;
+    ar_rng rng;
+    int id, covered[AR_OP_COUNT] = {0}, op;
+    ar_rng_seed(&rng, 42);
+    CHECK(ar_graph_init(&g, 0) == AR_OK);
+    for (id = 0; id < N_CASES; id++) {
+        gc k;
+        double rel = 1;
+        const char *worst = NULL;
+        ar_status s;
+        CHECK(gc_setup(&k, id, &rng));
+        s = ar_gradcheck(&g, &k.ps, gc_loss, &k, 1e-2f, &rel, &worst);
+        ar_params_free(&k.ps);
+        CHECK_MSG(s == AR_OK, "%s/%s: status %d (%s)", ar_op_name(cases[id].op), cases[id].what, s, g.err);
+        CHECK_MSG(rel < 2e-3, "%s/%s: relative gradient error %.3g in %s", ar_op_name(cases[id].op),
+                  cases[id].what, rel, worst ? worst : "?");
+        covered[cases[id].op] = 1;
+    }
+    /* An op added without a gradient check fails here. */
+    for (op = 1; op < AR_OP_COUNT; op++)
+        CHECK_MSG(covered[op], "op %s has no gradient check", ar_op_name((ar_op)op));
+    ar_graph_free(&g);
+}
+
+/* The checker itself must notice a backward that is off by 10%: here the
+   forward used for finite differences is 1.1x the one differentiated. */
+static ar_tensor *skewed_loss(ar_graph *g, void *ctx)
+{
+    gc *k = (gc *)ctx;
+    ar_tensor *y = g->grad ? k->p[0] : ar_scale(g, k->p[0], 1.1f);
+    return proj(g, k, y);
+}
+
+static void test_gradcheck_detects_wrong_gradient(void)
+{
+    ar_graph g;
+    ar_rng rng;
+    gc k;
+    double rel = 0;
+    ar_rng_seed(&rng, 1);
+    CHECK(ar_graph_init(&g, 0) == AR_OK);
+    CHECK(gc_setup(&k, 16, &rng)); /* one [3,4] parameter */
+    CHECK(ar_gradcheck(&g, &k.ps, skewed_loss, &k, 1e-2f, &rel, NULL) == AR_OK);
+    ar_params_free(&k.ps);
+    ar_graph_free(&g);
+    CHECK_MSG(rel > 2e-2, "relative error %.3g not detected", rel);
+}
+
+/* ---- forward values against plain references ---------------------------- */
+
+static void test_matmul_forward(void)
+{
+    ar_graph g;
+    float a[2 * 3 * 4], b[2 * 4 * 5], bt[2 * 5 * 4];
+    int i, j, l, p;
+    ar_tensor *y, *yt;
+    for (i = 0; i < 24; i++) a[i] = (float)(i % 7) - 3;
+    for (i = 0; i < 40; i++) b[i] = (float)(i % 5) * 0.5f - 1;
+    for (p = 0; p < 2; p++)
+        for (i = 0; i < 4; i++)
+            for (j = 0; j < 5; j++) bt[p * 20 + j * 4 + i] = b[p * 20 + i * 5 + j];
+    CHECK(ar_graph_init(&g, 0) == AR_OK);
+    y = ar_matmul(&g, ar_input(&g, a, 3, S(2, 3, 4)), ar_input(&g, b, 3, S(2, 4, 5)), 0, 0);
+    yt = ar_matmul(&g, ar_input(&g, a, 3, S(2, 3, 4)), ar_input(&g, bt, 3, S(2, 5, 4)), 0, 1);
+    CHECK(y && yt && y->nd == 3 && y->shape[0] == 2 && y->shape[1] == 3 && y->shape[2] == 5);
+    for (p = 0; p < 2; p++)
+        for (i = 0; i < 3; i++)
+            for (j = 0; j < 5; j++) {
+                double s = 0;
+                for (l = 0; l < 4; l++) s += a[p * 12 + i * 4 + l] * b[p * 20 + l * 5 + j];
+                CHECK_NEAR(y->x[p * 15 + i * 5 + j], s, 1e-5);
+                CHECK_NEAR(yt->x[p * 15 + i * 5 + j], s, 1e-5);
+            }
+    ar_graph_free(&g);
+}
+
+static void test_elementwise_forward(void)
+{
+    ar_graph g;
+    float x[6] = {-20, -1, -0.5f, 0, 1, 30};
+    ar_tensor *in, *y;
+    int i;
+    CHECK(ar_graph_init(&g, 0) == AR_OK);
+    in = ar_input(&g, x, 1, S(6));
+    y = ar_gelu(&g, in);
+    CHECK_NEAR(y->x[4], 0.8413447460685429, 1e-6);
+    CHECK_NEAR(y->x[1], -0.15865525393145707, 1e-6);
+    y = ar_sigmoid(&g, in);
+    CHECK_NEAR(y->x[0], 2.0611536e-9, 1e-12);
+    CHECK(y->x[5] == 1.0f);
+    y = ar_softplus(&g, in);
+    CHECK_NEAR(y->x[5], 30, 1e-5); /* no overflow */
+    CHECK_NEAR(y->x[0], 2.0611536e-9, 1e-12);
+    y = ar_log_sigmoid(&g, in);
+    CHECK_NEAR(y->x[0], -20, 1e-5);
+    CHECK(isfinite(y->x[5]) && y->x[5] <= 0);
+    y = ar_relu(&g, in);
+    for (i = 0; i < 6; i++) CHECK(y->x[i] == (x[i] > 0 ? x[i] : 0));
+    ar_graph_free(&g);
+}
+
+static void test_softmax_family_forward(void)
+{
+    ar_graph g;
+    float x[2][4] = {{1000, 1001, 999, -INFINITY}, {-INFINITY, -INFINITY, -INFINITY, -INFINITY}};
+    ar_tensor *in, *sm, *lsm, *lse;
+    double s = 0, ref = 1001 + log(exp(-1.0) + 1 + exp(-2.0));
+    int j;
+    CHECK(ar_graph_init(&g, 0) == AR_OK);
+    in = ar_input(&g, &x[0][0], 2, S(2, 4));
+    sm = ar_softmax(&g, in);
+    lsm = ar_log_softmax(&g, in);
+    lse = ar_logsumexp(&g, in);
+    CHECK(sm && lsm && lse && lse->n == 2);
+    for (j = 0; j < 4; j++) s += sm->x[j];
+    CHECK_NEAR(s, 1, 1e-6);
+    CHECK(sm->x[3] == 0);
+    CHECK_NEAR(lse->x[0], ref, 1e-3);
+    CHECK_NEAR(lsm->x[1], 1001 - ref, 1e-4);
+    for (j = 0; j < 4; j++) CHECK(sm->x[4 + j] == 0); /* fully masked row */
+    CHECK(lse->x[1] == -INFINITY);
+    ar_graph_free(&g);
+}
+
+static void test_losses_forward(void)
+{
+    ar_graph g;
+    float z[6] = {0.3f, -2, 5, 0, 1, -1}, t[6] = {1, 0, 1, 0, 0.5f, 1};
+    int labels[2] = {2, 0};
+    ar_tensor *in, *b, *ce;
+    double ref0 = 0, ref1 = 0, lse;
+    int j;
+    CHECK(ar_graph_init(&g, 0) == AR_OK);
+    in = ar_input(&g, z, 2, S(2, 3));
+    b = ar_bce_logits(&g, in, t);
+    ce = ar_cross_entropy(&g, in, labels);
+    CHECK(b && ce && b->n == 2 && ce->n == 2);
+    for (j = 0; j < 3; j++) {
+        double p = 1 / (1 + exp(-z[j])), q = 1 / (1 + exp(-z[3 + j]));
+        ref0 -= t[j] * log(p) + (1 - t[j]) * log(1 - p);
+        ref1 -= t[3 + j] * log(q) + (1 - t[3 + j]) * log(1 - q);
+    }
+    CHECK_NEAR(b->x[0], ref0, 1e-5);
+    CHECK_NEAR(b->x[1], ref1, 1e-5);
+    lse = log(exp(0.3) + exp(-2.0) + exp(5.0));
+    CHECK_NEAR(ce->x[0], lse - 5, 1e-5);
+    lse = log(exp(0.0) + exp(1.0) + exp(-1.0));
+    CHECK_NEAR(ce->x[1], lse - 0, 1e-5);
+    ar_graph_free(&g);
+}
+
+static void test_layernorm_forward(void)
+{
+    ar_graph g;
+    float x[8] = {1, 2, 3, 4, -10, 0, 10, 20};
+    ar_tensor *y;
+    int r, j;
+    CHECK(ar_graph_init(&g, 0) == AR_OK);
+    y = ar_layernorm(&g, ar_input(&g, x, 2, S(2, 4)), NULL, NULL, 1e-5f);
+    CHECK(y);
+    for (r = 0; r < 2; r++) {
+        double m = 0, v = 0;
+        for (j = 0; j < 4; j++) m += y->x[r * 4 + j] / 4;
+        for (j = 0; j < 4; j++) v += (y->x[r * 4 + j] - m) * (y->x[r * 4 + j] - m) / 4;
+        CHECK_NEAR(m, 0, 1e-6);
+        CHECK_NEAR(v, 1, 1e-4);
+    }
+    ar_graph_free(&g);
+}
+
+static void test_shape_ops_forward(void)
+{
+    ar_graph g;
+    float a[6] = {0, 1, 2, 3, 4, 5}, b[4] = {6, 7, 8, 9}, mask[3] = {1, 0, 1};
+    float W[6] = {10, 11, 20, 21, 30, 31};
+    int ids[3] = {2, 0, 2};
+    ar_tensor *A, *c, *s, *e, *m;
+    CHECK(ar_graph_init(&g, 0) == AR_OK);
+    A = ar_input(&g, a, 2, S(2, 3));
+    c = ar_concat(&g, A, ar_input(&g, b, 2, S(2, 2)), 1); /* [2,5] */
+    CHECK(c && c->shape[1] == 5);
+    CHECK(c->x[3] == 6 && c->x[4] == 7 && c->x[5] == 3 && c->x[9] == 9);
+    s = ar_slice(&g, c, 1, 2, 2);
+    CHECK(s && s->x[0] == 2 && s->x[1] == 6 && s->x[2] == 5 && s->x[3] == 8);
+    e = ar_embedding(&g, ar_input(&g, W, 2, S(3, 2)), ids, 1, S(3));
+    CHECK(e && e->shape[0] == 3 && e->shape[1] == 2 && e->x[0] == 30 && e->x[2] == 10 && e->x[5] == 31);
+    m = ar_masked_fill(&g, A, mask, 3, -INFINITY);
+    CHECK(m && m->x[0] == 0 && m->x[1] == -INFINITY && m->x[4] == -INFINITY && m->x[5] == 5);
+    ar_graph_free(&g);
+}
+
+/* ---- bad input: clear status and message, no crash ---------------------- */
+
+static void test_op_errors(void)
+{
+    ar_graph g;
+    float a[12] = {0}, t[12] = {0};
+    int labels[3] = {0, 1, 7}, ids[2] = {0, 5};
+    ar_tensor *A, *B;
+    CHECK(ar_graph_init(&g, 0) == AR_OK);
+    A = ar_input(&g, a, 2, S(3, 4));
+    B = ar_input(&g, a, 2, S(3, 4));
+    CHECK(ar_matmul(&g, A, B, 0, 0) == NULL);
+    CHECK(g.status == AR_ERR_SHAPE && strstr(g.err, "inner dims differ (4 vs 3)"));
+    /* sticky: later ops return NULL and keep the first message */
+    CHECK(ar_add(&g, A, B) == NULL && strstr(g.err, "ar_matmul"));
+    ar_graph_reset(&g);
+    CHECK(g.status == AR_OK && g.err[0] == 0);
+    A = ar_input(&g, a, 2, S(3, 4));
+    CHECK(ar_cross_entropy(&g, A, labels) == NULL && g.status == AR_ERR_RANGE && strstr(g.err, "labels[2] = 7"));
+    ar_graph_reset(&g);
+    A = ar_input(&g, a, 2, S(3, 4));
+    t[5] = NAN;
+    CHECK(ar_bce_logits(&g, A, t) == NULL && g.status == AR_ERR_RANGE && strstr(g.err, "targets[5]"));
+    ar_graph_reset(&g);
+    CHECK(ar_embedding(&g, ar_input(&g, a, 2, S(4, 3)), ids, 1, S(2)) == NULL && strstr(g.err, "ids[1] = 5"));
+    ar_graph_reset(&g);
+    CHECK(ar_input(&g, a, 2, S(3, -4)) == NULL && g.status == AR_ERR_SHAPE);
+    ar_graph_reset(&g);
+    CHECK(ar_input(&g, a, 5, S(1, 1, 1, 1, 1)) == NULL && g.status == AR_ERR_SHAPE);
+    ar_graph_reset(&g);
+    CHECK(ar_input(&g, a, 2, S(0x10000, 0x10000)) != NULL); /* 2^32 elements: borrowed, fine */
+    CHECK(ar_zeros(&g, 4, S(0x10000, 0x10000, 0x10000, 0x10000)) == NULL && g.status == AR_ERR_SHAPE);
+    ar_graph_reset(&g);
+    CHECK(ar_sigmoid(&g, NULL) == NULL && g.status == AR_ERR_ARG && strstr(g.err, "NULL"));
+    ar_graph_reset(&g);
+    A = ar_input(&g, a, 2, S(3, 4));
+    CHECK(ar_slice(&g, A, 1, 3, 2) == NULL && g.status == AR_ERR_RANGE);
+    ar_graph_reset(&g);
+    A = ar_input(&g, a, 2, S(3, 4));
+    CHECK(ar_sum(&g, A, 2) == NULL && g.status == AR_ERR_ARG);
+    ar_graph_reset(&g);
+    A = ar_input(&g, a, 2, S(3, 4));
+    CHECK(ar_reshape(&g, A, 2, S(5, 2)) == NULL && g.status == AR_ERR_SHAPE);
+    ar_graph_reset(&g);
+    A = ar_input(&g, a, 2, S(3, 4));
+    CHECK(ar_backward(&g, ar_sum(&g, A, AR_ALL)) == AR_ERR_ARG && strstr(g.err, "does not depend"));
+    ar_graph_reset(&g);
+    CHECK(ar_backward(&g, ar_input(&g, a, 1, S(2))) == AR_ERR_SHAPE);
+    ar_graph_free(&g);
+}
+
+void tests_ops(void)
+{
+    t_run("ops/gradcheck_all_ops", test_gradcheck_all_ops);
+    t_run("ops/gradcheck_detects_wrong_gradient", test_gradcheck_detects_wrong_gradient);
+    t_run("ops/matmul_forward", test_matmul_forward);
+    t_run("ops/elementwise_forward", test_elementwise_forward);
+    t_run("ops/softmax_family_forward", test_softmax_family_forward);
+    t_run("ops/losses_forward", test_losses_forward);
+    t_run("ops/layernorm_forward", test_layernorm_forward);
+    t_run("ops/shape_ops_forward", test_shape_ops_forward);
+    t_run("ops/op_errors", test_op_errors);
+}
