@@ -46,7 +46,7 @@ BUILD MACROS (define before including the implementation)
     AR_ASSERT(c)               internal invariants only (default: assert)
     AR_NO_CBLAS                use a plain C sgemm instead of cblas (slow;
                                for builds without a BLAS)
-    AR_MAX_DIM (4)  AR_ERR_LEN (256)  AR_META_MAX (32)   limits
+    AR_MAX_DIM (4)  AR_ERR_LEN (256)                     limits
 
 ERRORS
     Fallible calls return an ar_status (AR_OK == 0, errors < 0) or NULL, and
@@ -109,11 +109,7 @@ LICENSE
 #ifndef AR_ERR_LEN
 #define AR_ERR_LEN 256
 #endif
-#ifndef AR_META_MAX
-#define AR_META_MAX 32
-#endif
-#define AR_META_KEY 64
-#define AR_META_VAL 256
+#define AR_META_MAX 1024 /* entries in a checkpoint's __metadata__ */
 
 #ifndef ARDEF
 #ifdef AR_STATIC
@@ -329,18 +325,21 @@ ARDEF float ar_lr_cosine(long step, long warmup, long total, float lr, float lr_
 
 /* ==== Checkpoints (safetensors) ========================================= */
 
+/* String key -> string value, kept in insertion order. */
 typedef struct ar_meta {
-    int n;
-    char key[AR_META_MAX][AR_META_KEY];
-    char val[AR_META_MAX][AR_META_VAL];
+    int n, cap;
+    char **key, **val; /* owns */
 } ar_meta;
 
 ARDEF void ar_meta_init(ar_meta *m);
-ARDEF ar_status ar_meta_set(ar_meta *m, const char *key, const char *val);
-ARDEF const char *ar_meta_get(const ar_meta *m, const char *key); /* NULL if absent */
+ARDEF void ar_meta_free(ar_meta *m);
+ARDEF ar_status ar_meta_set(ar_meta *m, const char *key, const char *val); /* copies both */
+ARDEF const char *ar_meta_get(const ar_meta *m, const char *key);          /* NULL if absent */
 
 /* meta may be NULL. The file must hold exactly the parameters of ps, with
-   the same names and shapes; on any error ps is left untouched. */
+   the same names and shapes; on any error ps and meta_out are left
+   untouched. On success meta_out (if not NULL, initialized) is replaced by
+   the file's metadata. */
 ARDEF ar_status ar_params_save(ar_params *ps, const char *path, const ar_meta *meta);
 ARDEF ar_status ar_params_load(ar_params *ps, const char *path, ar_meta *meta_out);
 /* The same through memory; *buf is freed with ar_free. */
@@ -1839,15 +1838,51 @@ ARDEF void ar_meta_init(ar_meta *m)
     if (m) memset(m, 0, sizeof *m);
 }
 
-ARDEF ar_status ar_meta_set(ar_meta *m, const char *key, const char *val)
+ARDEF void ar_meta_free(ar_meta *m)
 {
     int i;
-    if (!m || !key || !val || !*key || strlen(key) >= AR_META_KEY || strlen(val) >= AR_META_VAL) return AR_ERR_ARG;
+    if (!m) return;
+    for (i = 0; i < m->n; i++) { AR_FREE(m->key[i]); AR_FREE(m->val[i]); }
+    AR_FREE(m->key);
+    AR_FREE(m->val);
+    memset(m, 0, sizeof *m);
+}
+
+static char *ar__strdup(const char *s)
+{
+    size_t n = strlen(s) + 1;
+    char *d = (char *)AR_MALLOC(n);
+    if (d) memcpy(d, s, n);
+    return d;
+}
+
+ARDEF ar_status ar_meta_set(ar_meta *m, const char *key, const char *val)
+{
+    char *v;
+    int i;
+    if (!m || !key || !val || !*key) return AR_ERR_ARG;
     for (i = 0; i < m->n && strcmp(m->key[i], key); i++) {}
     if (i == AR_META_MAX) return AR_ERR_RANGE;
-    strcpy(m->key[i], key);
-    strcpy(m->val[i], val);
-    if (i == m->n) m->n++;
+    if (i == m->cap) {
+        int cap = m->cap ? 2 * m->cap : 8;
+        char **k = (char **)AR_REALLOC(m->key, (size_t)cap * sizeof *k), **vv;
+        if (!k) return AR_ERR_NOMEM;
+        m->key = k;
+        vv = (char **)AR_REALLOC(m->val, (size_t)cap * sizeof *vv);
+        if (!vv) return AR_ERR_NOMEM;
+        m->val = vv;
+        m->cap = cap;
+    }
+    if (!(v = ar__strdup(val))) return AR_ERR_NOMEM;
+    if (i < m->n) {
+        AR_FREE(m->val[i]);
+    } else if (!(m->key[i] = ar__strdup(key))) {
+        AR_FREE(v);
+        return AR_ERR_NOMEM;
+    } else {
+        m->n++;
+    }
+    m->val[i] = v;
     return AR_OK;
 }
 
@@ -1962,7 +1997,12 @@ ARDEF ar_status ar_params_save(ar_params *ps, const char *path, const ar_meta *m
 
 /* ---- safetensors reader: a strict JSON subset parser --------------------- */
 
-typedef struct { const char *p, *end; char *err; } ar__json;
+typedef struct {
+    const char *p, *end;
+    char *err;
+    char *s1, *s2; /* scratch for strings, each as long as the header */
+    size_t cap;
+} ar__json;
 
 static int ar__jerr(ar__json *j, const char *what)
 {
@@ -2130,15 +2170,16 @@ static int ar__st_entry(ar__json *j, const ar_tensor *t, uint64_t dlen, ar__span
 
 static int ar__st_meta(ar__json *j, ar_meta *meta)
 {
-    char key[AR_META_KEY], val[AR_META_VAL];
+    ar_status s;
     if (!ar__jchar(j, '{')) return ar__jerr(j, "__metadata__ is not an object");
     if (ar__jchar(j, '}')) return 1;
     do {
-        if (!ar__jstring(j, key, sizeof key) || !ar__jchar(j, ':')) return 0;
+        if (!ar__jstring(j, j->s1, j->cap) || !ar__jchar(j, ':')) return 0;
         ar__jws(j);
         if (j->p == j->end || *j->p != '"') return ar__jerr(j, "__metadata__ must map strings to strings");
-        if (!ar__jstring(j, val, sizeof val)) return 0;
-        if (ar_meta_set(meta, key, val) != AR_OK) return ar__jerr(j, "too many __metadata__ entries");
+        if (!ar__jstring(j, j->s2, j->cap)) return 0;
+        if ((s = ar_meta_set(meta, j->s1, j->s2)) != AR_OK)
+            return ar__jerr(j, s == AR_ERR_NOMEM ? "out of memory" : "bad or too many __metadata__ entries");
     } while (ar__jchar(j, ','));
     return ar__jchar(j, '}') ? 1 : ar__jerr(j, "expected '}' after __metadata__");
 }
@@ -2147,9 +2188,8 @@ ARDEF ar_status ar_params_load_mem(ar_params *ps, const unsigned char *buf, size
 {
     uint64_t hlen = 0, dlen, covered = 0;
     ar__span *spans;
-    ar_meta *meta;
+    ar_meta meta;
     ar__json j;
-    char name[256];
     int k, nseen = 0, has_meta = 0;
     size_t i;
     if (!ps) return AR_ERR_ARG;
@@ -2163,14 +2203,16 @@ ARDEF ar_status ar_params_load_mem(ar_params *ps, const unsigned char *buf, size
     }
     dlen = len - 8 - hlen;
     spans = (ar__span *)AR_MALLOC(2 * (size_t)ps->n * sizeof *spans); /* per parameter, then sorted */
-    meta = (ar_meta *)AR_MALLOC(sizeof *meta);
-    if (!spans || !meta) {
-        AR_FREE(spans); AR_FREE(meta);
+    j.cap = (size_t)hlen + 1;
+    j.s1 = (char *)AR_MALLOC(2 * j.cap);
+    if (!spans || !j.s1) {
+        AR_FREE(spans); AR_FREE(j.s1);
         ar__seterr(ps->err, "ar_params_load: out of memory");
         return AR_ERR_NOMEM;
     }
+    j.s2 = j.s1 + j.cap;
     memset(spans, 0, 2 * (size_t)ps->n * sizeof *spans);
-    ar_meta_init(meta);
+    ar_meta_init(&meta);
     ps->err[0] = 0;
     j.p = (const char *)buf + 8;
     j.end = j.p + hlen;
@@ -2178,16 +2220,17 @@ ARDEF ar_status ar_params_load_mem(ar_params *ps, const unsigned char *buf, size
     if (*j.p != '{' || !ar__jchar(&j, '{')) { ar__jerr(&j, "does not start with '{'"); goto fail; }
     if (!ar__jchar(&j, '}')) do {
         ar_tensor *t;
-        if (!ar__jstring(&j, name, sizeof name) || !ar__jchar(&j, ':')) { ar__jerr(&j, "expected \"name\":"); goto fail; }
-        if (!strcmp(name, "__metadata__") && !has_meta) {
-            if (!ar__st_meta(&j, meta)) goto fail;
+        if (!ar__jstring(&j, j.s1, j.cap) || !ar__jchar(&j, ':')) { ar__jerr(&j, "expected \"name\":"); goto fail; }
+        if (!strcmp(j.s1, "__metadata__") && !has_meta) {
+            if (!ar__st_meta(&j, &meta)) goto fail;
             has_meta = 1;
             continue;
         }
-        t = ar_params_find(ps, name);
+        t = ar_params_find(ps, j.s1);
         for (k = 0; t && ps->t[k] != t; k++) {}
         if (!t || spans[k].end) {
-            ar__seterr(ps->err, "safetensors: tensor '%s' is %s", name, t ? "listed twice" : "not a parameter of this model");
+            ar__seterr(ps->err, "safetensors: tensor '%.100s' is %s", j.s1,
+                       t ? "listed twice" : "not a parameter of this model");
             goto fail;
         }
         if (!ar__st_entry(&j, t, dlen, &spans[k])) goto fail; /* end > 0 marks it seen */
@@ -2227,13 +2270,19 @@ ARDEF ar_status ar_params_load_mem(ar_params *ps, const unsigned char *buf, size
                 c[0] = c[3]; c[1] = c[2]; c[2] = c1; c[3] = c0;
             }
     }
-    if (meta_out) *meta_out = *meta;
+    if (meta_out) {
+        ar_meta_free(meta_out);
+        *meta_out = meta;
+    } else {
+        ar_meta_free(&meta);
+    }
     AR_FREE(spans);
-    AR_FREE(meta);
+    AR_FREE(j.s1);
     return AR_OK;
 fail:
+    ar_meta_free(&meta);
     AR_FREE(spans);
-    AR_FREE(meta);
+    AR_FREE(j.s1);
     return AR_ERR_FORMAT;
 }
 

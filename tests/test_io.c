@@ -32,6 +32,7 @@ static void test_safetensors_roundtrip_bit_exact(void)
     int k;
     CHECK(make_params(&a, 1) && make_params(&b, 2));
     ar_meta_init(&meta);
+    ar_meta_init(&got);
     CHECK(ar_meta_set(&meta, "model", "mlp") == AR_OK);
     CHECK(ar_meta_set(&meta, "quote\"and\\slash", "line\nbreak\ttab") == AR_OK);
     CHECK(ar_params_save_mem(&a, &meta, &buf, &len) == AR_OK);
@@ -43,6 +44,8 @@ static void test_safetensors_roundtrip_bit_exact(void)
     CHECK(!strcmp(ar_meta_get(&got, "model"), "mlp"));
     CHECK(!strcmp(ar_meta_get(&got, "quote\"and\\slash"), "line\nbreak\ttab"));
     CHECK(ar_meta_get(&got, "absent") == NULL);
+    ar_meta_free(&meta);
+    ar_meta_free(&got);
     ar_free(buf);
     ar_params_free(&a);
     ar_params_free(&b);
@@ -169,19 +172,22 @@ static void test_safetensors_truncated_and_corrupted(void)
 static void test_meta_limits(void)
 {
     ar_meta m;
-    char key[80];
+    static char big[5000];
+    char key[32];
     int i;
     ar_meta_init(&m);
-    memset(key, 'k', sizeof key);
-    key[79] = 0;
-    CHECK(ar_meta_set(&m, key, "v") == AR_ERR_ARG);
+    memset(big, 'v', sizeof big - 1);
     CHECK(ar_meta_set(&m, "", "v") == AR_ERR_ARG);
-    for (i = 0; i < AR_META_MAX; i++) {
+    CHECK(ar_meta_set(&m, "big", big) == AR_OK && strlen(ar_meta_get(&m, "big")) == sizeof big - 1);
+    for (i = 1; i < AR_META_MAX; i++) {
         snprintf(key, sizeof key, "k%d", i);
         CHECK(ar_meta_set(&m, key, "v") == AR_OK);
     }
     CHECK(ar_meta_set(&m, "one_more", "v") == AR_ERR_RANGE);
     CHECK(ar_meta_set(&m, "k3", "replaced") == AR_OK && !strcmp(ar_meta_get(&m, "k3"), "replaced"));
+    CHECK(m.n == AR_META_MAX);
+    ar_meta_free(&m);
+    CHECK(m.n == 0 && ar_meta_get(&m, "k3") == NULL);
 }
 
 /* ---- IDX ------------------------------------------------------------------ */
