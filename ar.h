@@ -495,17 +495,51 @@ static void ar__shape_str(const ar_tensor *t, char *buf, size_t len)
 
 /* ==== SECTION: numerics ================================================== */
 
+/* exp(x) to about 1 ulp, branch-free so loops over it vectorize (libm's
+   expf is a call per element). Round x/ln2 to n with the 1.5*2^23 trick,
+   reduce r = x - n ln2 (two-part ln2), e^r by its Taylor series to r^7
+   (|r| <= ln2/2, truncation < 3e-9), scale by 2^n through the exponent
+   bits. x < -87.3 gives 0 (so exp(-inf) = 0); x > 88.7 saturates; NaN
+   stays NaN. */
+static float ar__expf(float x)
+{
+    const float magic = 12582912.0f; /* 1.5 * 2^23 */
+    float t, n, r, p, scale;
+    int32_t bits;
+    uint32_t ebits;
+    float xc = x > 88.7f ? 88.7f : x;
+    xc = xc < -87.3f ? -87.3f : xc;
+    t = xc * 1.44269504088896341f + magic;
+    n = t - magic;
+    r = xc - n * 0.693145751953125f;       /* ln2 high part, exact in float */
+    r = r - n * 1.42860682030941723e-06f;  /* ln2 low part */
+    p = 1.0f + r * (1.0f + r * (0.5f + r * (1.0f / 6 + r * (1.0f / 24 + r * (1.0f / 120 +
+        r * (1.0f / 720 + r * (1.0f / 5040)))))));
+    memcpy(&bits, &t, sizeof bits);
+    ebits = (uint32_t)(bits - 0x4b400000 + 127) << 23; /* n + 127 into the exponent field */
+    memcpy(&scale, &ebits, sizeof scale);
+    return x < -87.3f ? 0.0f : p * scale;
+}
+
+/* log(1 + e) for e in [0, 1]: 2 atanh(s) with s = e / (2 + e) <= 1/3, odd
+   series to s^13 (error < 1e-8); no cancellation for small e. */
+static float ar__log1p_unit(float e)
+{
+    float s = e / (2.0f + e), s2 = s * s;
+    return 2.0f * s * (1.0f + s2 * (1.0f / 3 + s2 * (1.0f / 5 + s2 * (1.0f / 7 + s2 * (1.0f / 9 +
+           s2 * (1.0f / 11 + s2 * (1.0f / 13)))))));
+}
+
 static float ar__sigmoid(float x)
 {
-    /* exp of a non-positive argument only: no overflow */
-    if (x >= 0) return 1.0f / (1.0f + expf(-x));
-    else { float e = expf(x); return e / (1.0f + e); }
+    float e = ar__expf(-fabsf(x)); /* never overflows */
+    return x >= 0 ? 1.0f / (1.0f + e) : e / (1.0f + e);
 }
-static float ar__softplus(float x) { return (x > 0 ? x : 0) + log1pf(expf(-fabsf(x))); }
+static float ar__softplus(float x) { return (x > 0 ? x : 0) + ar__log1p_unit(ar__expf(-fabsf(x))); }
 static float ar__gelu(float x) { return 0.5f * x * (1.0f + erff(x * AR__INV_SQRT2)); }
 static float ar__gelu_grad(float x)
 {
-    return 0.5f * (1.0f + erff(x * AR__INV_SQRT2)) + x * AR__INV_SQRT2PI * expf(-0.5f * x * x);
+    return 0.5f * (1.0f + erff(x * AR__INV_SQRT2)) + x * AR__INV_SQRT2PI * ar__expf(-0.5f * x * x);
 }
 
 /* Row-major C[M,N] = alpha op(A) op(B) + beta C: the one place matmuls go. */
@@ -1073,7 +1107,7 @@ ARDEF ar_tensor *ar_mean(ar_graph *g, ar_tensor *x, int axis) { return ar__reduc
     X(relu, RELU, v > 0 ? v : 0.0f, v > 0 ? 1.0f : 0.0f)                    \
     X(gelu, GELU, ar__gelu(v), ar__gelu_grad(v))                            \
     X(softplus, SOFTPLUS, ar__softplus(v), ar__sigmoid(v))                  \
-    X(exp, EXP, expf(v), y)                                                 \
+    X(exp, EXP, ar__expf(v), y)                                                 \
     X(log, LOG, logf(v), 1.0f / v)                                          \
     X(log_sigmoid, LOG_SIGMOID, -ar__softplus(-v), ar__sigmoid(-v))
 
@@ -1127,12 +1161,12 @@ static ar_tensor *ar__rowwise(ar_graph *g, ar_op op, ar_tensor *x)
             else for (j = 0; j < (size_t)C; j++) t->x[r * C + j] = op == AR_OP_SOFTMAX ? 0.0f : -INFINITY;
             continue;
         }
-        for (j = 0; j < (size_t)C; j++) s += expf(xr[j] - m);
+        for (j = 0; j < (size_t)C; j++) s += ar__expf(xr[j] - m);
         ls = (float)log(s);
         /* shifted by the max, so large logits keep their precision */
         if (op == AR_OP_LOGSUMEXP) t->x[r] = m + ls;
         else if (op == AR_OP_SOFTMAX)
-            for (j = 0; j < (size_t)C; j++) t->x[r * C + j] = (float)(expf(xr[j] - m) / s);
+            for (j = 0; j < (size_t)C; j++) t->x[r * C + j] = (float)(ar__expf(xr[j] - m) / s);
         else
             for (j = 0; j < (size_t)C; j++) t->x[r * C + j] = (xr[j] - m) - ls;
     }
@@ -1150,13 +1184,13 @@ static void ar__rowwise_bwd(ar_tensor *t)
         double s = 0;
         if (t->op == AR_OP_LOGSUMEXP) { /* dx = dy * softmax(x) */
             if (t->x[r] == -INFINITY) continue;
-            for (j = 0; j < (size_t)C; j++) dx[j] += t->g[r] * expf(xr[j] - t->x[r]);
+            for (j = 0; j < (size_t)C; j++) dx[j] += t->g[r] * ar__expf(xr[j] - t->x[r]);
         } else if (t->op == AR_OP_SOFTMAX) { /* dx = y (dy - <dy,y>) */
             for (j = 0; j < (size_t)C; j++) s += dy[j] * y[j];
             for (j = 0; j < (size_t)C; j++) dx[j] += y[j] * (dy[j] - (float)s);
         } else { /* log-softmax: dx = dy - softmax * sum(dy) */
             for (j = 0; j < (size_t)C; j++) s += dy[j];
-            for (j = 0; j < (size_t)C; j++) dx[j] += dy[j] - expf(y[j]) * (float)s;
+            for (j = 0; j < (size_t)C; j++) dx[j] += dy[j] - ar__expf(y[j]) * (float)s;
         }
     }
 }
@@ -1415,6 +1449,7 @@ ARDEF ar_tensor *ar_bce_logits(ar_graph *g, ar_tensor *logits, const float *targ
     int shape[AR_MAX_DIM], nd, D;
     size_t r, j;
     ar_tensor *t;
+    float *terms;
     if (!ar__check(g, "ar_bce_logits", logits, NULL, 1)) return NULL;
     if (!targets) { ar__fail(g, AR_ERR_ARG, "ar_bce_logits: targets is NULL"); return NULL; }
     for (j = 0; j < logits->n; j++)
@@ -1427,10 +1462,22 @@ ARDEF ar_tensor *ar_bce_logits(ar_graph *g, ar_tensor *logits, const float *targ
     if (!t) return NULL;
     t->aux = targets;
     D = AR__LAST(logits);
+    /* sigmoid(z) for the backward (when there is one), and a row of terms */
+    t->save = (float *)ar_graph_alloc(g, ((t->flags & AR_F_GRAD) ? logits->n : (size_t)D) * sizeof(float));
+    terms = (float *)ar_graph_alloc(g, (size_t)D * sizeof(float));
+    if (!t->save || !terms) { ar__fail(g, AR_ERR_NOMEM, "ar_bce_logits: out of memory"); return NULL; }
     for (r = 0; r < AR__ROWS(logits); r++) {
         const float *z = logits->x + r * D, *y = targets + r * D;
-        double s = 0; /* -log p(y|z) = softplus(z) - y z */
-        for (j = 0; j < (size_t)D; j++) s += ar__softplus(z[j]) - y[j] * z[j];
+        float *sg = (t->flags & AR_F_GRAD) ? t->save + r * D : t->save;
+        double s = 0;
+        /* -log p(y|z) = softplus(z) - y z, sharing e = exp(-|z|) with sigmoid;
+           a branch-free loop the compiler vectorizes, then a double sum */
+        for (j = 0; j < (size_t)D; j++) {
+            float e = ar__expf(-fabsf(z[j]));
+            terms[j] = (z[j] > 0 ? z[j] : 0) + ar__log1p_unit(e) - y[j] * z[j];
+            sg[j] = z[j] >= 0 ? 1.0f / (1.0f + e) : e / (1.0f + e);
+        }
+        for (j = 0; j < (size_t)D; j++) s += terms[j];
         t->x[r] = (float)s;
     }
     return t;
@@ -1445,7 +1492,7 @@ static void ar__bce_logits_bwd(ar_tensor *t)
     for (r = 0; r < AR__ROWS(z); r++)
         for (j = 0; j < (size_t)D; j++) {
             size_t k = r * D + j;
-            z->g[k] += t->g[r] * (ar__sigmoid(z->x[k]) - y[k]);
+            z->g[k] += t->g[r] * (t->save[k] - y[k]);
         }
 }
 
@@ -1474,7 +1521,7 @@ ARDEF ar_tensor *ar_cross_entropy(ar_graph *g, ar_tensor *logits, const int *lab
         float m = -INFINITY;
         double s = 0;
         for (j = 0; j < (size_t)C; j++) m = z[j] > m ? z[j] : m;
-        for (j = 0; j < (size_t)C; j++) s += expf(z[j] - m);
+        for (j = 0; j < (size_t)C; j++) s += ar__expf(z[j] - m);
         t->save[r] = m + (float)log(s);
         t->x[r] = t->save[r] - z[labels[r]];
     }
@@ -1490,7 +1537,7 @@ static void ar__cross_entropy_bwd(ar_tensor *t)
     for (r = 0; r < AR__ROWS(z); r++) {
         float *dz = z->g + r * C;
         const float *zr = z->x + r * C;
-        for (j = 0; j < (size_t)C; j++) dz[j] += t->g[r] * expf(zr[j] - t->save[r]);
+        for (j = 0; j < (size_t)C; j++) dz[j] += t->g[r] * ar__expf(zr[j] - t->save[r]);
         dz[labels[r]] -= t->g[r];
     }
 }

@@ -258,6 +258,37 @@ static void test_elementwise_forward(void)
     ar_graph_free(&g);
 }
 
+/* ar.h's own exp and log1p (vectorizable) against libm in double. */
+static void test_exp_family_accuracy(void)
+{
+    enum { N = 40001 };
+    static float x[N];
+    ar_graph g;
+    ar_tensor *in, *e, *sg, *sp;
+    double worst_e = 0, worst_s = 0, worst_p = 0;
+    float special[3] = {-INFINITY, NAN, 200};
+    int i;
+    for (i = 0; i < N; i++) x[i] = -100.0f + 200.0f * (float)i / (N - 1);
+    CHECK(ar_graph_init(&g, 0) == AR_OK);
+    in = ar_input(&g, x, 1, S(N));
+    e = ar_exp(&g, in);
+    sg = ar_sigmoid(&g, in);
+    sp = ar_softplus(&g, in);
+    CHECK(e && sg && sp);
+    for (i = 0; i < N; i++) {
+        double xe = exp((double)x[i]), xs = 1 / (1 + exp(-(double)x[i])), xp = log1p(exp((double)x[i]));
+        if (x[i] > -87 && x[i] < 88) worst_e = fmax(worst_e, fabs(e->x[i] - xe) / xe);
+        if (xs > 1e-37) worst_s = fmax(worst_s, fabs(sg->x[i] - xs) / xs);
+        if (xp > 1e-37) worst_p = fmax(worst_p, fabs(sp->x[i] - xp) / xp);
+    }
+    CHECK_MSG(worst_e < 3e-7, "exp: worst relative error %.3g", worst_e);
+    CHECK_MSG(worst_s < 3e-7, "sigmoid: worst relative error %.3g", worst_s);
+    CHECK_MSG(worst_p < 3e-7, "softplus: worst relative error %.3g", worst_p);
+    e = ar_exp(&g, ar_input(&g, special, 1, S(3)));
+    CHECK(e->x[0] == 0 && isnan(e->x[1]) && e->x[2] > 1e38f);
+    ar_graph_free(&g);
+}
+
 static void test_softmax_family_forward(void)
 {
     ar_graph g;
@@ -405,6 +436,7 @@ void tests_ops(void)
     t_run("ops/gradcheck_detects_wrong_gradient", test_gradcheck_detects_wrong_gradient);
     t_run("ops/matmul_forward", test_matmul_forward);
     t_run("ops/elementwise_forward", test_elementwise_forward);
+    t_run("ops/exp_family_accuracy", test_exp_family_accuracy);
     t_run("ops/softmax_family_forward", test_softmax_family_forward);
     t_run("ops/losses_forward", test_losses_forward);
     t_run("ops/layernorm_forward", test_layernorm_forward);
