@@ -378,6 +378,70 @@ typedef struct ar_mnist {
 ARDEF ar_status ar_mnist_load(ar_mnist *m, const char *dir, int binarize, uint64_t seed);
 ARDEF void ar_mnist_free(ar_mnist *m);
 
+/* ==== Models: MADE, and FVSBN as its hidden-layer-free case ============= */
+
+#define AR_MADE_MAX_HIDDEN 8
+
+/* MADE (Germain et al. 2015) over D binary inputs: masked ReLU layers whose
+   masks come from connectivity labels (hidden unit k of layer l gets
+   m_l(k) in [min m_{l-1}, D-1]; a weight is kept when m_l(k) >= m_{l-1}(j),
+   an output d sees hidden units with m_L(k) < pos(d), pos = 1-based place
+   in the ordering). With n_hidden = 0 and direct = 1 it is an FVSBN:
+   p(x_d = 1 | x_<d) = sigmoid(c_d + sum_{pos(j) < pos(d)} A_dj x_j). */
+typedef struct ar_made_cfg {
+    int D;                           /* inputs (binary) */
+    int n_hidden;                    /* hidden layers, 0..AR_MADE_MAX_HIDDEN */
+    int hidden[AR_MADE_MAX_HIDDEN];  /* units per hidden layer */
+    int direct;                      /* masked input-to-output weights A */
+    int n_masks;                     /* K >= 1 mask sets (connectivity-agnostic if K > 1) */
+    int order_agnostic;              /* each mask set draws its own random ordering */
+    const int *order;                /* NULL: natural order; else a permutation of
+                                        [0,D) (order[t] = dimension at place t), all sets */
+    uint64_t seed;                   /* masks, orderings, initial weights */
+} ar_made_cfg;
+
+typedef struct ar_made {
+    ar_made_cfg cfg;                 /* cfg.order borrows this->orders when custom */
+    ar_params ps;                    /* owns the weights, in this order: */
+    ar_tensor *W[AR_MADE_MAX_HIDDEN], *b[AR_MADE_MAX_HIDDEN]; /* hidden layers */
+    ar_tensor *V, *c;                /* output [D,H_L] (NULL without hidden layers), bias [D] */
+    ar_tensor *A;                    /* direct [D,D] or NULL */
+    int *orders;                     /* owns: [K][D] dimension at each place, per mask set */
+    int *labels;                     /* owns: [K][sum hidden] connectivity labels */
+    float *mask;                     /* owns: masks of the current set, W.., V, A in order */
+    int *pos;                        /* owns: [D] 1-based place of each dim, current set */
+    int cur;                         /* current mask set */
+    char err[AR_ERR_LEN];
+} ar_made;
+
+ARDEF ar_made_cfg ar_made_default(int D); /* 1 hidden layer of 500, 1 mask, natural order */
+ARDEF ar_made_cfg ar_fvsbn_default(int D); /* no hidden layer, direct */
+ARDEF ar_status ar_made_init(ar_made *m, const ar_made_cfg *cfg);
+ARDEF void ar_made_free(ar_made *m);
+ARDEF ar_status ar_made_set_mask(ar_made *m, int k); /* k in [0, n_masks) */
+/* Logits [N,D] of p(x_d = 1 | x_<d) under the current mask set. */
+ARDEF ar_tensor *ar_made_logits(ar_made *m, ar_graph *g, ar_tensor *x);
+/* -log p(x) per example [N] in nats, current mask set: the training loss
+   (take ar_mean). x is [N,D] in {0,1}, borrowed until reset. */
+ARDEF ar_tensor *ar_made_nll(ar_made *m, ar_graph *g, const float *x, int N);
+/* log p(x) [N] in nats of the ensemble over all K mask sets, log-mean-exp
+   of the K probabilities. Uses g for scratch (reset it afterwards); keeps
+   the current mask set. */
+ARDEF ar_status ar_made_log_prob(ar_made *m, ar_graph *g, const float *x, int N, float *out);
+/* N samples into x [N,D] with the current mask set, one place at a time;
+   each hidden unit is computed once, when its inputs are final, so a
+   sample costs one forward pass. probs (may be NULL) gets p(x_d = 1 | x_<d).
+   given/known (both NULL or both [N,D]): where known != 0, x takes the given
+   value instead of a sample (exact conditioning for a prefix of the order).
+   temperature > 0 divides the logits. Uses g for scratch. */
+ARDEF ar_status ar_made_sample(ar_made *m, ar_graph *g, int N, ar_rng *rng, float temperature, const float *given,
+                               const unsigned char *known, float *x, float *probs);
+/* Weights and configuration (safetensors __metadata__). ar_made_load
+   builds the model the file describes; m must be zero-filled or a model
+   from ar_made_init, and is replaced only when the load succeeds. */
+ARDEF ar_status ar_made_save(ar_made *m, const char *path);
+ARDEF ar_status ar_made_load(ar_made *m, const char *path);
+
 /* ==== Gradient check ==================================================== */
 
 /* Builds a one-element loss on g from the current parameter values. */
@@ -404,6 +468,7 @@ ARDEF ar_status ar_gradcheck(ar_graph *g, ar_params *ps, ar_loss_fn f, void *ctx
 
 /* ==== SECTION: config ==================================================== */
 
+#include <ctype.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -2476,6 +2541,544 @@ ARDEF void ar_mnist_free(ar_mnist *m)
     if (!m) return;
     AR_FREE(m->train);
     memset(m, 0, sizeof *m);
+}
+
+/* Skips one JSON value of any kind (used to read just the metadata). */
+static int ar__jskip(ar__json *j, int depth)
+{
+    const char *s;
+    ar__jws(j);
+    if (depth > 32 || j->p >= j->end) return ar__jerr(j, "malformed or too deeply nested value");
+    if (*j->p == '"') return ar__jstring(j, j->s2, j->cap);
+    if (*j->p == '{' || *j->p == '[') {
+        char close = *j->p == '{' ? '}' : ']';
+        j->p++;
+        if (ar__jchar(j, close)) return 1;
+        do {
+            if (close == '}' && (!ar__jstring(j, j->s2, j->cap) || !ar__jchar(j, ':'))) return ar__jerr(j, "bad key");
+            if (!ar__jskip(j, depth + 1)) return 0;
+        } while (ar__jchar(j, ','));
+        return ar__jchar(j, close) ? 1 : ar__jerr(j, "unbalanced brackets");
+    }
+    for (s = j->p; j->p < j->end && (isalnum((unsigned char)*j->p) || strchr("+-.", *j->p)); j->p++) {}
+    return j->p > s ? 1 : ar__jerr(j, "malformed value");
+}
+
+/* The __metadata__ of a safetensors buffer, without touching any tensor. */
+static ar_status ar__st_read_meta(const unsigned char *buf, size_t len, ar_meta *out, char *err)
+{
+    uint64_t hlen = 0;
+    ar__json j;
+    int k, ok = 1;
+    ar_meta meta;
+    if (!buf || len < 8) { ar__seterr(err, "safetensors: file too short"); return AR_ERR_FORMAT; }
+    for (k = 0; k < 8; k++) hlen |= (uint64_t)buf[k] << (8 * k);
+    if (hlen < 2 || hlen > len - 8 || hlen > ((uint64_t)100 << 20)) {
+        ar__seterr(err, "safetensors: header length %llu does not fit a file of %zu bytes", (unsigned long long)hlen, len);
+        return AR_ERR_FORMAT;
+    }
+    j.cap = (size_t)hlen + 1;
+    j.s1 = (char *)AR_MALLOC(2 * j.cap);
+    if (!j.s1) { ar__seterr(err, "out of memory"); return AR_ERR_NOMEM; }
+    j.s2 = j.s1 + j.cap;
+    j.p = (const char *)buf + 8;
+    j.end = j.p + hlen;
+    j.err = err;
+    err[0] = 0;
+    ar_meta_init(&meta);
+    if (*j.p != '{' || !ar__jchar(&j, '{')) ok = ar__jerr(&j, "does not start with '{'");
+    else if (!ar__jchar(&j, '}')) do {
+        if (!ar__jstring(&j, j.s1, j.cap) || !ar__jchar(&j, ':')) { ok = ar__jerr(&j, "expected \"name\":"); break; }
+        ok = !strcmp(j.s1, "__metadata__") ? ar__st_meta(&j, &meta) : ar__jskip(&j, 0);
+    } while (ok && ar__jchar(&j, ','));
+    if (ok && !ar__jchar(&j, '}')) ok = ar__jerr(&j, "expected '}' or ',' after an entry");
+    AR_FREE(j.s1);
+    if (!ok) { ar_meta_free(&meta); return AR_ERR_FORMAT; }
+    ar_meta_free(out);
+    *out = meta;
+    return AR_OK;
+}
+
+/* ==== SECTION: models — MADE / FVSBN ===================================== */
+
+ARDEF ar_made_cfg ar_made_default(int D)
+{
+    ar_made_cfg c;
+    memset(&c, 0, sizeof c);
+    c.D = D;
+    c.n_hidden = 1;
+    c.hidden[0] = 500;
+    c.n_masks = 1;
+    c.seed = 1;
+    return c;
+}
+
+ARDEF ar_made_cfg ar_fvsbn_default(int D)
+{
+    ar_made_cfg c = ar_made_default(D);
+    c.n_hidden = 0;
+    c.direct = 1;
+    return c;
+}
+
+static size_t ar__made_units(const ar_made_cfg *c)
+{
+    size_t n = 0;
+    int l;
+    for (l = 0; l < c->n_hidden; l++) n += (size_t)c->hidden[l];
+    return n;
+}
+
+static ar_status ar__made_check(const ar_made_cfg *c, char *err)
+{
+    int l, d;
+    if (!c) { ar__seterr(err, "ar_made_init: cfg is NULL"); return AR_ERR_ARG; }
+    if (c->D < 1 || c->D > (1 << 20)) { ar__seterr(err, "ar_made: D = %d, need 1..2^20", c->D); return AR_ERR_ARG; }
+    if (c->n_hidden < 0 || c->n_hidden > AR_MADE_MAX_HIDDEN) {
+        ar__seterr(err, "ar_made: n_hidden = %d, need 0..%d", c->n_hidden, AR_MADE_MAX_HIDDEN);
+        return AR_ERR_ARG;
+    }
+    if (c->n_hidden == 0 && !c->direct) { ar__seterr(err, "ar_made: no hidden layer needs direct = 1 (FVSBN)"); return AR_ERR_ARG; }
+    if (c->n_hidden > 0 && c->D < 2) { ar__seterr(err, "ar_made: hidden layers need D >= 2"); return AR_ERR_ARG; }
+    for (l = 0; l < c->n_hidden; l++)
+        if (c->hidden[l] < 1 || c->hidden[l] > (1 << 20)) {
+            ar__seterr(err, "ar_made: hidden[%d] = %d, need 1..2^20", l, c->hidden[l]);
+            return AR_ERR_ARG;
+        }
+    if (c->n_masks < 1 || c->n_masks > 4096) { ar__seterr(err, "ar_made: n_masks = %d, need 1..4096", c->n_masks); return AR_ERR_ARG; }
+    if (c->order) {
+        char *seen = (char *)AR_MALLOC((size_t)c->D);
+        if (!seen) { ar__seterr(err, "ar_made: out of memory"); return AR_ERR_NOMEM; }
+        memset(seen, 0, (size_t)c->D);
+        for (d = 0; d < c->D; d++) {
+            if (c->order[d] < 0 || c->order[d] >= c->D || seen[c->order[d]]) {
+                ar__seterr(err, "ar_made: order is not a permutation of [0,%d) (order[%d] = %d)", c->D, d, c->order[d]);
+                AR_FREE(seen);
+                return AR_ERR_ARG;
+            }
+            seen[c->order[d]] = 1;
+        }
+        AR_FREE(seen);
+    }
+    return AR_OK;
+}
+
+ARDEF void ar_made_free(ar_made *m)
+{
+    if (!m) return;
+    ar_params_free(&m->ps);
+    AR_FREE(m->orders);
+    AR_FREE(m->labels);
+    AR_FREE(m->mask);
+    AR_FREE(m->pos);
+    memset(m, 0, sizeof *m);
+}
+
+ARDEF ar_status ar_made_init(ar_made *m, const ar_made_cfg *cfg)
+{
+    ar_rng rng;
+    int k, l, d, D, L, K, shape[2], prev;
+    size_t units, nmask = 0, u;
+    char name[16];
+    ar_status s;
+    if (!m) return AR_ERR_ARG;
+    memset(m, 0, sizeof *m);
+    if ((s = ar__made_check(cfg, m->err)) != AR_OK) return s;
+    m->cfg = *cfg;
+    D = cfg->D; L = cfg->n_hidden; K = cfg->n_masks;
+    units = ar__made_units(cfg);
+    ar_params_init(&m->ps);
+    prev = D;
+    for (l = 0; l < L; l++) {
+        shape[0] = cfg->hidden[l]; shape[1] = prev;
+        snprintf(name, sizeof name, "W%d", l);
+        m->W[l] = ar_params_add(&m->ps, name, 2, shape);
+        snprintf(name, sizeof name, "b%d", l);
+        m->b[l] = ar_params_add(&m->ps, name, 1, shape);
+        if (!m->W[l] || !m->b[l]) goto params_fail;
+        nmask += m->W[l]->n;
+        prev = cfg->hidden[l];
+    }
+    shape[0] = D; shape[1] = prev;
+    if (L > 0) {
+        if (!(m->V = ar_params_add(&m->ps, "V", 2, shape))) goto params_fail;
+        nmask += m->V->n;
+    }
+    if (!(m->c = ar_params_add(&m->ps, "c", 1, shape))) goto params_fail;
+    if (cfg->direct) {
+        shape[1] = D;
+        if (!(m->A = ar_params_add(&m->ps, "A", 2, shape))) goto params_fail;
+        nmask += m->A->n;
+    }
+    if (ar_params_alloc(&m->ps) != AR_OK) goto params_fail;
+    m->orders = (int *)AR_MALLOC((size_t)K * D * sizeof(int));
+    m->labels = (int *)AR_MALLOC((units ? (size_t)K * units : 1) * sizeof(int));
+    m->mask = (float *)AR_MALLOC(nmask * sizeof(float));
+    m->pos = (int *)AR_MALLOC((size_t)D * sizeof(int));
+    if (!m->orders || !m->labels || !m->mask || !m->pos) {
+        ar_made_free(m);
+        ar__seterr(m->err, "ar_made_init: out of memory");
+        return AR_ERR_NOMEM;
+    }
+    /* Orderings and labels come from one stream, weights from another, so the
+       masks of a configuration never depend on how it is initialized. */
+    ar_rng_seed(&rng, cfg->seed);
+    for (k = 0; k < K; k++) {
+        int *ord = m->orders + (size_t)k * D, *lab = m->labels + (size_t)k * units, lo = 1;
+        for (d = 0; d < D; d++) ord[d] = cfg->order ? cfg->order[d] : d;
+        if (cfg->order_agnostic && !cfg->order) ar_rng_shuffle(&rng, ord, D);
+        for (l = 0; l < L; l++) {
+            int next = D - 1;
+            for (u = 0; u < (size_t)cfg->hidden[l]; u++) {
+                lab[u] = lo + (int)ar_rng_below(&rng, (uint32_t)(D - lo));
+                if (lab[u] < next) next = lab[u];
+            }
+            lab += cfg->hidden[l];
+            lo = next;
+        }
+    }
+    if (cfg->order) m->cfg.order = m->orders; /* the copy, not the caller's array */
+    ar_rng_seed(&rng, cfg->seed ^ 0x5eed5eed5eed5eedULL);
+    for (l = 0; l < L; l++) ar_init_xavier(m->W[l], &rng);
+    if (m->V) ar_init_xavier(m->V, &rng);
+    if (m->A && L > 0) ar_init_uniform(m->A, &rng, -0.01f, 0.01f); /* starts as a small correction */
+    ar_made_set_mask(m, 0);
+    return AR_OK;
+params_fail: /* the configuration was checked: only memory can fail here */
+    {
+        char err[AR_ERR_LEN];
+        memcpy(err, m->ps.err, sizeof err);
+        ar_made_free(m);
+        snprintf(m->err, AR_ERR_LEN, "ar_made_init: %.200s", err);
+    }
+    return AR_ERR_NOMEM;
+}
+
+ARDEF ar_status ar_made_set_mask(ar_made *m, int k)
+{
+    const ar_made_cfg *c;
+    const int *ord, *lab, *prev_lab = NULL;
+    float *mk;
+    int l, u, j, d, D, prev;
+    size_t units;
+    if (!m || !m->ps.x) return AR_ERR_ARG;
+    c = &m->cfg;
+    if (k < 0 || k >= c->n_masks) {
+        ar__seterr(m->err, "ar_made_set_mask: mask set %d outside [0,%d)", k, c->n_masks);
+        return AR_ERR_RANGE;
+    }
+    D = c->D;
+    units = ar__made_units(c);
+    ord = m->orders + (size_t)k * D;
+    lab = m->labels + (size_t)k * units;
+    for (d = 0; d < D; d++) m->pos[ord[d]] = d + 1;
+    mk = m->mask;
+    prev = D;
+    for (l = 0; l < c->n_hidden; l++) { /* hidden: m_l(u) >= m_{l-1}(j) */
+        for (u = 0; u < c->hidden[l]; u++)
+            for (j = 0; j < prev; j++) *mk++ = (float)(lab[u] >= (prev_lab ? prev_lab[j] : m->pos[j]));
+        prev_lab = lab;
+        prev = c->hidden[l];
+        lab += c->hidden[l];
+    }
+    if (c->n_hidden > 0) /* output: pos(d) > m_L(u) */
+        for (d = 0; d < D; d++)
+            for (u = 0; u < prev; u++) *mk++ = (float)(m->pos[d] > prev_lab[u]);
+    if (c->direct) /* direct: pos(d) > pos(j) */
+        for (d = 0; d < D; d++)
+            for (j = 0; j < D; j++) *mk++ = (float)(m->pos[d] > m->pos[j]);
+    m->cur = k;
+    return AR_OK;
+}
+
+/* Masked weight: W * mask, the mask as a constant input. */
+static ar_tensor *ar__masked(ar_graph *g, ar_tensor *W, const float *mask)
+{
+    return ar_mul(g, W, ar_input(g, mask, W->nd, W->shape));
+}
+
+ARDEF ar_tensor *ar_made_logits(ar_made *m, ar_graph *g, ar_tensor *x)
+{
+    const float *mk;
+    ar_tensor *h, *out;
+    int l;
+    if (!ar__check(g, "ar_made_logits", x, NULL, 1)) return NULL;
+    if (!m || !m->ps.x) { ar__fail(g, AR_ERR_ARG, "ar_made_logits: model is not initialized"); return NULL; }
+    if (x->nd != 2 || x->shape[1] != m->cfg.D) {
+        ar__fail(g, AR_ERR_SHAPE, "ar_made_logits: x must be [N,%d], has rank %d, last dim %d", m->cfg.D, x->nd,
+                 x->shape[x->nd - 1]);
+        return NULL;
+    }
+    mk = m->mask;
+    h = x;
+    for (l = 0; l < m->cfg.n_hidden; l++) {
+        h = ar_relu(g, ar_linear(g, h, ar__masked(g, m->W[l], mk), m->b[l]));
+        mk += m->W[l]->n;
+    }
+    if (m->V) {
+        out = ar_linear(g, h, ar__masked(g, m->V, mk), m->c);
+        mk += m->V->n;
+        if (m->A) out = ar_add(g, out, ar_linear(g, x, ar__masked(g, m->A, mk), NULL));
+    } else {
+        out = ar_linear(g, x, ar__masked(g, m->A, mk), m->c);
+    }
+    return out;
+}
+
+ARDEF ar_tensor *ar_made_nll(ar_made *m, ar_graph *g, const float *x, int N)
+{
+    int shape[2];
+    if (!ar__check(g, "ar_made_nll", NULL, NULL, 0)) return NULL;
+    if (!m || !m->ps.x || !x || N < 1) {
+        ar__fail(g, AR_ERR_ARG, "ar_made_nll: need an initialized model, data and N >= 1 (N = %d)", N);
+        return NULL;
+    }
+    shape[0] = N;
+    shape[1] = m->cfg.D;
+    return ar_bce_logits(g, ar_made_logits(m, g, ar_input(g, x, 2, shape)), x);
+}
+
+ARDEF ar_status ar_made_log_prob(ar_made *m, ar_graph *g, const float *x, int N, float *out)
+{
+    int k, n, K, cur, grad;
+    double *acc;
+    ar_status s = AR_OK;
+    if (!g || !m || !out) return AR_ERR_ARG;
+    if (!ar__check(g, "ar_made_log_prob", NULL, NULL, 0)) return g->status;
+    K = m->cfg.n_masks;
+    cur = m->cur;
+    grad = g->grad;
+    acc = (double *)ar_graph_alloc(g, 2 * (size_t)(N > 0 ? N : 1) * sizeof(double)); /* running max, sum */
+    if (!acc) return (ar_status)(ar__fail(g, AR_ERR_NOMEM, "ar_made_log_prob: out of memory"), g->status);
+    ar_graph_set_grad(g, 0);
+    for (k = 0; k < K && s == AR_OK; k++) {
+        ar_tensor *nll;
+        if (K > 1) ar_made_set_mask(m, k);
+        nll = ar_made_nll(m, g, x, N);
+        if (!nll) { s = g->status; break; }
+        for (n = 0; n < N; n++) { /* log-mean-exp over mask sets, streaming */
+            double lp = -(double)nll->x[n];
+            if (k == 0) { acc[2 * n] = lp; acc[2 * n + 1] = 1; continue; }
+            if (lp > acc[2 * n]) { acc[2 * n + 1] = acc[2 * n + 1] * exp(acc[2 * n] - lp) + 1; acc[2 * n] = lp; }
+            else acc[2 * n + 1] += exp(lp - acc[2 * n]);
+        }
+    }
+    ar_graph_set_grad(g, grad);
+    if (K > 1) ar_made_set_mask(m, cur);
+    if (s != AR_OK) return s;
+    for (n = 0; n < N; n++) out[n] = (float)(acc[2 * n] + log(acc[2 * n + 1] / K));
+    return AR_OK;
+}
+
+ARDEF ar_status ar_made_sample(ar_made *m, ar_graph *g, int N, ar_rng *rng, float temperature, const float *given,
+                               const unsigned char *known, float *x, float *probs)
+{
+    const ar_made_cfg *c;
+    const int *ord, *lab;
+    float *Wm[AR_MADE_MAX_HIDDEN], *H[AR_MADE_MAX_HIDDEN], *Vm = NULL, *Am = NULL, *logit, *tmp;
+    const float *mk;
+    int *by_label[AR_MADE_MAX_HIDDEN], *start[AR_MADE_MAX_HIDDEN];
+    int l, t, u, n, d, D, L;
+    size_t i, units;
+    if (!g || !m || !m->ps.x) return AR_ERR_ARG;
+    if (!ar__check(g, "ar_made_sample", NULL, NULL, 0)) return g->status;
+    c = &m->cfg;
+    D = c->D;
+    L = c->n_hidden;
+    if (N < 1 || !rng || !x || !(temperature > 0) || (!given) != (!known))
+        return (ar_status)(ar__fail(g, AR_ERR_ARG, "ar_made_sample: need N >= 1, rng, x, temperature > 0, "
+                                                   "and given/known both set or both NULL"), g->status);
+    units = ar__made_units(c);
+    ord = m->orders + (size_t)m->cur * D;
+    lab = m->labels + (size_t)m->cur * units;
+    /* Scratch: masked weights, activations, units grouped by label. */
+    mk = m->mask;
+    for (l = 0; l < L; l++) {
+        Wm[l] = (float *)ar_graph_alloc(g, m->W[l]->n * sizeof(float));
+        H[l] = (float *)ar_graph_alloc(g, (size_t)N * c->hidden[l] * sizeof(float));
+        by_label[l] = (int *)ar_graph_alloc(g, (size_t)c->hidden[l] * sizeof(int));
+        start[l] = (int *)ar_graph_alloc(g, ((size_t)D + 1) * sizeof(int));
+        if (!Wm[l] || !H[l] || !by_label[l] || !start[l]) goto nomem;
+        for (i = 0; i < m->W[l]->n; i++) Wm[l][i] = m->W[l]->x[i] * mk[i];
+        mk += m->W[l]->n;
+        memset(start[l], 0, ((size_t)D + 1) * sizeof(int));
+        for (u = 0; u < c->hidden[l]; u++) start[l][lab[u] + 1]++; /* counting sort by label */
+        for (t = 0; t < D; t++) start[l][t + 1] += start[l][t];
+        for (u = 0; u < c->hidden[l]; u++) by_label[l][start[l][lab[u]]++] = u;
+        for (t = D; t > 0; t--) start[l][t] = start[l][t - 1];
+        start[l][0] = 0;
+        lab += c->hidden[l];
+    }
+    if (m->V) {
+        if (!(Vm = (float *)ar_graph_alloc(g, m->V->n * sizeof(float)))) goto nomem;
+        for (i = 0; i < m->V->n; i++) Vm[i] = m->V->x[i] * mk[i];
+        mk += m->V->n;
+    }
+    if (m->A) {
+        if (!(Am = (float *)ar_graph_alloc(g, m->A->n * sizeof(float)))) goto nomem;
+        for (i = 0; i < m->A->n; i++) Am[i] = m->A->x[i] * mk[i];
+    }
+    logit = (float *)ar_graph_alloc(g, (size_t)N * sizeof(float));
+    tmp = (float *)ar_graph_alloc(g, (size_t)N * sizeof(float));
+    if (!logit || !tmp) goto nomem;
+    memset(x, 0, (size_t)N * D * sizeof(float)); /* unsampled inputs are masked out anyway */
+    for (t = 0; t < D; t++) {
+        /* Hidden units labelled t see only places < t: all final now. */
+        for (l = 0; l < L; l++) {
+            const float *prev = l ? H[l - 1] : x;
+            int fan = l ? c->hidden[l - 1] : D, Hl = c->hidden[l], q;
+            for (q = start[l][t]; q < start[l][t + 1]; q++) {
+                u = by_label[l][q];
+                ar__gemm(0, 1, N, 1, fan, 1, prev, fan, Wm[l] + (size_t)u * fan, fan, 0, tmp, 1);
+                for (n = 0; n < N; n++) {
+                    float a = tmp[n] + m->b[l]->x[u];
+                    H[l][(size_t)n * Hl + u] = a > 0 ? a : 0;
+                }
+            }
+        }
+        d = ord[t];
+        for (n = 0; n < N; n++) logit[n] = m->c->x[d];
+        if (Vm) ar__gemm(0, 1, N, 1, c->hidden[L - 1], 1, H[L - 1], c->hidden[L - 1], Vm + (size_t)d * c->hidden[L - 1],
+                         c->hidden[L - 1], 1, logit, 1);
+        if (Am) ar__gemm(0, 1, N, 1, D, 1, x, D, Am + (size_t)d * D, D, 1, logit, 1);
+        for (n = 0; n < N; n++) {
+            size_t k = (size_t)n * D + d;
+            float p = ar__sigmoid(logit[n] / temperature);
+            if (probs) probs[k] = p;
+            x[k] = known && known[k] ? given[k] : (float)ar_rng_bernoulli(rng, p);
+        }
+    }
+    return AR_OK;
+nomem:
+    return (ar_status)(ar__fail(g, AR_ERR_NOMEM, "ar_made_sample: out of memory"), g->status);
+}
+
+ARDEF ar_status ar_made_save(ar_made *m, const char *path)
+{
+    ar_meta meta;
+    char num[32], *list;
+    size_t cap, len = 0;
+    int l, d;
+    ar_status s = AR_OK;
+    if (!m || !m->ps.x) return AR_ERR_ARG;
+    cap = (size_t)m->cfg.D * 12 + 16 * AR_MADE_MAX_HIDDEN + 1;
+    list = (char *)AR_MALLOC(cap);
+    if (!list) { ar__seterr(m->err, "ar_made_save: out of memory"); return AR_ERR_NOMEM; }
+    ar_meta_init(&meta);
+    for (l = 0, list[0] = 0; l < m->cfg.n_hidden; l++)
+        len += (size_t)snprintf(list + len, cap - len, l ? ",%d" : "%d", m->cfg.hidden[l]);
+#define AR__PUT(k, v) if (s == AR_OK) s = ar_meta_set(&meta, k, v)
+#define AR__PUTI(k, v) snprintf(num, sizeof num, "%llu", (unsigned long long)(v)); AR__PUT(k, num)
+    AR__PUT("ar.model", m->cfg.n_hidden ? "made" : "fvsbn");
+    AR__PUT("ar.version", ar_version());
+    AR__PUTI("D", m->cfg.D);
+    AR__PUT("hidden", list);
+    AR__PUTI("direct", m->cfg.direct);
+    AR__PUTI("n_masks", m->cfg.n_masks);
+    AR__PUTI("order_agnostic", m->cfg.order_agnostic);
+    AR__PUTI("seed", m->cfg.seed);
+    if (m->cfg.order) {
+        for (d = 0, len = 0; d < m->cfg.D; d++)
+            len += (size_t)snprintf(list + len, cap - len, d ? ",%d" : "%d", m->cfg.order[d]);
+        AR__PUT("order", list);
+    }
+#undef AR__PUTI
+#undef AR__PUT
+    AR_FREE(list);
+    if (s != AR_OK) ar__seterr(m->err, "ar_made_save: out of memory");
+    else if ((s = ar_params_save(&m->ps, path, &meta)) != AR_OK) memcpy(m->err, m->ps.err, AR_ERR_LEN);
+    ar_meta_free(&meta);
+    return s;
+}
+
+/* Parses "a,b,c" of non-negative ints into v (at most max); -1 on error. */
+static int ar__parse_ints(const char *s, int *v, int max)
+{
+    int n = 0;
+    if (!s) return -1;
+    if (!*s) return 0;
+    for (;;) {
+        long x = 0;
+        if (*s < '0' || *s > '9' || n == max) return -1;
+        while (*s >= '0' && *s <= '9') {
+            x = x * 10 + (*s++ - '0');
+            if (x > 0x7fffffff) return -1;
+        }
+        v[n++] = (int)x;
+        if (!*s) return n;
+        if (*s++ != ',') return -1;
+    }
+}
+
+static int ar__meta_u64(const ar_meta *meta, const char *key, uint64_t *v)
+{
+    const char *s = ar_meta_get(meta, key);
+    *v = 0;
+    if (!s || !*s) return 0;
+    for (; *s; s++) {
+        if (*s < '0' || *s > '9' || *v > (UINT64_MAX - 9) / 10) return 0;
+        *v = *v * 10 + (uint64_t)(*s - '0');
+    }
+    return 1;
+}
+
+ARDEF ar_status ar_made_load(ar_made *m, const char *path)
+{
+    unsigned char *buf;
+    size_t len;
+    ar_meta meta;
+    ar_made_cfg cfg;
+    ar_made tmp;
+    uint64_t D = 0, direct = 0, K = 0, oa = 0, seed = 0;
+    int *order = NULL, n;
+    const char *model;
+    ar_status s;
+    if (!m) return AR_ERR_ARG;
+    if ((s = ar__read_file(path, &buf, &len, m->err)) != AR_OK) return s;
+    ar_meta_init(&meta);
+    if ((s = ar__st_read_meta(buf, len, &meta, m->err)) != AR_OK) goto done;
+    model = ar_meta_get(&meta, "ar.model");
+    s = AR_ERR_FORMAT;
+    if (!model || (strcmp(model, "made") && strcmp(model, "fvsbn"))) {
+        ar__seterr(m->err, "%.100s: not a MADE/FVSBN checkpoint (ar.model = %.40s)", path, model ? model : "absent");
+        goto done;
+    }
+    memset(&cfg, 0, sizeof cfg);
+    if (!ar__meta_u64(&meta, "D", &D) || !ar__meta_u64(&meta, "direct", &direct) ||
+        !ar__meta_u64(&meta, "n_masks", &K) || !ar__meta_u64(&meta, "order_agnostic", &oa) ||
+        !ar__meta_u64(&meta, "seed", &seed) || D > (1 << 20) || K > 4096 ||
+        (n = ar__parse_ints(ar_meta_get(&meta, "hidden"), cfg.hidden, AR_MADE_MAX_HIDDEN)) < 0) {
+        ar__seterr(m->err, "%.100s: missing or malformed configuration in __metadata__", path);
+        goto done;
+    }
+    cfg.D = (int)D; cfg.n_hidden = n; cfg.direct = (int)direct; cfg.n_masks = (int)K;
+    cfg.order_agnostic = (int)oa; cfg.seed = seed;
+    if (ar_meta_get(&meta, "order")) {
+        order = (int *)AR_MALLOC((size_t)(D ? D : 1) * sizeof(int));
+        if (!order) { s = AR_ERR_NOMEM; ar__seterr(m->err, "ar_made_load: out of memory"); goto done; }
+        if (ar__parse_ints(ar_meta_get(&meta, "order"), order, (int)D) != (int)D) {
+            ar__seterr(m->err, "%.100s: malformed order in __metadata__", path);
+            goto done;
+        }
+        cfg.order = order;
+    }
+    if ((s = ar_made_init(&tmp, &cfg)) != AR_OK) {
+        snprintf(m->err, AR_ERR_LEN, "%.100s: %.150s", path, tmp.err);
+        if (s != AR_ERR_NOMEM) s = AR_ERR_FORMAT;
+        goto done;
+    }
+    if ((s = ar_params_load_mem(&tmp.ps, buf, len, NULL)) != AR_OK) {
+        snprintf(m->err, AR_ERR_LEN, "%.100s: %.150s", path, tmp.ps.err);
+        ar_made_free(&tmp);
+        goto done;
+    }
+    ar_made_free(m);
+    *m = tmp;
+done:
+    AR_FREE(order);
+    AR_FREE(buf);
+    ar_meta_free(&meta);
+    return s;
 }
 
 /* ==== SECTION: gradient check ============================================ */

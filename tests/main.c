@@ -28,6 +28,7 @@ void tests_core(void);
 void tests_ops(void);
 void tests_optim(void);
 void tests_io(void);
+void tests_made(void);
 void tests_cxx(void);
 
 int main(int argc, char **argv)
@@ -37,6 +38,7 @@ int main(int argc, char **argv)
     tests_ops();
     tests_optim();
     tests_io();
+    tests_made();
     tests_cxx();
     printf("%d passed, %d failed\n", n_pass, n_fail);
     return n_fail ? 1 : 0;
