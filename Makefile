@@ -24,7 +24,7 @@ TEST_C   := tests/main.c tests/impl.c tests/test_core.c tests/test_ops.c tests/t
 TEST_CXX := tests/test_cxx.cpp
 
 .PHONY: all run test bench deps data clean compile-check
-all: $(BUILD)/fvsbn $(BUILD)/tests
+all: $(BUILD)/train $(BUILD)/tests
 
 # ---- system packages ---------------------------------------------------------
 # Each probe compiles or runs something; a failure names the Debian package.
@@ -102,8 +102,8 @@ test: compile-check $(BUILD)/tests $(BUILD)/tests-san
 $(BUILD)/%: examples/%.c examples/util.h ar.h $(BUILD)/deps.ok
 	$(CC) $(CFLAGS) -Wno-unused-function $< -o $@ $(LDLIBS)
 
-run: $(BUILD)/fvsbn $(DATA)/ok
-	$(BUILD)/fvsbn --data $(DATA) --out $(BUILD)
+run: $(BUILD)/train $(DATA)/ok
+	$(BUILD)/train --model made --data $(DATA) --out $(BUILD) $(ARGS)
 
 # ---- benchmarks --------------------------------------------------------------
 $(BUILD)/bench: bench/bench.c ar.h $(BUILD)/deps.ok

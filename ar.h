@@ -3127,11 +3127,12 @@ ARDEF ar_status ar_gradcheck(ar_graph *g, ar_params *ps, ar_loss_fn f, void *ctx
             if (s == AR_OK) s = ar__eval(g, f, ctx, &down);
             t->x[i] = x0;
             num = (up - down) / (2.0 * eps);
+            if (!isfinite(num) || !isfinite(a[i])) diff = INFINITY; /* a NaN must not pass */
             diff += (a[i] - num) * (a[i] - num);
             na += (double)a[i] * a[i];
             nn += num * num;
         }
-        rel = sqrt(diff) / (sqrt(na) + sqrt(nn) > 1e-6 ? sqrt(na) + sqrt(nn) : 1e-6);
+        rel = diff == INFINITY ? INFINITY : sqrt(diff) / (sqrt(na) + sqrt(nn) > 1e-6 ? sqrt(na) + sqrt(nn) : 1e-6);
         if (rel >= *rel_err) {
             *rel_err = rel;
             if (worst) *worst = t->name;
