@@ -2899,6 +2899,7 @@ ARDEF ar_status ar_made_sample(ar_made *m, ar_graph *g, int N, ar_rng *rng, floa
         by_label[l] = (int *)ar_graph_alloc(g, (size_t)c->hidden[l] * sizeof(int));
         start[l] = (int *)ar_graph_alloc(g, ((size_t)D + 1) * sizeof(int));
         if (!Wm[l] || !H[l] || !by_label[l] || !start[l]) goto nomem;
+        memset(H[l], 0, (size_t)N * c->hidden[l] * sizeof(float)); /* masked, but 0 * NaN would leak */
         for (i = 0; i < m->W[l]->n; i++) Wm[l][i] = m->W[l]->x[i] * mk[i];
         mk += m->W[l]->n;
         memset(start[l], 0, ((size_t)D + 1) * sizeof(int));
