@@ -105,7 +105,7 @@ LICENSE
 #ifndef AR_MAX_DIM
 #define AR_MAX_DIM 4
 #endif
-#define AR_MAX_SRC 3
+#define AR_MAX_SRC 4
 #ifndef AR_ERR_LEN
 #define AR_ERR_LEN 256
 #endif
@@ -171,7 +171,7 @@ ARDEF void ar_rng_shuffle(ar_rng *r, int *a, int n);
     X(SOFTMAX, softmax) X(LOG_SOFTMAX, log_softmax) X(LOGSUMEXP, logsumexp)    \
     X(LAYERNORM, layernorm) X(EMBEDDING, embedding) X(SLICE, slice)            \
     X(CONCAT, concat) X(RESHAPE, reshape) X(MASKED_FILL, masked_fill)          \
-    X(BCE_LOGITS, bce_logits) X(CROSS_ENTROPY, cross_entropy)
+    X(BCE_LOGITS, bce_logits) X(CROSS_ENTROPY, cross_entropy) X(NADE, nade)
 
 typedef enum ar_op {
 #define AR__ENUM(E, n) AR_OP_##E,
@@ -441,6 +441,42 @@ ARDEF ar_status ar_made_sample(ar_made *m, ar_graph *g, int N, ar_rng *rng, floa
    from ar_made_init, and is replaced only when the load succeeds. */
 ARDEF ar_status ar_made_save(ar_made *m, const char *path);
 ARDEF ar_status ar_made_load(ar_made *m, const char *path);
+
+/* ==== Models: NADE ====================================================== */
+
+/* NADE (Larochelle & Murray 2011) over D binary inputs with H sigmoid
+   hidden units shared across places: a_1 = c, h_t = sigmoid(a_t),
+   p(x_d = 1 | x_<d) = sigmoid(b_d + V_d . h_t), a_{t+1} = a_t + W_d x_d
+   (d = order[t]). Likelihood, gradient and sampling cost O(HD) per
+   example: the running activation is updated, never recomputed. */
+typedef struct ar_nade_cfg {
+    int D, H;
+    const int *order;  /* NULL: natural; else a permutation of [0,D) */
+    uint64_t seed;     /* initial weights */
+} ar_nade_cfg;
+
+typedef struct ar_nade {
+    ar_nade_cfg cfg;   /* cfg.order borrows this->order */
+    ar_params ps;      /* owns: */
+    ar_tensor *W;      /* [D,H]: row d is the input weight column of x_d */
+    ar_tensor *c;      /* [H] */
+    ar_tensor *V;      /* [D,H] */
+    ar_tensor *b;      /* [D] */
+    int *order;        /* owns: [D] */
+    char err[AR_ERR_LEN];
+} ar_nade;
+
+ARDEF ar_nade_cfg ar_nade_default(int D); /* H = 500, natural order */
+ARDEF ar_status ar_nade_init(ar_nade *m, const ar_nade_cfg *cfg);
+ARDEF void ar_nade_free(ar_nade *m);
+/* -log p(x) per example [N] in nats; differentiable (fused op, O(NHD)). */
+ARDEF ar_tensor *ar_nade_nll(ar_nade *m, ar_graph *g, const float *x, int N);
+ARDEF ar_status ar_nade_log_prob(ar_nade *m, ar_graph *g, const float *x, int N, float *out);
+/* As ar_made_sample. */
+ARDEF ar_status ar_nade_sample(ar_nade *m, ar_graph *g, int N, ar_rng *rng, float temperature, const float *given,
+                               const unsigned char *known, float *x, float *probs);
+ARDEF ar_status ar_nade_save(ar_nade *m, const char *path);
+ARDEF ar_status ar_nade_load(ar_nade *m, const char *path); /* as ar_made_load */
 
 /* ==== Gradient check ==================================================== */
 
@@ -829,14 +865,15 @@ static int ar__check(ar_graph *g, const char *op, ar_tensor *a, ar_tensor *b, in
     return 1;
 }
 
-/* A new node: shape checked, value buffer from the arena (unless x_from is
-   given), recorded on the tape if any input carries a gradient. */
-static ar_tensor *ar__node(ar_graph *g, ar_op op, int nd, const int *shape, ar_tensor *a,
-                           ar_tensor *b, ar_tensor *c, float *x_from)
+/* A new node over nsrc inputs: shape checked, value buffer from the arena
+   (unless x_from is given), recorded on the tape if any input carries a
+   gradient. */
+static ar_tensor *ar__node_n(ar_graph *g, ar_op op, int nd, const int *shape, ar_tensor *const *src, int nsrc,
+                             float *x_from)
 {
     size_t n = ar__numel(nd, shape), bytes;
     ar_tensor *t;
-    int i;
+    int i, grad = 0;
     if (!n || !ar__mulsz(n, sizeof(float), &bytes)) {
         ar__fail(g, AR_ERR_SHAPE, "%s: invalid output shape (rank %d, non-positive or overflowing dims)",
                  ar_op_name(op), nd);
@@ -851,9 +888,11 @@ static ar_tensor *ar__node(ar_graph *g, ar_op op, int nd, const int *shape, ar_t
     t->nd = nd;
     for (i = 0; i < nd; i++) t->shape[i] = shape[i];
     t->op = op;
-    t->src[0] = a; t->src[1] = b; t->src[2] = c;
-    if (g->grad && ((a && (a->flags & AR_F_GRAD)) || (b && (b->flags & AR_F_GRAD)) ||
-                    (c && (c->flags & AR_F_GRAD)))) {
+    for (i = 0; i < nsrc; i++) {
+        t->src[i] = src[i];
+        grad |= src[i] && (src[i]->flags & AR_F_GRAD);
+    }
+    if (g->grad && grad) {
         if (g->ntape == g->cap_tape) {
             int cap = g->cap_tape ? 2 * g->cap_tape : 256;
             ar_tensor **tape = (ar_tensor **)AR_REALLOC(g->tape, (size_t)cap * sizeof *tape);
@@ -868,6 +907,14 @@ static ar_tensor *ar__node(ar_graph *g, ar_op op, int nd, const int *shape, ar_t
 nomem:
     ar__fail(g, AR_ERR_NOMEM, "%s: out of memory for a tensor of %zu elements", ar_op_name(op), n);
     return NULL;
+}
+
+static ar_tensor *ar__node(ar_graph *g, ar_op op, int nd, const int *shape, ar_tensor *a, ar_tensor *b,
+                           ar_tensor *c, float *x_from)
+{
+    ar_tensor *src[3];
+    src[0] = a; src[1] = b; src[2] = c;
+    return ar__node_n(g, op, nd, shape, src, 3, x_from);
 }
 
 ARDEF ar_tensor *ar_input(ar_graph *g, const float *data, int nd, const int *shape)
@@ -1610,6 +1657,7 @@ static void ar__cross_entropy_bwd(ar_tensor *t)
 /* ---- op table and backward pass ------------------------------------------ */
 
 static void ar__leaf_bwd(ar_tensor *t) { (void)t; }
+static void ar__nade_bwd(ar_tensor *t); /* with the NADE model */
 
 typedef struct { const char *name; void (*bwd)(ar_tensor *t); } ar__opdef;
 static const ar__opdef ar__ops[AR_OP_COUNT] = {
@@ -2599,6 +2647,92 @@ static ar_status ar__st_read_meta(const unsigned char *buf, size_t len, ar_meta 
     return AR_OK;
 }
 
+/* ==== SECTION: models — common checkpoint plumbing ======================= */
+
+/* Reads a checkpoint and its metadata, and checks that ar.model is `kind`
+   (or `kind2`). On success the caller owns *buf and *meta. */
+static ar_status ar__model_file(const char *path, const char *kind, const char *kind2, unsigned char **buf,
+                                size_t *len, ar_meta *meta, char *err)
+{
+    const char *model;
+    ar_status s;
+    ar_meta_init(meta);
+    if ((s = ar__read_file(path, buf, len, err)) != AR_OK) return s;
+    if ((s = ar__st_read_meta(*buf, *len, meta, err)) == AR_OK) {
+        model = ar_meta_get(meta, "ar.model");
+        if (model && (!strcmp(model, kind) || (kind2 && !strcmp(model, kind2)))) return AR_OK;
+        ar__seterr(err, "%.100s: not a %s checkpoint (ar.model = %.40s)", path, kind, model ? model : "absent");
+        s = AR_ERR_FORMAT;
+    }
+    AR_FREE(*buf);
+    *buf = NULL;
+    ar_meta_free(meta);
+    return s;
+}
+
+/* Checks that order (if any) is a permutation of [0,D). */
+static ar_status ar__check_order(const int *order, int D, const char *who, char *err)
+{
+    char *seen;
+    int d;
+    if (!order) return AR_OK;
+    if (!(seen = (char *)AR_MALLOC((size_t)D))) { ar__seterr(err, "%s: out of memory", who); return AR_ERR_NOMEM; }
+    memset(seen, 0, (size_t)D);
+    for (d = 0; d < D; d++) {
+        if (order[d] < 0 || order[d] >= D || seen[order[d]]) {
+            ar__seterr(err, "%s: order is not a permutation of [0,%d) (order[%d] = %d)", who, D, d, order[d]);
+            AR_FREE(seen);
+            return AR_ERR_ARG;
+        }
+        seen[order[d]] = 1;
+    }
+    AR_FREE(seen);
+    return AR_OK;
+}
+
+/* "a,b,c" for n ints, into a new buffer (freed with AR_FREE). */
+static char *ar__ints_str(const int *v, int n)
+{
+    size_t cap = (size_t)n * 12 + 1, len = 0;
+    char *s = (char *)AR_MALLOC(cap);
+    int i;
+    if (!s) return NULL;
+    s[0] = 0;
+    for (i = 0; i < n; i++) len += (size_t)snprintf(s + len, cap - len, i ? ",%d" : "%d", v[i]);
+    return s;
+}
+
+/* Parses "a,b,c" of non-negative ints into v (at most max); -1 on error. */
+static int ar__parse_ints(const char *s, int *v, int max)
+{
+    int n = 0;
+    if (!s) return -1;
+    if (!*s) return 0;
+    for (;;) {
+        long x = 0;
+        if (*s < '0' || *s > '9' || n == max) return -1;
+        while (*s >= '0' && *s <= '9') {
+            x = x * 10 + (*s++ - '0');
+            if (x > 0x7fffffff) return -1;
+        }
+        v[n++] = (int)x;
+        if (!*s) return n;
+        if (*s++ != ',') return -1;
+    }
+}
+
+static int ar__meta_u64(const ar_meta *meta, const char *key, uint64_t *v)
+{
+    const char *s = ar_meta_get(meta, key);
+    *v = 0;
+    if (!s || !*s) return 0;
+    for (; *s; s++) {
+        if (*s < '0' || *s > '9' || *v > (UINT64_MAX - 9) / 10) return 0;
+        *v = *v * 10 + (uint64_t)(*s - '0');
+    }
+    return 1;
+}
+
 /* ==== SECTION: models — MADE / FVSBN ===================================== */
 
 ARDEF ar_made_cfg ar_made_default(int D)
@@ -2631,7 +2765,7 @@ static size_t ar__made_units(const ar_made_cfg *c)
 
 static ar_status ar__made_check(const ar_made_cfg *c, char *err)
 {
-    int l, d;
+    int l;
     if (!c) { ar__seterr(err, "ar_made_init: cfg is NULL"); return AR_ERR_ARG; }
     if (c->D < 1 || c->D > (1 << 20)) { ar__seterr(err, "ar_made: D = %d, need 1..2^20", c->D); return AR_ERR_ARG; }
     if (c->n_hidden < 0 || c->n_hidden > AR_MADE_MAX_HIDDEN) {
@@ -2646,21 +2780,7 @@ static ar_status ar__made_check(const ar_made_cfg *c, char *err)
             return AR_ERR_ARG;
         }
     if (c->n_masks < 1 || c->n_masks > 4096) { ar__seterr(err, "ar_made: n_masks = %d, need 1..4096", c->n_masks); return AR_ERR_ARG; }
-    if (c->order) {
-        char *seen = (char *)AR_MALLOC((size_t)c->D);
-        if (!seen) { ar__seterr(err, "ar_made: out of memory"); return AR_ERR_NOMEM; }
-        memset(seen, 0, (size_t)c->D);
-        for (d = 0; d < c->D; d++) {
-            if (c->order[d] < 0 || c->order[d] >= c->D || seen[c->order[d]]) {
-                ar__seterr(err, "ar_made: order is not a permutation of [0,%d) (order[%d] = %d)", c->D, d, c->order[d]);
-                AR_FREE(seen);
-                return AR_ERR_ARG;
-            }
-            seen[c->order[d]] = 1;
-        }
-        AR_FREE(seen);
-    }
-    return AR_OK;
+    return ar__check_order(c->order, c->D, "ar_made", err);
 }
 
 ARDEF void ar_made_free(ar_made *m)
@@ -2957,70 +3077,32 @@ nomem:
 ARDEF ar_status ar_made_save(ar_made *m, const char *path)
 {
     ar_meta meta;
-    char num[32], *list;
-    size_t cap, len = 0;
-    int l, d;
+    char num[32], *hidden, *order = NULL;
     ar_status s = AR_OK;
     if (!m || !m->ps.x) return AR_ERR_ARG;
-    cap = (size_t)m->cfg.D * 12 + 16 * AR_MADE_MAX_HIDDEN + 1;
-    list = (char *)AR_MALLOC(cap);
-    if (!list) { ar__seterr(m->err, "ar_made_save: out of memory"); return AR_ERR_NOMEM; }
     ar_meta_init(&meta);
-    for (l = 0, list[0] = 0; l < m->cfg.n_hidden; l++)
-        len += (size_t)snprintf(list + len, cap - len, l ? ",%d" : "%d", m->cfg.hidden[l]);
+    hidden = ar__ints_str(m->cfg.hidden, m->cfg.n_hidden);
+    if (m->cfg.order) order = ar__ints_str(m->cfg.order, m->cfg.D);
+    if (!hidden || (m->cfg.order && !order)) s = AR_ERR_NOMEM;
 #define AR__PUT(k, v) if (s == AR_OK) s = ar_meta_set(&meta, k, v)
 #define AR__PUTI(k, v) snprintf(num, sizeof num, "%llu", (unsigned long long)(v)); AR__PUT(k, num)
     AR__PUT("ar.model", m->cfg.n_hidden ? "made" : "fvsbn");
     AR__PUT("ar.version", ar_version());
     AR__PUTI("D", m->cfg.D);
-    AR__PUT("hidden", list);
+    AR__PUT("hidden", hidden);
     AR__PUTI("direct", m->cfg.direct);
     AR__PUTI("n_masks", m->cfg.n_masks);
     AR__PUTI("order_agnostic", m->cfg.order_agnostic);
     AR__PUTI("seed", m->cfg.seed);
-    if (m->cfg.order) {
-        for (d = 0, len = 0; d < m->cfg.D; d++)
-            len += (size_t)snprintf(list + len, cap - len, d ? ",%d" : "%d", m->cfg.order[d]);
-        AR__PUT("order", list);
-    }
+    if (order) AR__PUT("order", order);
 #undef AR__PUTI
 #undef AR__PUT
-    AR_FREE(list);
+    AR_FREE(hidden);
+    AR_FREE(order);
     if (s != AR_OK) ar__seterr(m->err, "ar_made_save: out of memory");
     else if ((s = ar_params_save(&m->ps, path, &meta)) != AR_OK) memcpy(m->err, m->ps.err, AR_ERR_LEN);
     ar_meta_free(&meta);
     return s;
-}
-
-/* Parses "a,b,c" of non-negative ints into v (at most max); -1 on error. */
-static int ar__parse_ints(const char *s, int *v, int max)
-{
-    int n = 0;
-    if (!s) return -1;
-    if (!*s) return 0;
-    for (;;) {
-        long x = 0;
-        if (*s < '0' || *s > '9' || n == max) return -1;
-        while (*s >= '0' && *s <= '9') {
-            x = x * 10 + (*s++ - '0');
-            if (x > 0x7fffffff) return -1;
-        }
-        v[n++] = (int)x;
-        if (!*s) return n;
-        if (*s++ != ',') return -1;
-    }
-}
-
-static int ar__meta_u64(const ar_meta *meta, const char *key, uint64_t *v)
-{
-    const char *s = ar_meta_get(meta, key);
-    *v = 0;
-    if (!s || !*s) return 0;
-    for (; *s; s++) {
-        if (*s < '0' || *s > '9' || *v > (UINT64_MAX - 9) / 10) return 0;
-        *v = *v * 10 + (uint64_t)(*s - '0');
-    }
-    return 1;
 }
 
 ARDEF ar_status ar_made_load(ar_made *m, const char *path)
@@ -3032,18 +3114,10 @@ ARDEF ar_status ar_made_load(ar_made *m, const char *path)
     ar_made tmp;
     uint64_t D = 0, direct = 0, K = 0, oa = 0, seed = 0;
     int *order = NULL, n;
-    const char *model;
     ar_status s;
     if (!m) return AR_ERR_ARG;
-    if ((s = ar__read_file(path, &buf, &len, m->err)) != AR_OK) return s;
-    ar_meta_init(&meta);
-    if ((s = ar__st_read_meta(buf, len, &meta, m->err)) != AR_OK) goto done;
-    model = ar_meta_get(&meta, "ar.model");
+    if ((s = ar__model_file(path, "made", "fvsbn", &buf, &len, &meta, m->err)) != AR_OK) return s;
     s = AR_ERR_FORMAT;
-    if (!model || (strcmp(model, "made") && strcmp(model, "fvsbn"))) {
-        ar__seterr(m->err, "%.100s: not a MADE/FVSBN checkpoint (ar.model = %.40s)", path, model ? model : "absent");
-        goto done;
-    }
     memset(&cfg, 0, sizeof cfg);
     if (!ar__meta_u64(&meta, "D", &D) || !ar__meta_u64(&meta, "direct", &direct) ||
         !ar__meta_u64(&meta, "n_masks", &K) || !ar__meta_u64(&meta, "order_agnostic", &oa) ||
@@ -3074,6 +3148,284 @@ ARDEF ar_status ar_made_load(ar_made *m, const char *path)
         goto done;
     }
     ar_made_free(m);
+    *m = tmp;
+done:
+    AR_FREE(order);
+    AR_FREE(buf);
+    ar_meta_free(&meta);
+    return s;
+}
+
+/* ==== SECTION: models — NADE ============================================== */
+
+ARDEF ar_nade_cfg ar_nade_default(int D)
+{
+    ar_nade_cfg c;
+    memset(&c, 0, sizeof c);
+    c.D = D;
+    c.H = 500;
+    c.seed = 1;
+    return c;
+}
+
+ARDEF void ar_nade_free(ar_nade *m)
+{
+    if (!m) return;
+    ar_params_free(&m->ps);
+    AR_FREE(m->order);
+    memset(m, 0, sizeof *m);
+}
+
+ARDEF ar_status ar_nade_init(ar_nade *m, const ar_nade_cfg *cfg)
+{
+    ar_rng rng;
+    int shape[2], d;
+    ar_status s;
+    if (!m) return AR_ERR_ARG;
+    memset(m, 0, sizeof *m);
+    if (!cfg || cfg->D < 1 || cfg->D > (1 << 20) || cfg->H < 1 || cfg->H > (1 << 20)) {
+        ar__seterr(m->err, "ar_nade_init: need D and H in 1..2^20 (D = %d, H = %d)", cfg ? cfg->D : 0, cfg ? cfg->H : 0);
+        return AR_ERR_ARG;
+    }
+    if ((s = ar__check_order(cfg->order, cfg->D, "ar_nade_init", m->err)) != AR_OK) return s;
+    m->cfg = *cfg;
+    ar_params_init(&m->ps);
+    shape[0] = cfg->D; shape[1] = cfg->H;
+    m->W = ar_params_add(&m->ps, "W", 2, shape);
+    m->V = ar_params_add(&m->ps, "V", 2, shape);
+    m->c = ar_params_add(&m->ps, "c", 1, shape + 1);
+    m->b = ar_params_add(&m->ps, "b", 1, shape);
+    m->order = (int *)AR_MALLOC((size_t)cfg->D * sizeof(int));
+    if (!m->W || !m->V || !m->c || !m->b || !m->order || ar_params_alloc(&m->ps) != AR_OK) {
+        ar_nade_free(m);
+        ar__seterr(m->err, "ar_nade_init: out of memory");
+        return AR_ERR_NOMEM;
+    }
+    for (d = 0; d < cfg->D; d++) m->order[d] = cfg->order ? cfg->order[d] : d;
+    m->cfg.order = cfg->order ? m->order : NULL;
+    ar_rng_seed(&rng, cfg->seed);
+    ar_init_uniform(m->W, &rng, -0.05f, 0.05f);
+    ar_init_uniform(m->V, &rng, -0.05f, 0.05f);
+    return AR_OK;
+}
+
+/* h = sigmoid(a) over H units, vectorizable */
+static void ar__sigmoid_vec(float *h, const float *a, int H)
+{
+    int k;
+    for (k = 0; k < H; k++) h[k] = ar__sigmoid(a[k]);
+}
+
+static float ar__dot(const float *a, const float *b, int n)
+{
+    float s = 0;
+    int k;
+    for (k = 0; k < n; k++) s += a[k] * b[k];
+    return s;
+}
+
+typedef struct { const float *x; const int *order; } ar__nade_aux;
+
+/* Per example: walk the places, keep a_t, add W_d x_d after each. Saves the
+   logits and the final activation for the backward, which walks back and
+   recovers a_t by subtraction (as in the NADE paper). */
+ARDEF ar_tensor *ar_nade_nll(ar_nade *m, ar_graph *g, const float *x, int N)
+{
+    ar_tensor *src[4], *t;
+    ar__nade_aux *aux;
+    float *h;
+    int D, H, n, i, shape[1];
+    size_t k;
+    if (!ar__check(g, "ar_nade_nll", NULL, NULL, 0)) return NULL;
+    if (!m || !m->ps.x || !x || N < 1) {
+        ar__fail(g, AR_ERR_ARG, "ar_nade_nll: need an initialized model, data and N >= 1 (N = %d)", N);
+        return NULL;
+    }
+    D = m->cfg.D;
+    H = m->cfg.H;
+    for (k = 0; k < (size_t)N * D; k++)
+        if (x[k] != 0 && x[k] != 1) {
+            ar__fail(g, AR_ERR_RANGE, "ar_nade_nll: x[%zu] = %g is not 0 or 1", k, (double)x[k]);
+            return NULL;
+        }
+    src[0] = m->W; src[1] = m->c; src[2] = m->V; src[3] = m->b;
+    shape[0] = N;
+    t = ar__node_n(g, AR_OP_NADE, 1, shape, src, 4, NULL);
+    if (!t) return NULL;
+    aux = (ar__nade_aux *)ar_graph_alloc(g, sizeof *aux);
+    /* logits [N,D], final activations [N,H], backward scratch [3H] */
+    t->save = (float *)ar_graph_alloc(g, ((size_t)N * (D + H) + 3 * (size_t)H) * sizeof(float));
+    h = (float *)ar_graph_alloc(g, (size_t)H * sizeof(float));
+    if (!aux || !t->save || !h) { ar__fail(g, AR_ERR_NOMEM, "ar_nade_nll: out of memory"); return NULL; }
+    aux->x = x;
+    aux->order = m->order;
+    t->aux = aux;
+    t->ip[0] = D;
+    t->ip[1] = H;
+    for (n = 0; n < N; n++) {
+        const float *xn = x + (size_t)n * D;
+        float *logit = t->save + (size_t)n * D, *a = t->save + (size_t)N * D + (size_t)n * H;
+        double nll = 0;
+        memcpy(a, m->c->x, (size_t)H * sizeof(float));
+        for (i = 0; i < D; i++) {
+            int d = m->order[i], j;
+            float z;
+            ar__sigmoid_vec(h, a, H);
+            z = logit[d] = m->b->x[d] + ar__dot(h, m->V->x + (size_t)d * H, H);
+            nll += ar__softplus(z) - xn[d] * z;
+            if (xn[d] != 0)
+                for (j = 0; j < H; j++) a[j] += m->W->x[(size_t)d * H + j];
+        }
+        t->x[n] = (float)nll;
+    }
+    return t;
+}
+
+static void ar__nade_bwd(ar_tensor *t)
+{
+    const ar__nade_aux *aux = (const ar__nade_aux *)t->aux;
+    ar_tensor *W = t->src[0], *c = t->src[1], *V = t->src[2], *b = t->src[3];
+    int D = t->ip[0], H = t->ip[1], N = (int)t->n, n, i, j;
+    float *dW = AR__DX(W), *dc = AR__DX(c), *dV = AR__DX(V), *db = AR__DX(b);
+    /* scratch after the saved activations: running a, h, dL/da */
+    float *a = t->save + (size_t)N * (D + H), *h = a + H, *A = h + H;
+    for (n = 0; n < N; n++) {
+        const float *xn = aux->x + (size_t)n * D, *logit = t->save + (size_t)n * D;
+        float dy = t->g[n];
+        memcpy(a, t->save + (size_t)N * D + (size_t)n * H, (size_t)H * sizeof(float));
+        memset(A, 0, (size_t)H * sizeof(float));
+        for (i = D - 1; i >= 0; i--) {
+            int d = aux->order[i];
+            const float *Vd = V->x + (size_t)d * H;
+            float dz;
+            if (xn[d] != 0) { /* a_{t+1} = a_t + W_d: dW_d += dL/da_{t+1}, then step back */
+                if (dW)
+                    for (j = 0; j < H; j++) dW[(size_t)d * H + j] += A[j];
+                for (j = 0; j < H; j++) a[j] -= W->x[(size_t)d * H + j];
+            }
+            ar__sigmoid_vec(h, a, H);
+            dz = dy * (ar__sigmoid(logit[d]) - xn[d]);
+            if (db) db[d] += dz;
+            if (dV)
+                for (j = 0; j < H; j++) dV[(size_t)d * H + j] += dz * h[j];
+            for (j = 0; j < H; j++) A[j] += dz * Vd[j] * h[j] * (1.0f - h[j]);
+        }
+        if (dc)
+            for (j = 0; j < H; j++) dc[j] += A[j];
+    }
+}
+
+ARDEF ar_status ar_nade_log_prob(ar_nade *m, ar_graph *g, const float *x, int N, float *out)
+{
+    ar_tensor *nll;
+    int grad, n;
+    if (!g || !out) return AR_ERR_ARG;
+    grad = g->grad;
+    ar_graph_set_grad(g, 0);
+    nll = ar_nade_nll(m, g, x, N);
+    ar_graph_set_grad(g, grad);
+    if (!nll) return g->status;
+    for (n = 0; n < N; n++) out[n] = -nll->x[n];
+    return AR_OK;
+}
+
+ARDEF ar_status ar_nade_sample(ar_nade *m, ar_graph *g, int N, ar_rng *rng, float temperature, const float *given,
+                               const unsigned char *known, float *x, float *probs)
+{
+    float *a, *h;
+    int n, i, j, D, H;
+    if (!g || !m || !m->ps.x) return AR_ERR_ARG;
+    if (!ar__check(g, "ar_nade_sample", NULL, NULL, 0)) return g->status;
+    if (N < 1 || !rng || !x || !(temperature > 0) || (!given) != (!known))
+        return (ar_status)(ar__fail(g, AR_ERR_ARG, "ar_nade_sample: need N >= 1, rng, x, temperature > 0, "
+                                                   "and given/known both set or both NULL"), g->status);
+    D = m->cfg.D;
+    H = m->cfg.H;
+    a = (float *)ar_graph_alloc(g, 2 * (size_t)H * sizeof(float));
+    if (!a) return (ar_status)(ar__fail(g, AR_ERR_NOMEM, "ar_nade_sample: out of memory"), g->status);
+    h = a + H;
+    for (n = 0; n < N; n++) {
+        memcpy(a, m->c->x, (size_t)H * sizeof(float));
+        for (i = 0; i < D; i++) {
+            int d = m->order[i];
+            size_t k = (size_t)n * D + d;
+            float p;
+            ar__sigmoid_vec(h, a, H);
+            p = ar__sigmoid((m->b->x[d] + ar__dot(h, m->V->x + (size_t)d * H, H)) / temperature);
+            if (probs) probs[k] = p;
+            x[k] = known && known[k] ? given[k] : (float)ar_rng_bernoulli(rng, p);
+            if (x[k] != 0)
+                for (j = 0; j < H; j++) a[j] += x[k] * m->W->x[(size_t)d * H + j];
+        }
+    }
+    return AR_OK;
+}
+
+ARDEF ar_status ar_nade_save(ar_nade *m, const char *path)
+{
+    ar_meta meta;
+    char num[32], *order = NULL;
+    ar_status s;
+    if (!m || !m->ps.x) return AR_ERR_ARG;
+    ar_meta_init(&meta);
+    s = ar_meta_set(&meta, "ar.model", "nade");
+    if (s == AR_OK) s = ar_meta_set(&meta, "ar.version", ar_version());
+    snprintf(num, sizeof num, "%d", m->cfg.D);
+    if (s == AR_OK) s = ar_meta_set(&meta, "D", num);
+    snprintf(num, sizeof num, "%d", m->cfg.H);
+    if (s == AR_OK) s = ar_meta_set(&meta, "H", num);
+    snprintf(num, sizeof num, "%llu", (unsigned long long)m->cfg.seed);
+    if (s == AR_OK) s = ar_meta_set(&meta, "seed", num);
+    if (s == AR_OK && m->cfg.order) {
+        order = ar__ints_str(m->order, m->cfg.D);
+        s = order ? ar_meta_set(&meta, "order", order) : AR_ERR_NOMEM;
+    }
+    AR_FREE(order);
+    if (s != AR_OK) ar__seterr(m->err, "ar_nade_save: out of memory");
+    else if ((s = ar_params_save(&m->ps, path, &meta)) != AR_OK) memcpy(m->err, m->ps.err, AR_ERR_LEN);
+    ar_meta_free(&meta);
+    return s;
+}
+
+ARDEF ar_status ar_nade_load(ar_nade *m, const char *path)
+{
+    unsigned char *buf;
+    size_t len;
+    ar_meta meta;
+    ar_nade_cfg cfg;
+    ar_nade tmp;
+    uint64_t D, H, seed;
+    int *order = NULL;
+    ar_status s;
+    if (!m) return AR_ERR_ARG;
+    if ((s = ar__model_file(path, "nade", NULL, &buf, &len, &meta, m->err)) != AR_OK) return s;
+    s = AR_ERR_FORMAT;
+    if (!ar__meta_u64(&meta, "D", &D) || !ar__meta_u64(&meta, "H", &H) || !ar__meta_u64(&meta, "seed", &seed) ||
+        D < 1 || D > (1 << 20) || H < 1 || H > (1 << 20)) {
+        ar__seterr(m->err, "%.100s: missing or malformed configuration in __metadata__", path);
+        goto done;
+    }
+    memset(&cfg, 0, sizeof cfg);
+    cfg.D = (int)D; cfg.H = (int)H; cfg.seed = seed;
+    if (ar_meta_get(&meta, "order")) {
+        if (!(order = (int *)AR_MALLOC((size_t)D * sizeof(int)))) { s = AR_ERR_NOMEM; goto done; }
+        if (ar__parse_ints(ar_meta_get(&meta, "order"), order, (int)D) != (int)D) {
+            ar__seterr(m->err, "%.100s: malformed order in __metadata__", path);
+            goto done;
+        }
+        cfg.order = order;
+    }
+    if ((s = ar_nade_init(&tmp, &cfg)) != AR_OK) {
+        snprintf(m->err, AR_ERR_LEN, "%.100s: %.150s", path, tmp.err);
+        if (s != AR_ERR_NOMEM) s = AR_ERR_FORMAT;
+        goto done;
+    }
+    if ((s = ar_params_load_mem(&tmp.ps, buf, len, NULL)) != AR_OK) {
+        snprintf(m->err, AR_ERR_LEN, "%.100s: %.150s", path, tmp.ps.err);
+        ar_nade_free(&tmp);
+        goto done;
+    }
+    ar_nade_free(m);
     *m = tmp;
 done:
     AR_FREE(order);

@@ -51,7 +51,7 @@ int main(int argc, char **argv)
     const char *out = ex_arg(argc, argv, "--out", "."), *hidden = ex_arg(argc, argv, "--hidden", "500");
     int epochs = (int)ex_num(argc, argv, "--epochs", 20), batch = (int)ex_num(argc, argv, "--batch", 100);
     int patience = (int)ex_num(argc, argv, "--patience", 10), n_masks = (int)ex_num(argc, argv, "--masks", 1);
-    float lr = (float)ex_num(argc, argv, "--lr", 1e-3);
+    float lr = (float)ex_num(argc, argv, "--lr", 1e-3), wd = (float)ex_num(argc, argv, "--wd", 0);
     uint64_t seed = (uint64_t)ex_num(argc, argv, "--seed", 1);
     char ckpt[1024], png[1024];
     ar_mnist data;
@@ -65,7 +65,7 @@ int main(int argc, char **argv)
     double best = 1e30, t0 = ex_now(), nll_test;
     if (ex_flag(argc, argv, "--help") || (strcmp(model, "made") && strcmp(model, "fvsbn"))) {
         fprintf(stderr, "usage: %s [--model made|fvsbn] [--hidden 500[,500]] [--masks K] [--order-agnostic] [--direct]\n"
-                        "          [--epochs E] [--batch B] [--lr LR] [--patience P] [--seed S] [--data DIR] [--out DIR] [--resume]\n",
+                        "          [--epochs E] [--batch B] [--lr LR] [--wd L2] [--patience P] [--seed S] [--data DIR] [--out DIR] [--resume]\n",
                 argv[0]);
         return 2;
     }
@@ -105,6 +105,7 @@ int main(int argc, char **argv)
     }
     if (ar_graph_init(&g, 0) != AR_OK) return 1;
     opt = ar_optim_adam(lr);
+    opt.weight_decay = wd; /* L2, as torch.optim.Adam's weight_decay */
     ar_rng_seed(&rng, seed + 1);
     xb = (float *)malloc(sizeof(float) * (size_t)batch * D);
     perm = (int *)malloc(sizeof(int) * (size_t)data.n_train);

@@ -29,6 +29,7 @@ void tests_ops(void);
 void tests_optim(void);
 void tests_io(void);
 void tests_made(void);
+void tests_nade(void);
 void tests_cxx(void);
 
 int main(int argc, char **argv)
@@ -39,6 +40,7 @@ int main(int argc, char **argv)
     tests_optim();
     tests_io();
     tests_made();
+    tests_nade();
     tests_cxx();
     printf("%d passed, %d failed\n", n_pass, n_fail);
     return n_fail ? 1 : 0;
