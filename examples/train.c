@@ -1,6 +1,6 @@
-/* Train MADE or FVSBN on binarized MNIST, report test NLL, write samples.
+/* Train MADE, FVSBN or NADE on binarized MNIST, report test NLL, write samples.
 
-   train [--model made|fvsbn] [--hidden 500[,500...]] [--masks K]
+   train [--model made|fvsbn|nade] [--hidden 500[,500...]] [--masks K]
          [--order-agnostic] [--direct] [--epochs E] [--batch B] [--lr LR]
          [--patience P] [--seed S] [--data DIR] [--out DIR] [--resume]
 
@@ -18,7 +18,36 @@
 #include "util.h"
 #include <math.h>
 
-static double evaluate(ar_made *m, ar_graph *g, const float *x, int n, int batch, int ensemble)
+/* The models share one shape of API; this picks the one being trained. */
+typedef struct { int nade; ar_made made; ar_nade nd; } ex_model;
+
+static ar_params *m_params(ex_model *m) { return m->nade ? &m->nd.ps : &m->made.ps; }
+static const char *m_err(ex_model *m) { return m->nade ? m->nd.err : m->made.err; }
+static int m_D(ex_model *m) { return m->nade ? m->nd.cfg.D : m->made.cfg.D; }
+static ar_tensor *m_nll(ex_model *m, ar_graph *g, const float *x, int N)
+{
+    return m->nade ? ar_nade_nll(&m->nd, g, x, N) : ar_made_nll(&m->made, g, x, N);
+}
+static ar_status m_log_prob(ex_model *m, ar_graph *g, const float *x, int N, float *out)
+{
+    return m->nade ? ar_nade_log_prob(&m->nd, g, x, N, out) : ar_made_log_prob(&m->made, g, x, N, out);
+}
+static ar_status m_sample(ex_model *m, ar_graph *g, int N, ar_rng *r, float *x, float *probs)
+{
+    return m->nade ? ar_nade_sample(&m->nd, g, N, r, 1.0f, NULL, NULL, x, probs)
+                   : ar_made_sample(&m->made, g, N, r, 1.0f, NULL, NULL, x, probs);
+}
+static ar_status m_save(ex_model *m, const char *path)
+{
+    return m->nade ? ar_nade_save(&m->nd, path) : ar_made_save(&m->made, path);
+}
+static ar_status m_load(ex_model *m, const char *path)
+{
+    return m->nade ? ar_nade_load(&m->nd, path) : ar_made_load(&m->made, path);
+}
+static float *m_out_bias(ex_model *m) { return m->nade ? m->nd.b->x : m->made.c->x; }
+
+static double evaluate(ex_model *m, ar_graph *g, const float *x, int n, int batch, int ensemble)
 {
     double total = 0;
     float *lp = (float *)malloc(sizeof(float) * (size_t)batch);
@@ -27,12 +56,12 @@ static double evaluate(ar_made *m, ar_graph *g, const float *x, int n, int batch
         int b = n - i < batch ? n - i : batch;
         ar_graph_reset(g);
         if (ensemble) {
-            if (ar_made_log_prob(m, g, x + (size_t)i * m->cfg.D, b, lp) != AR_OK) goto fail;
+            if (m_log_prob(m, g, x + (size_t)i * m_D(m), b, lp) != AR_OK) goto fail;
             for (k = 0; k < b; k++) total -= lp[k];
         } else {
             ar_tensor *nll;
             ar_graph_set_grad(g, 0);
-            nll = ar_made_nll(m, g, x + (size_t)i * m->cfg.D, b);
+            nll = m_nll(m, g, x + (size_t)i * m_D(m), b);
             ar_graph_set_grad(g, 1);
             if (!nll) goto fail;
             for (k = 0; k < b; k++) total += nll->x[k];
@@ -55,16 +84,17 @@ int main(int argc, char **argv)
     uint64_t seed = (uint64_t)ex_num(argc, argv, "--seed", 1);
     char ckpt[1024], png[1024];
     ar_mnist data;
-    ar_made m;
+    ex_model m;
     ar_made_cfg cfg;
+    ar_nade_cfg ncfg;
     ar_graph g;
     ar_optim opt;
     ar_rng rng;
     float *xb, *samples, *probs;
     int *perm, epoch, i, bad = 0, D;
     double best = 1e30, t0 = ex_now(), nll_test;
-    if (ex_flag(argc, argv, "--help") || (strcmp(model, "made") && strcmp(model, "fvsbn"))) {
-        fprintf(stderr, "usage: %s [--model made|fvsbn] [--hidden 500[,500]] [--masks K] [--order-agnostic] [--direct]\n"
+    if (ex_flag(argc, argv, "--help") || (strcmp(model, "made") && strcmp(model, "fvsbn") && strcmp(model, "nade"))) {
+        fprintf(stderr, "usage: %s [--model made|fvsbn|nade] [--hidden 500[,500]] [--masks K] [--order-agnostic] [--direct]\n"
                         "          [--epochs E] [--batch B] [--lr LR] [--wd L2] [--patience P] [--seed S] [--data DIR] [--out DIR] [--resume]\n",
                 argv[0]);
         return 2;
@@ -88,19 +118,27 @@ int main(int argc, char **argv)
         cfg.order_agnostic = ex_flag(argc, argv, "--order-agnostic");
     }
     cfg.seed = seed;
+    ncfg = ar_nade_default(D);
+    ncfg.H = atoi(hidden);
+    ncfg.seed = seed;
+    memset(&m, 0, sizeof m);
+    m.nade = !strcmp(model, "nade");
     snprintf(ckpt, sizeof ckpt, "%s/%s.safetensors", out, model);
-    if (ar_made_init(&m, &cfg) != AR_OK) { fprintf(stderr, "%s\n", m.err); return 1; }
+    if ((m.nade ? ar_nade_init(&m.nd, &ncfg) : ar_made_init(&m.made, &cfg)) != AR_OK) {
+        fprintf(stderr, "%s\n", m_err(&m));
+        return 1;
+    }
     { /* output biases at the data's pixel marginals: training starts near 206 nats, not 543 */
         int d, k;
         for (d = 0; d < D; d++) {
             double p = 0;
             for (k = 0; k < data.n_train; k++) p += data.train[(size_t)k * D + d];
             p = (p + 1) / (data.n_train + 2);
-            m.c->x[d] = (float)log(p / (1 - p));
+            m_out_bias(&m)[d] = (float)log(p / (1 - p));
         }
     }
     if (ex_flag(argc, argv, "--resume")) {
-        if (ar_made_load(&m, ckpt) != AR_OK) { fprintf(stderr, "--resume: %s\n", m.err); return 1; }
+        if (m_load(&m, ckpt) != AR_OK) { fprintf(stderr, "--resume: %s\n", m_err(&m)); return 1; }
         printf("resumed from %s\n", ckpt);
     }
     if (ar_graph_init(&g, 0) != AR_OK) return 1;
@@ -111,9 +149,9 @@ int main(int argc, char **argv)
     perm = (int *)malloc(sizeof(int) * (size_t)data.n_train);
     for (i = 0; i < data.n_train; i++) perm[i] = i;
     printf("%s: D=%d hidden=%s masks=%d%s%s, %zu parameters, %d train / %d valid / %d test, batch %d, Adam lr %g\n",
-           model, D, cfg.n_hidden ? hidden : "-", cfg.n_masks, cfg.direct ? ", direct" : "",
-           cfg.order_agnostic ? ", order-agnostic" : "", m.ps.total, data.n_train, data.n_valid, data.n_test, batch,
-           (double)lr);
+           model, D, m.nade || cfg.n_hidden ? hidden : "-", m.nade ? 1 : cfg.n_masks, cfg.direct ? ", direct" : "",
+           cfg.order_agnostic ? ", order-agnostic" : "", m_params(&m)->total, data.n_train, data.n_valid, data.n_test,
+           batch, (double)lr);
     for (epoch = 1; epoch <= epochs && bad < patience; epoch++) {
         double te = ex_now(), train = 0, valid;
         int steps = 0;
@@ -123,13 +161,13 @@ int main(int argc, char **argv)
             int k;
             for (k = 0; k < batch; k++)
                 memcpy(xb + (size_t)k * D, data.train + (size_t)perm[i + k] * D, sizeof(float) * D);
-            if (cfg.n_masks > 1) ar_made_set_mask(&m, (int)ar_rng_below(&rng, (uint32_t)cfg.n_masks));
+            if (!m.nade && cfg.n_masks > 1) ar_made_set_mask(&m.made, (int)ar_rng_below(&rng, (uint32_t)cfg.n_masks));
             ar_graph_reset(&g);
-            nll = ar_made_nll(&m, &g, xb, batch);
+            nll = m_nll(&m, &g, xb, batch);
             loss = ar_mean(&g, nll, AR_ALL);
-            ar_params_zero_grad(&m.ps);
-            if (ar_backward(&g, loss) != AR_OK || ar_optim_step(&opt, &m.ps) != AR_OK) {
-                fprintf(stderr, "step failed: %s %s\n", g.err, m.ps.err);
+            ar_params_zero_grad(m_params(&m));
+            if (ar_backward(&g, loss) != AR_OK || ar_optim_step(&opt, m_params(&m)) != AR_OK) {
+                fprintf(stderr, "step failed: %s %s\n", g.err, m_params(&m)->err);
                 return 1;
             }
             train += loss->x[0];
@@ -138,7 +176,7 @@ int main(int argc, char **argv)
         if (valid < best) {
             best = valid;
             bad = 0;
-            if (ar_made_save(&m, ckpt) != AR_OK) { fprintf(stderr, "%s\n", m.err); return 1; }
+            if (m_save(&m, ckpt) != AR_OK) { fprintf(stderr, "%s\n", m_err(&m)); return 1; }
         } else if (++bad % 4 == 0) {
             opt.lr *= 0.5f; /* plateau: halve the step size */
         }
@@ -147,15 +185,16 @@ int main(int argc, char **argv)
                (ex_now() - t0) / epoch * (epochs - epoch), bad ? "" : "  [saved]");
         fflush(stdout);
     }
-    if (ar_made_load(&m, ckpt) != AR_OK) { fprintf(stderr, "%s\n", m.err); return 1; }
+    if (m_load(&m, ckpt) != AR_OK) { fprintf(stderr, "%s\n", m_err(&m)); return 1; }
     nll_test = evaluate(&m, &g, data.test, data.n_test, 500, 1);
     printf("test NLL %.2f nats per example, %.4f bits/dim (%s, %d mask%s, best valid %.2f, %.0fs)\n", nll_test,
-           nll_test / (D * 0.69314718055994531), model, cfg.n_masks, cfg.n_masks > 1 ? "s in the ensemble" : "", best,
+           nll_test / (D * 0.69314718055994531), model, m.nade ? 1 : cfg.n_masks,
+           !m.nade && cfg.n_masks > 1 ? "s in the ensemble" : "", best,
            ex_now() - t0);
     samples = (float *)malloc(sizeof(float) * 100 * D);
     probs = (float *)malloc(sizeof(float) * 100 * D);
     ar_graph_reset(&g);
-    if (ar_made_sample(&m, &g, 100, &rng, 1.0f, NULL, NULL, samples, probs) != AR_OK) {
+    if (m_sample(&m, &g, 100, &rng, samples, probs) != AR_OK) {
         fprintf(stderr, "sampling: %s\n", g.err);
         return 1;
     }
@@ -167,7 +206,8 @@ int main(int argc, char **argv)
     else printf("wrote %s\n", png);
     free(samples); free(probs); free(xb); free(perm);
     ar_graph_free(&g);
-    ar_made_free(&m);
+    ar_made_free(&m.made);
+    ar_nade_free(&m.nd);
     ar_mnist_free(&data);
     return 0;
 }
