@@ -442,15 +442,22 @@ ARDEF ar_status ar_made_sample(ar_made *m, ar_graph *g, int N, ar_rng *rng, floa
 ARDEF ar_status ar_made_save(ar_made *m, const char *path);
 ARDEF ar_status ar_made_load(ar_made *m, const char *path);
 
-/* ==== Models: NADE ====================================================== */
+/* ==== Models: NADE and RNADE ============================================ */
 
 /* NADE (Larochelle & Murray 2011) over D binary inputs with H sigmoid
    hidden units shared across places: a_1 = c, h_t = sigmoid(a_t),
-   p(x_d = 1 | x_<d) = sigmoid(b_d + V_d . h_t), a_{t+1} = a_t + W_d x_d
+   p(x_d = 1 | x_<d) = sigmoid(b_d + V_d h_t), a_{t+1} = a_t + W_d x_d
    (d = order[t]). Likelihood, gradient and sampling cost O(HD) per
-   example: the running activation is updated, never recomputed. */
+   example: the running activation is updated, never recomputed; each
+   place is one BLAS product over the whole batch.
+   RNADE (Uria, Murray & Larochelle 2013) is the same recursion over real
+   x_d with a mixture of K Gaussians per dimension: V_d h_t + b_d gives K
+   component logits, K means and K log standard deviations. */
+#define AR_NADE_MAX_K 64
+
 typedef struct ar_nade_cfg {
     int D, H;
+    int K;             /* 0: binary NADE; 1..AR_NADE_MAX_K: RNADE components */
     const int *order;  /* NULL: natural; else a permutation of [0,D) */
     uint64_t seed;     /* initial weights */
 } ar_nade_cfg;
@@ -460,19 +467,22 @@ typedef struct ar_nade {
     ar_params ps;      /* owns: */
     ar_tensor *W;      /* [D,H]: row d is the input weight column of x_d */
     ar_tensor *c;      /* [H] */
-    ar_tensor *V;      /* [D,H] */
-    ar_tensor *b;      /* [D] */
+    ar_tensor *V;      /* [D,H]; RNADE [D,3K,H] */
+    ar_tensor *b;      /* [D];   RNADE [D,3K] */
     int *order;        /* owns: [D] */
     char err[AR_ERR_LEN];
 } ar_nade;
 
-ARDEF ar_nade_cfg ar_nade_default(int D); /* H = 500, natural order */
+ARDEF ar_nade_cfg ar_nade_default(int D);         /* H = 500, natural order */
+ARDEF ar_nade_cfg ar_rnade_default(int D, int K); /* the same with K Gaussians */
 ARDEF ar_status ar_nade_init(ar_nade *m, const ar_nade_cfg *cfg);
 ARDEF void ar_nade_free(ar_nade *m);
-/* -log p(x) per example [N] in nats; differentiable (fused op, O(NHD)). */
+/* -log p(x) per example [N] in nats (a density for RNADE); differentiable
+   (one fused op, O(NHD)). x is [N,D]: 0/1 for NADE, finite for RNADE. */
 ARDEF ar_tensor *ar_nade_nll(ar_nade *m, ar_graph *g, const float *x, int N);
 ARDEF ar_status ar_nade_log_prob(ar_nade *m, ar_graph *g, const float *x, int N, float *out);
-/* As ar_made_sample. */
+/* As ar_made_sample; probs gets E[x_d | x_<d]. For RNADE, temperature
+   divides the component logits and scales sigma by sqrt(temperature). */
 ARDEF ar_status ar_nade_sample(ar_nade *m, ar_graph *g, int N, ar_rng *rng, float temperature, const float *given,
                                const unsigned char *known, float *x, float *probs);
 ARDEF ar_status ar_nade_save(ar_nade *m, const char *path);
@@ -3168,6 +3178,13 @@ ARDEF ar_nade_cfg ar_nade_default(int D)
     return c;
 }
 
+ARDEF ar_nade_cfg ar_rnade_default(int D, int K)
+{
+    ar_nade_cfg c = ar_nade_default(D);
+    c.K = K;
+    return c;
+}
+
 ARDEF void ar_nade_free(ar_nade *m)
 {
     if (!m) return;
@@ -3179,12 +3196,14 @@ ARDEF void ar_nade_free(ar_nade *m)
 ARDEF ar_status ar_nade_init(ar_nade *m, const ar_nade_cfg *cfg)
 {
     ar_rng rng;
-    int shape[2], d;
+    int shape[3], d;
     ar_status s;
     if (!m) return AR_ERR_ARG;
     memset(m, 0, sizeof *m);
-    if (!cfg || cfg->D < 1 || cfg->D > (1 << 20) || cfg->H < 1 || cfg->H > (1 << 20)) {
-        ar__seterr(m->err, "ar_nade_init: need D and H in 1..2^20 (D = %d, H = %d)", cfg ? cfg->D : 0, cfg ? cfg->H : 0);
+    if (!cfg || cfg->D < 1 || cfg->D > (1 << 20) || cfg->H < 1 || cfg->H > (1 << 20) || cfg->K < 0 ||
+        cfg->K > AR_NADE_MAX_K) {
+        ar__seterr(m->err, "ar_nade_init: need D and H in 1..2^20 and K in 0..%d (D = %d, H = %d, K = %d)",
+                   AR_NADE_MAX_K, cfg ? cfg->D : 0, cfg ? cfg->H : 0, cfg ? cfg->K : 0);
         return AR_ERR_ARG;
     }
     if ((s = ar__check_order(cfg->order, cfg->D, "ar_nade_init", m->err)) != AR_OK) return s;
@@ -3192,9 +3211,15 @@ ARDEF ar_status ar_nade_init(ar_nade *m, const ar_nade_cfg *cfg)
     ar_params_init(&m->ps);
     shape[0] = cfg->D; shape[1] = cfg->H;
     m->W = ar_params_add(&m->ps, "W", 2, shape);
-    m->V = ar_params_add(&m->ps, "V", 2, shape);
     m->c = ar_params_add(&m->ps, "c", 1, shape + 1);
-    m->b = ar_params_add(&m->ps, "b", 1, shape);
+    if (cfg->K == 0) { /* V [D,H], b [D] */
+        m->V = ar_params_add(&m->ps, "V", 2, shape);
+        m->b = ar_params_add(&m->ps, "b", 1, shape);
+    } else {           /* V [D,3K,H], b [D,3K]: logits, means, log-sigmas */
+        shape[1] = 3 * cfg->K; shape[2] = cfg->H;
+        m->V = ar_params_add(&m->ps, "V", 3, shape);
+        m->b = ar_params_add(&m->ps, "b", 2, shape);
+    }
     m->order = (int *)AR_MALLOC((size_t)cfg->D * sizeof(int));
     if (!m->W || !m->V || !m->c || !m->b || !m->order || ar_params_alloc(&m->ps) != AR_OK) {
         ar_nade_free(m);
@@ -3206,113 +3231,189 @@ ARDEF ar_status ar_nade_init(ar_nade *m, const ar_nade_cfg *cfg)
     ar_rng_seed(&rng, cfg->seed);
     ar_init_uniform(m->W, &rng, -0.05f, 0.05f);
     ar_init_uniform(m->V, &rng, -0.05f, 0.05f);
+    for (d = 0; cfg->K && d < cfg->D; d++) { /* spread the initial means over [-1,1] */
+        int k;
+        for (k = 0; k < cfg->K; k++)
+            m->b->x[(size_t)d * 3 * cfg->K + cfg->K + k] = cfg->K > 1 ? -1.0f + 2.0f * k / (cfg->K - 1) : 0.0f;
+    }
     return AR_OK;
 }
 
-/* h = sigmoid(a) over H units, vectorizable */
-static void ar__sigmoid_vec(float *h, const float *a, int H)
+/* y = alpha op(A) x + beta y, A row-major [M,N]; strided x and y. */
+static void ar__gemv(int ta, int M, int N, float alpha, const float *A, int lda, const float *x, int incx, float beta,
+                     float *y, int incy)
 {
-    int k;
-    for (k = 0; k < H; k++) h[k] = ar__sigmoid(a[k]);
+#ifndef AR_NO_CBLAS
+    cblas_sgemv(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, M, N, alpha, A, lda, x, incx, beta, y, incy);
+#else
+    int i, j, m = ta ? N : M, k = ta ? M : N;
+    for (i = 0; i < m; i++) {
+        float s = 0;
+        for (j = 0; j < k; j++) s += (ta ? A[(size_t)j * lda + i] : A[(size_t)i * lda + j]) * x[(size_t)j * incx];
+        y[(size_t)i * incy] = alpha * s + (beta == 0 ? 0 : beta * y[(size_t)i * incy]);
+    }
+#endif
 }
 
-static float ar__dot(const float *a, const float *b, int n)
+/* A += alpha x y^T, A row-major [M,N], strided x. */
+static void ar__ger(int M, int N, float alpha, const float *x, int incx, const float *y, float *A, int lda)
 {
-    float s = 0;
-    int k;
-    for (k = 0; k < n; k++) s += a[k] * b[k];
-    return s;
+#ifndef AR_NO_CBLAS
+    cblas_sger(CblasRowMajor, M, N, alpha, x, incx, y, 1, A, lda);
+#else
+    int i, j;
+    for (i = 0; i < M; i++)
+        for (j = 0; j < N; j++) A[(size_t)i * lda + j] += alpha * x[(size_t)i * incx] * y[j];
+#endif
 }
 
+/* ---- the NADE family's heads: P outputs per place ------------------------
+   K = 0, Bernoulli: P = 1, the logit z.
+   K > 0, mixture of K Gaussians (RNADE): P = 3K: component logits z_k,
+   means mu_k, log standard deviations s_k. */
+#define AR__LOG_SQRT_2PI 0.91893853320467274178
+
+/* -log p(x | o); if grad, d(-log p)/do into grad[0..P). */
+static double ar__head_nll(int K, const float *o, float x, float *grad)
+{
+    double mz = -INFINITY, sz = 0, ml = -INFINITY, sl = 0, lse;
+    int k;
+    if (K == 0) {
+        if (grad) grad[0] = ar__sigmoid(o[0]) - x;
+        return ar__softplus(o[0]) - x * o[0];
+    }
+    for (k = 0; k < K; k++) { /* log-softmax of z and log-sum-exp of the joint, in double */
+        double e = (x - o[K + k]) * exp(-(double)o[2 * K + k]);
+        double lj = o[k] - AR__LOG_SQRT_2PI - o[2 * K + k] - 0.5 * e * e;
+        mz = o[k] > mz ? o[k] : mz;
+        ml = lj > ml ? lj : ml;
+    }
+    for (k = 0; k < K; k++) {
+        double e = (x - o[K + k]) * exp(-(double)o[2 * K + k]);
+        sz += exp(o[k] - mz);
+        sl += exp(o[k] - AR__LOG_SQRT_2PI - o[2 * K + k] - 0.5 * e * e - ml);
+    }
+    lse = mz + log(sz);                 /* log sum_k exp z_k */
+    if (grad)
+        for (k = 0; k < K; k++) {
+            double e = (x - o[K + k]) * exp(-(double)o[2 * K + k]);
+            double r = exp(o[k] - AR__LOG_SQRT_2PI - o[2 * K + k] - 0.5 * e * e - ml) / sl; /* responsibility */
+            grad[k] = (float)(exp(o[k] - lse) - r);                  /* softmax - r */
+            grad[K + k] = (float)(-r * e * exp(-(double)o[2 * K + k])); /* -r (x-mu)/sigma^2 */
+            grad[2 * K + k] = (float)(r * (1 - e * e));              /* r (1 - e^2) */
+        }
+    return -(ml + log(sl) - lse);
+}
+
+/* A draw from the head and its mean; temperature divides the logits (and
+   scales sigma by sqrt(T)). */
+static float ar__head_sample(int K, const float *o, float T, ar_rng *r, float *mean)
+{
+    float w[64], m = -INFINITY;
+    double s = 0, mu = 0;
+    int k, c;
+    if (K == 0) {
+        *mean = ar__sigmoid(o[0] / T);
+        return (float)ar_rng_bernoulli(r, *mean);
+    }
+    for (k = 0; k < K; k++) m = o[k] / T > m ? o[k] / T : m;
+    for (k = 0; k < K; k++) s += w[k] = ar__expf(o[k] / T - m);
+    for (k = 0; k < K; k++) mu += w[k] / s * o[K + k];
+    *mean = (float)mu;
+    c = ar_rng_categorical(r, w, K);
+    return o[K + c] + sqrtf(T) * expf(o[2 * K + c]) * ar_rng_normal(r);
+}
+
+/* ---- the NADE recursion, batched by place --------------------------------
+   For each place t (d = order[t]) over all N examples at once:
+     Hs = sigmoid(A)                [N,H]
+     O  = Hs V_d^T + b_d            [N,P]   (sgemm)
+     A += x[:,d] W_d^T              [N,H]   (rank-1, sger)
+   The backward walks the places in reverse and recovers A by subtraction.
+   Saved: O for every place [D,N,P], the final A, and backward scratch
+   (Hs, dA, dH [N,H]; dO [N,P]). */
 typedef struct { const float *x; const int *order; } ar__nade_aux;
 
-/* Per example: walk the places, keep a_t, add W_d x_d after each. Saves the
-   logits and the final activation for the backward, which walks back and
-   recovers a_t by subtraction (as in the NADE paper). */
-ARDEF ar_tensor *ar_nade_nll(ar_nade *m, ar_graph *g, const float *x, int N)
+static ar_tensor *ar__nade_op(ar_graph *g, ar_tensor *W, ar_tensor *c, ar_tensor *V, ar_tensor *b, const int *order,
+                              int K, const float *x, int N)
 {
-    ar_tensor *src[4], *t;
+    int D = W->shape[0], H = W->shape[1], P = K ? 3 * K : 1, t, n, shape[1];
+    size_t NH = (size_t)N * H, k;
+    ar_tensor *src[4], *out;
     ar__nade_aux *aux;
-    float *h;
-    int D, H, n, i, shape[1];
-    size_t k;
-    if (!ar__check(g, "ar_nade_nll", NULL, NULL, 0)) return NULL;
-    if (!m || !m->ps.x || !x || N < 1) {
-        ar__fail(g, AR_ERR_ARG, "ar_nade_nll: need an initialized model, data and N >= 1 (N = %d)", N);
-        return NULL;
-    }
-    D = m->cfg.D;
-    H = m->cfg.H;
+    float *A, *Hs;
     for (k = 0; k < (size_t)N * D; k++)
-        if (x[k] != 0 && x[k] != 1) {
-            ar__fail(g, AR_ERR_RANGE, "ar_nade_nll: x[%zu] = %g is not 0 or 1", k, (double)x[k]);
+        if (K ? !isfinite(x[k]) : x[k] != 0 && x[k] != 1) {
+            ar__fail(g, AR_ERR_RANGE, "nade: x[%zu] = %g is not %s", k, (double)x[k], K ? "finite" : "0 or 1");
             return NULL;
         }
-    src[0] = m->W; src[1] = m->c; src[2] = m->V; src[3] = m->b;
+    src[0] = W; src[1] = c; src[2] = V; src[3] = b;
     shape[0] = N;
-    t = ar__node_n(g, AR_OP_NADE, 1, shape, src, 4, NULL);
-    if (!t) return NULL;
+    out = ar__node_n(g, AR_OP_NADE, 1, shape, src, 4, NULL);
+    if (!out) return NULL;
     aux = (ar__nade_aux *)ar_graph_alloc(g, sizeof *aux);
-    /* logits [N,D], final activations [N,H], backward scratch [3H] */
-    t->save = (float *)ar_graph_alloc(g, ((size_t)N * (D + H) + 3 * (size_t)H) * sizeof(float));
-    h = (float *)ar_graph_alloc(g, (size_t)H * sizeof(float));
-    if (!aux || !t->save || !h) { ar__fail(g, AR_ERR_NOMEM, "ar_nade_nll: out of memory"); return NULL; }
+    out->save = (float *)ar_graph_alloc(g, ((size_t)D * N * P + 4 * NH + (size_t)N * P) * sizeof(float));
+    if (!aux || !out->save) { ar__fail(g, AR_ERR_NOMEM, "nade: out of memory"); return NULL; }
     aux->x = x;
-    aux->order = m->order;
-    t->aux = aux;
-    t->ip[0] = D;
-    t->ip[1] = H;
-    for (n = 0; n < N; n++) {
-        const float *xn = x + (size_t)n * D;
-        float *logit = t->save + (size_t)n * D, *a = t->save + (size_t)N * D + (size_t)n * H;
-        double nll = 0;
-        memcpy(a, m->c->x, (size_t)H * sizeof(float));
-        for (i = 0; i < D; i++) {
-            int d = m->order[i], j;
-            float z;
-            ar__sigmoid_vec(h, a, H);
-            z = logit[d] = m->b->x[d] + ar__dot(h, m->V->x + (size_t)d * H, H);
-            nll += ar__softplus(z) - xn[d] * z;
-            if (xn[d] != 0)
-                for (j = 0; j < H; j++) a[j] += m->W->x[(size_t)d * H + j];
-        }
-        t->x[n] = (float)nll;
+    aux->order = order;
+    out->aux = aux;
+    out->ip[0] = K;
+    A = out->save + (size_t)D * N * P;
+    Hs = A + NH;
+    for (n = 0; n < N; n++) memcpy(A + (size_t)n * H, c->x, (size_t)H * sizeof(float));
+    memset(out->x, 0, (size_t)N * sizeof(float));
+    for (t = 0; t < D; t++) {
+        int d = order[t];
+        float *O = out->save + (size_t)t * N * P;
+        for (k = 0; k < NH; k++) Hs[k] = ar__sigmoid(A[k]);
+        for (n = 0; n < N; n++) memcpy(O + (size_t)n * P, b->x + (size_t)d * P, (size_t)P * sizeof(float));
+        ar__gemm(0, 1, N, P, H, 1, Hs, H, V->x + (size_t)d * P * H, H, 1, O, P);
+        for (n = 0; n < N; n++) out->x[n] += (float)ar__head_nll(K, O + (size_t)n * P, x[(size_t)n * D + d], NULL);
+        ar__ger(N, H, 1, x + d, D, W->x + (size_t)d * H, A, H);
     }
-    return t;
+    return out;
 }
 
 static void ar__nade_bwd(ar_tensor *t)
 {
     const ar__nade_aux *aux = (const ar__nade_aux *)t->aux;
     ar_tensor *W = t->src[0], *c = t->src[1], *V = t->src[2], *b = t->src[3];
-    int D = t->ip[0], H = t->ip[1], N = (int)t->n, n, i, j;
+    int K = t->ip[0], D = W->shape[0], H = W->shape[1], P = K ? 3 * K : 1, N = (int)t->n, i, n, j;
+    size_t NH = (size_t)N * H, k;
     float *dW = AR__DX(W), *dc = AR__DX(c), *dV = AR__DX(V), *db = AR__DX(b);
-    /* scratch after the saved activations: running a, h, dL/da */
-    float *a = t->save + (size_t)N * (D + H), *h = a + H, *A = h + H;
-    for (n = 0; n < N; n++) {
-        const float *xn = aux->x + (size_t)n * D, *logit = t->save + (size_t)n * D;
-        float dy = t->g[n];
-        memcpy(a, t->save + (size_t)N * D + (size_t)n * H, (size_t)H * sizeof(float));
-        memset(A, 0, (size_t)H * sizeof(float));
-        for (i = D - 1; i >= 0; i--) {
-            int d = aux->order[i];
-            const float *Vd = V->x + (size_t)d * H;
-            float dz;
-            if (xn[d] != 0) { /* a_{t+1} = a_t + W_d: dW_d += dL/da_{t+1}, then step back */
-                if (dW)
-                    for (j = 0; j < H; j++) dW[(size_t)d * H + j] += A[j];
-                for (j = 0; j < H; j++) a[j] -= W->x[(size_t)d * H + j];
-            }
-            ar__sigmoid_vec(h, a, H);
-            dz = dy * (ar__sigmoid(logit[d]) - xn[d]);
-            if (db) db[d] += dz;
-            if (dV)
-                for (j = 0; j < H; j++) dV[(size_t)d * H + j] += dz * h[j];
-            for (j = 0; j < H; j++) A[j] += dz * Vd[j] * h[j] * (1.0f - h[j]);
+    float *A = t->save + (size_t)D * N * P, *Hs = A + NH, *dA = Hs + NH, *dH = dA + NH, *dO = dH + NH;
+    memset(dA, 0, NH * sizeof(float));
+    for (i = D - 1; i >= 0; i--) {
+        int d = aux->order[i];
+        const float *O = t->save + (size_t)i * N * P, *xd = aux->x + d;
+        /* A_{t+1} = A_t + x_d W_d: dW_d += dA^T x_d, then step back */
+        if (dW) ar__gemv(1, N, H, 1, dA, H, xd, D, 1, dW + (size_t)d * H, 1);
+        ar__ger(N, H, -1, xd, D, W->x + (size_t)d * H, A, H);
+        for (k = 0; k < NH; k++) Hs[k] = ar__sigmoid(A[k]);
+        for (n = 0; n < N; n++) {
+            float *go = dO + (size_t)n * P;
+            ar__head_nll(K, O + (size_t)n * P, xd[(size_t)n * D], go);
+            for (j = 0; j < P; j++) go[j] *= t->g[n];
+            if (db)
+                for (j = 0; j < P; j++) db[(size_t)d * P + j] += go[j];
         }
-        if (dc)
-            for (j = 0; j < H; j++) dc[j] += A[j];
+        if (dV) ar__gemm(1, 0, P, H, N, 1, dO, P, Hs, H, 1, dV + (size_t)d * P * H, H); /* dO^T Hs */
+        ar__gemm(0, 0, N, H, P, 1, dO, P, V->x + (size_t)d * P * H, H, 0, dH, H);       /* dO V_d */
+        for (k = 0; k < NH; k++) dA[k] += dH[k] * Hs[k] * (1.0f - Hs[k]);
     }
+    if (dc)
+        for (n = 0; n < N; n++)
+            for (j = 0; j < H; j++) dc[j] += dA[(size_t)n * H + j];
+}
+
+ARDEF ar_tensor *ar_nade_nll(ar_nade *m, ar_graph *g, const float *x, int N)
+{
+    if (!ar__check(g, "ar_nade_nll", NULL, NULL, 0)) return NULL;
+    if (!m || !m->ps.x || !x || N < 1) {
+        ar__fail(g, AR_ERR_ARG, "ar_nade_nll: need an initialized model, data and N >= 1 (N = %d)", N);
+        return NULL;
+    }
+    return ar__nade_op(g, m->W, m->c, m->V, m->b, m->order, m->cfg.K, x, N);
 }
 
 ARDEF ar_status ar_nade_log_prob(ar_nade *m, ar_graph *g, const float *x, int N, float *out)
@@ -3332,31 +3433,33 @@ ARDEF ar_status ar_nade_log_prob(ar_nade *m, ar_graph *g, const float *x, int N,
 ARDEF ar_status ar_nade_sample(ar_nade *m, ar_graph *g, int N, ar_rng *rng, float temperature, const float *given,
                                const unsigned char *known, float *x, float *probs)
 {
-    float *a, *h;
-    int n, i, j, D, H;
+    float *A, *Hs, *O;
+    int n, t, D, H, P, K;
+    size_t k, NH;
     if (!g || !m || !m->ps.x) return AR_ERR_ARG;
     if (!ar__check(g, "ar_nade_sample", NULL, NULL, 0)) return g->status;
     if (N < 1 || !rng || !x || !(temperature > 0) || (!given) != (!known))
         return (ar_status)(ar__fail(g, AR_ERR_ARG, "ar_nade_sample: need N >= 1, rng, x, temperature > 0, "
                                                    "and given/known both set or both NULL"), g->status);
-    D = m->cfg.D;
-    H = m->cfg.H;
-    a = (float *)ar_graph_alloc(g, 2 * (size_t)H * sizeof(float));
-    if (!a) return (ar_status)(ar__fail(g, AR_ERR_NOMEM, "ar_nade_sample: out of memory"), g->status);
-    h = a + H;
-    for (n = 0; n < N; n++) {
-        memcpy(a, m->c->x, (size_t)H * sizeof(float));
-        for (i = 0; i < D; i++) {
-            int d = m->order[i];
-            size_t k = (size_t)n * D + d;
-            float p;
-            ar__sigmoid_vec(h, a, H);
-            p = ar__sigmoid((m->b->x[d] + ar__dot(h, m->V->x + (size_t)d * H, H)) / temperature);
-            if (probs) probs[k] = p;
-            x[k] = known && known[k] ? given[k] : (float)ar_rng_bernoulli(rng, p);
-            if (x[k] != 0)
-                for (j = 0; j < H; j++) a[j] += x[k] * m->W->x[(size_t)d * H + j];
+    D = m->cfg.D; H = m->cfg.H; K = m->cfg.K; P = K ? 3 * K : 1;
+    NH = (size_t)N * H;
+    A = (float *)ar_graph_alloc(g, (2 * NH + (size_t)N * P) * sizeof(float));
+    if (!A) return (ar_status)(ar__fail(g, AR_ERR_NOMEM, "ar_nade_sample: out of memory"), g->status);
+    Hs = A + NH;
+    O = Hs + NH;
+    for (n = 0; n < N; n++) memcpy(A + (size_t)n * H, m->c->x, (size_t)H * sizeof(float));
+    for (t = 0; t < D; t++) { /* the forward recursion, drawing x_d as it goes */
+        int d = m->order[t];
+        for (k = 0; k < NH; k++) Hs[k] = ar__sigmoid(A[k]);
+        for (n = 0; n < N; n++) memcpy(O + (size_t)n * P, m->b->x + (size_t)d * P, (size_t)P * sizeof(float));
+        ar__gemm(0, 1, N, P, H, 1, Hs, H, m->V->x + (size_t)d * P * H, H, 1, O, P);
+        for (n = 0; n < N; n++) {
+            size_t i = (size_t)n * D + d;
+            float mean, v = ar__head_sample(K, O + (size_t)n * P, temperature, rng, &mean);
+            if (probs) probs[i] = mean;
+            x[i] = known && known[i] ? given[i] : v;
         }
+        ar__ger(N, H, 1, x + d, D, m->W->x + (size_t)d * H, A, H);
     }
     return AR_OK;
 }
@@ -3368,12 +3471,14 @@ ARDEF ar_status ar_nade_save(ar_nade *m, const char *path)
     ar_status s;
     if (!m || !m->ps.x) return AR_ERR_ARG;
     ar_meta_init(&meta);
-    s = ar_meta_set(&meta, "ar.model", "nade");
+    s = ar_meta_set(&meta, "ar.model", m->cfg.K ? "rnade" : "nade");
     if (s == AR_OK) s = ar_meta_set(&meta, "ar.version", ar_version());
     snprintf(num, sizeof num, "%d", m->cfg.D);
     if (s == AR_OK) s = ar_meta_set(&meta, "D", num);
     snprintf(num, sizeof num, "%d", m->cfg.H);
     if (s == AR_OK) s = ar_meta_set(&meta, "H", num);
+    snprintf(num, sizeof num, "%d", m->cfg.K);
+    if (s == AR_OK) s = ar_meta_set(&meta, "K", num);
     snprintf(num, sizeof num, "%llu", (unsigned long long)m->cfg.seed);
     if (s == AR_OK) s = ar_meta_set(&meta, "seed", num);
     if (s == AR_OK && m->cfg.order) {
@@ -3394,19 +3499,20 @@ ARDEF ar_status ar_nade_load(ar_nade *m, const char *path)
     ar_meta meta;
     ar_nade_cfg cfg;
     ar_nade tmp;
-    uint64_t D, H, seed;
+    uint64_t D, H, K, seed;
     int *order = NULL;
     ar_status s;
     if (!m) return AR_ERR_ARG;
-    if ((s = ar__model_file(path, "nade", NULL, &buf, &len, &meta, m->err)) != AR_OK) return s;
+    if ((s = ar__model_file(path, "nade", "rnade", &buf, &len, &meta, m->err)) != AR_OK) return s;
     s = AR_ERR_FORMAT;
-    if (!ar__meta_u64(&meta, "D", &D) || !ar__meta_u64(&meta, "H", &H) || !ar__meta_u64(&meta, "seed", &seed) ||
-        D < 1 || D > (1 << 20) || H < 1 || H > (1 << 20)) {
+    if (!ar__meta_u64(&meta, "D", &D) || !ar__meta_u64(&meta, "H", &H) || !ar__meta_u64(&meta, "K", &K) ||
+        !ar__meta_u64(&meta, "seed", &seed) || D < 1 || D > (1 << 20) || H < 1 || H > (1 << 20) ||
+        K > AR_NADE_MAX_K) {
         ar__seterr(m->err, "%.100s: missing or malformed configuration in __metadata__", path);
         goto done;
     }
     memset(&cfg, 0, sizeof cfg);
-    cfg.D = (int)D; cfg.H = (int)H; cfg.seed = seed;
+    cfg.D = (int)D; cfg.H = (int)H; cfg.K = (int)K; cfg.seed = seed;
     if (ar_meta_get(&meta, "order")) {
         if (!(order = (int *)AR_MALLOC((size_t)D * sizeof(int)))) { s = AR_ERR_NOMEM; goto done; }
         if (ar__parse_ints(ar_meta_get(&meta, "order"), order, (int)D) != (int)D) {
