@@ -201,6 +201,7 @@ static void test_nade_checkpoint_and_errors(void)
     x[3] = 0.5f;
     ar_graph_reset(&g);
     CHECK(ar_nade_log_prob(&a, &g, x, 2, la) == AR_ERR_RANGE && strstr(g.err, "x[3]"));
+    ar_nade_free(&b);
     c.H = 0;
     CHECK(ar_nade_init(&b, &c) == AR_ERR_ARG);
     ar_nade_free(&a);

@@ -184,6 +184,7 @@ static void test_rnade_checkpoint_and_errors(void)
     x[4] = NAN;
     ar_graph_reset(&g);
     CHECK(ar_nade_log_prob(&a, &g, x, 2, la) == AR_ERR_RANGE && strstr(g.err, "x[4]"));
+    ar_nade_free(&b);
     c.K = AR_NADE_MAX_K + 1;
     CHECK(ar_nade_init(&b, &c) == AR_ERR_ARG && strstr(b.err, "K"));
     ar_nade_free(&a);
