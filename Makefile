@@ -23,7 +23,7 @@ MNIST_FILES := train-images-idx3-ubyte train-labels-idx1-ubyte t10k-images-idx3-
 TEST_C   := tests/main.c tests/impl.c tests/test_core.c tests/test_ops.c tests/test_optim.c tests/test_io.c tests/test_made.c tests/test_nade.c tests/test_rnade.c
 TEST_CXX := tests/test_cxx.cpp
 
-.PHONY: all run test bench deps data clean compile-check
+.PHONY: all run test bench deps data clean compile-check valgrind
 all: $(BUILD)/train $(BUILD)/tests
 
 # ---- system packages ---------------------------------------------------------
@@ -93,6 +93,20 @@ compile-check: $(BUILD)/deps.ok
 	$(CC) -std=c11 $(WARN) -O2 -DAR_STATIC -I. $(BUILD)/cc.c -o $(BUILD)/cc-static $(LDLIBS)
 	$(CXX) -std=c++11 $(WARN) -O2 -I. $(BUILD)/cc.cpp -o $(BUILD)/cc-gxx $(LDLIBS)
 	$(CLANG) -x c++ -std=c++17 $(WARN) -O2 -I. $(BUILD)/cc.cpp -o $(BUILD)/cc-clangxx $(LDLIBS) -lstdc++
+
+# valgrind cannot run AVX-512 code: a portable -O1 build for it.
+TEST_VG := $(TEST_OBJ:$(BUILD)/t/%=$(BUILD)/t-vg/%)
+$(BUILD)/t-vg/%.o: tests/%.c tests/test.h ar.h $(BUILD)/deps.ok
+	@mkdir -p $(@D)
+	$(CC) -std=c99 $(WARN) -O1 -g -c $< -o $@
+$(BUILD)/t-vg/%.o: tests/%.cpp tests/test.h ar.h $(BUILD)/deps.ok
+	@mkdir -p $(@D)
+	$(CXX) -std=c++11 $(WARN) -O1 -g -c $< -o $@
+$(BUILD)/tests-vg: $(TEST_VG)
+	$(CXX) $^ -o $@ $(LDLIBS)
+valgrind: $(BUILD)/tests-vg
+	@command -v valgrind >/dev/null || { echo "valgrind missing: apt-get install valgrind"; exit 1; }
+	OPENBLAS_NUM_THREADS=1 valgrind --error-exitcode=3 --leak-check=full --errors-for-leak-kinds=definite -q $(BUILD)/tests-vg
 
 test: compile-check $(BUILD)/tests $(BUILD)/tests-san
 	$(BUILD)/tests

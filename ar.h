@@ -1,14 +1,18 @@
 /* ar.h - autoregressive density models for C, over a small autodiff core on BLAS.
 
 ABOUT
-    One STB-style header. It gives C programs exact log-likelihoods, training
-    and sampling of autoregressive models, built on:
+    One STB-style header for autoregressive density models in C: exact
+    log-likelihoods, training and sampling of
+      - MADE (masked autoencoder; any depth and ordering; connectivity- and
+        order-agnostic mask ensembles) and FVSBN (MADE without hidden layers),
+      - NADE (binary) and RNADE (real-valued, mixtures of Gaussians),
+    built on a core that is usable on its own:
       - an explicit-state random number generator,
       - float32 tensors (row-major, contiguous, batch-first, up to 4 dims)
         with reverse-mode automatic differentiation recorded on a tape,
       - SGD/Adam/AdamW optimizers with gradient clipping,
       - safetensors checkpoints and an MNIST (IDX) reader.
-    Every matrix product goes through cblas_sgemm (OpenBLAS).
+    Every matrix product goes through BLAS (cblas_sgemm and friends).
 
 BUILDING
     In exactly one C or C++ file:
@@ -17,27 +21,34 @@ BUILDING
     Everywhere else just #include "ar.h". Link with:  -lopenblas -lm
     (Debian: apt-get install libopenblas-dev). C99 or later, or C++.
 
-QUICK START (logistic regression of one pixel on the others; see examples/)
-        ar_params ps; ar_graph g; ar_optim opt = ar_optim_adam(1e-3f);
-        ar_rng rng; ar_rng_seed(&rng, 1);
-        ar_params_init(&ps);
-        int ws[2] = {1, D}, bs[1] = {1};
-        ar_tensor *W = ar_params_add(&ps, "W", 2, ws);
-        ar_tensor *b = ar_params_add(&ps, "b", 1, bs);
-        if (ar_params_alloc(&ps) != AR_OK) { puts(ps.err); return 1; }
-        ar_init_xavier(W, &rng);
+QUICK START (train MADE on binarized MNIST, then sample; see examples/)
+        ar_mnist data; ar_made m; ar_graph g; ar_rng rng;
+        ar_optim opt = ar_optim_adam(1e-3f);
+        ar_mnist_load(&data, "mnist-dir", 1, AR_MNIST_SEED); // check: data.err
+        ar_made_cfg cfg = ar_made_default(data.D);          // 784-500-784
+        ar_made_init(&m, &cfg);                              // check: m.err
         ar_graph_init(&g, 0);
-        for (step = 0; step < steps; step++) {
-            int xs[2] = {N, D};
-            ar_graph_reset(&g);                         // frees last step's activations
-            ar_tensor *x = ar_input(&g, batch_x, 2, xs); // borrowed, not copied
-            ar_tensor *z = ar_linear(&g, x, W, b);      // [N,1]
-            ar_tensor *loss = ar_mean(&g, ar_bce_logits(&g, z, batch_y), AR_ALL);
-            ar_params_zero_grad(&ps);
-            if (ar_backward(&g, loss) != AR_OK) { puts(g.err); break; }
-            ar_optim_step(&opt, &ps);
+        for (i = 0; i + 100 <= data.n_train; i += 100) {
+            ar_graph_reset(&g);                  // drops last step's activations
+            ar_tensor *nll = ar_made_nll(&m, &g, data.train + i * data.D, 100);
+            ar_params_zero_grad(&m.ps);
+            if (ar_backward(&g, ar_mean(&g, nll, AR_ALL))) { puts(g.err); break; }
+            ar_optim_step(&opt, &m.ps);
         }
-        ar_graph_free(&g); ar_params_free(&ps);
+        ar_rng_seed(&rng, 1);
+        ar_graph_reset(&g);
+        ar_made_sample(&m, &g, 16, &rng, 1.0f, NULL, NULL, out, NULL); // 16 digits
+        ar_made_save(&m, "made.safetensors");
+        ar_graph_free(&g); ar_made_free(&m); ar_mnist_free(&data);
+
+    The core alone (logistic regression):
+        ar_params ps; ar_params_init(&ps);
+        ar_tensor *W = ar_params_add(&ps, "W", 2, (int[]){1, D});
+        ar_tensor *b = ar_params_add(&ps, "b", 1, (int[]){1});
+        ar_params_alloc(&ps);
+        ...  ar_graph_reset(&g);
+             ar_tensor *z = ar_linear(&g, ar_input(&g, X, 2, (int[]){N, D}), W, b);
+             ar_backward(&g, ar_mean(&g, ar_bce_logits(&g, z, Y), AR_ALL));
 
 BUILD MACROS (define before including the implementation)
     AR_STATIC                  all functions static to this translation unit
@@ -78,16 +89,25 @@ FILE FORMAT
     (in bounds, contiguous, covering the data) and the file size, and copies
     into the parameters only when everything matched.
 
+    Model checkpoints carry "ar.model" (made, fvsbn, nade, rnade),
+    "ar.version" and the configuration in __metadata__, so ar_<model>_load
+    rebuilds the model the file describes.
+
 THREADING
     No global mutable state. Separate objects may be used from separate
-    threads; one object must not be used by two threads at once. The BLAS
+    threads; one object must not be used by two threads at once. Sampling
+    and evaluation only read a model, except MADE's mask switching
+    (ar_made_set_mask, and ar_made_log_prob with several masks). The BLAS
     library may use its own threads (OPENBLAS_NUM_THREADS).
 
 TESTING
     tests/ checks every op's backward against central finite differences
     (ar_gradcheck), the optimizers against hand computations, checkpoint
-    round trips and corrupted files, the IDX reader on bad files, and that a
-    training step allocates nothing after the first.
+    round trips and corrupted files, the IDX reader on bad files, that a
+    training step allocates nothing after the first, and for every model:
+    exact normalization (RNADE: the density integrates to 1), the
+    autoregressive property, whole-model gradients, and that samples follow
+    the model's own probabilities.
 
 LICENSE
     See the end of the file: MIT or public domain, your choice.
@@ -3610,7 +3630,7 @@ CHANGELOG
     0.1.0 (2026-11-23)  First release: RNG, tensors with reverse-mode
                         autodiff over cblas_sgemm, SGD/Adam/AdamW,
                         safetensors checkpoints, IDX/MNIST loading,
-                        gradient checking.
+                        gradient checking; MADE, FVSBN, NADE, RNADE.
 
 LICENSE
 ------------------------------------------------------------------------------
