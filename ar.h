@@ -461,6 +461,7 @@ ARDEF ar_status ar_made_sample(ar_made *m, ar_graph *g, int N, ar_rng *rng, floa
    from ar_made_init, and is replaced only when the load succeeds. */
 ARDEF ar_status ar_made_save(ar_made *m, const char *path);
 ARDEF ar_status ar_made_load(ar_made *m, const char *path);
+ARDEF ar_status ar_made_load_mem(ar_made *m, const unsigned char *buf, size_t len);
 
 /* ==== Models: NADE and RNADE ============================================ */
 
@@ -507,6 +508,7 @@ ARDEF ar_status ar_nade_sample(ar_nade *m, ar_graph *g, int N, ar_rng *rng, floa
                                const unsigned char *known, float *x, float *probs);
 ARDEF ar_status ar_nade_save(ar_nade *m, const char *path);
 ARDEF ar_status ar_nade_load(ar_nade *m, const char *path); /* as ar_made_load */
+ARDEF ar_status ar_nade_load_mem(ar_nade *m, const unsigned char *buf, size_t len);
 
 /* ==== Gradient check ==================================================== */
 
@@ -2679,25 +2681,32 @@ static ar_status ar__st_read_meta(const unsigned char *buf, size_t len, ar_meta 
 
 /* ==== SECTION: models — common checkpoint plumbing ======================= */
 
-/* Reads a checkpoint and its metadata, and checks that ar.model is `kind`
-   (or `kind2`). On success the caller owns *buf and *meta. */
-static ar_status ar__model_file(const char *path, const char *kind, const char *kind2, unsigned char **buf,
-                                size_t *len, ar_meta *meta, char *err)
+/* The metadata of a checkpoint in memory, checking that ar.model is `kind`
+   (or `kind2`). On success the caller owns *meta. */
+static ar_status ar__model_meta(const unsigned char *buf, size_t len, const char *kind, const char *kind2,
+                                ar_meta *meta, char *err)
 {
     const char *model;
     ar_status s;
     ar_meta_init(meta);
-    if ((s = ar__read_file(path, buf, len, err)) != AR_OK) return s;
-    if ((s = ar__st_read_meta(*buf, *len, meta, err)) == AR_OK) {
-        model = ar_meta_get(meta, "ar.model");
-        if (model && (!strcmp(model, kind) || (kind2 && !strcmp(model, kind2)))) return AR_OK;
-        ar__seterr(err, "%.100s: not a %s checkpoint (ar.model = %.40s)", path, kind, model ? model : "absent");
-        s = AR_ERR_FORMAT;
-    }
-    AR_FREE(*buf);
-    *buf = NULL;
+    if ((s = ar__st_read_meta(buf, len, meta, err)) != AR_OK) return s;
+    model = ar_meta_get(meta, "ar.model");
+    if (model && (!strcmp(model, kind) || (kind2 && !strcmp(model, kind2)))) return AR_OK;
+    ar__seterr(err, "not a %s checkpoint (ar.model = %.40s)", kind, model ? model : "absent");
     ar_meta_free(meta);
-    return s;
+    return AR_ERR_FORMAT;
+}
+
+/* A configuration whose parameters need more bytes than the file holds is
+   rejected before anything is allocated. */
+static int ar__fits(size_t nparams, size_t len) { return nparams && nparams <= len / 4; }
+
+/* Prefixes a message with the file it is about. */
+static void ar__err_path(char *err, const char *path)
+{
+    char msg[AR_ERR_LEN];
+    memcpy(msg, err, AR_ERR_LEN);
+    snprintf(err, AR_ERR_LEN, "%.100s: %.150s", path, msg);
 }
 
 /* Checks that order (if any) is a permutation of [0,D). */
@@ -3135,10 +3144,24 @@ ARDEF ar_status ar_made_save(ar_made *m, const char *path)
     return s;
 }
 
-ARDEF ar_status ar_made_load(ar_made *m, const char *path)
+/* Parameters of a MADE configuration, 0 if absurd (overflow). */
+static size_t ar__made_nparams(const ar_made_cfg *c)
 {
-    unsigned char *buf;
-    size_t len;
+    size_t n = 0, prev = (size_t)c->D, w;
+    int l;
+    for (l = 0; l < c->n_hidden; l++) {
+        if (!ar__mulsz(prev, (size_t)c->hidden[l], &w)) return 0;
+        n += w + (size_t)c->hidden[l];
+        prev = (size_t)c->hidden[l];
+    }
+    if (!ar__mulsz(prev, (size_t)c->D, &w)) return 0;
+    n += (c->n_hidden ? w : 0) + (size_t)c->D;
+    if (c->direct) n += (size_t)c->D * (size_t)c->D;
+    return n;
+}
+
+ARDEF ar_status ar_made_load_mem(ar_made *m, const unsigned char *buf, size_t len)
+{
     ar_meta meta;
     ar_made_cfg cfg;
     ar_made tmp;
@@ -3146,34 +3169,39 @@ ARDEF ar_status ar_made_load(ar_made *m, const char *path)
     int *order = NULL, n;
     ar_status s;
     if (!m) return AR_ERR_ARG;
-    if ((s = ar__model_file(path, "made", "fvsbn", &buf, &len, &meta, m->err)) != AR_OK) return s;
+    if ((s = ar__model_meta(buf, len, "made", "fvsbn", &meta, m->err)) != AR_OK) return s;
     s = AR_ERR_FORMAT;
     memset(&cfg, 0, sizeof cfg);
     if (!ar__meta_u64(&meta, "D", &D) || !ar__meta_u64(&meta, "direct", &direct) ||
         !ar__meta_u64(&meta, "n_masks", &K) || !ar__meta_u64(&meta, "order_agnostic", &oa) ||
-        !ar__meta_u64(&meta, "seed", &seed) || D > (1 << 20) || K > 4096 ||
+        !ar__meta_u64(&meta, "seed", &seed) || D > (1 << 20) || K > 4096 || direct > 1 || oa > 1 ||
         (n = ar__parse_ints(ar_meta_get(&meta, "hidden"), cfg.hidden, AR_MADE_MAX_HIDDEN)) < 0) {
-        ar__seterr(m->err, "%.100s: missing or malformed configuration in __metadata__", path);
+        ar__seterr(m->err, "missing or malformed configuration in __metadata__");
         goto done;
     }
     cfg.D = (int)D; cfg.n_hidden = n; cfg.direct = (int)direct; cfg.n_masks = (int)K;
     cfg.order_agnostic = (int)oa; cfg.seed = seed;
+    if (ar__made_check(&cfg, m->err) != AR_OK) goto done;
+    if (!ar__fits(ar__made_nparams(&cfg), len)) {
+        ar__seterr(m->err, "the configuration needs more parameters than the file holds");
+        goto done;
+    }
     if (ar_meta_get(&meta, "order")) {
-        order = (int *)AR_MALLOC((size_t)(D ? D : 1) * sizeof(int));
+        order = (int *)AR_MALLOC((size_t)D * sizeof(int));
         if (!order) { s = AR_ERR_NOMEM; ar__seterr(m->err, "ar_made_load: out of memory"); goto done; }
         if (ar__parse_ints(ar_meta_get(&meta, "order"), order, (int)D) != (int)D) {
-            ar__seterr(m->err, "%.100s: malformed order in __metadata__", path);
+            ar__seterr(m->err, "malformed order in __metadata__");
             goto done;
         }
         cfg.order = order;
     }
     if ((s = ar_made_init(&tmp, &cfg)) != AR_OK) {
-        snprintf(m->err, AR_ERR_LEN, "%.100s: %.150s", path, tmp.err);
+        memcpy(m->err, tmp.err, AR_ERR_LEN);
         if (s != AR_ERR_NOMEM) s = AR_ERR_FORMAT;
         goto done;
     }
     if ((s = ar_params_load_mem(&tmp.ps, buf, len, NULL)) != AR_OK) {
-        snprintf(m->err, AR_ERR_LEN, "%.100s: %.150s", path, tmp.ps.err);
+        memcpy(m->err, tmp.ps.err, AR_ERR_LEN);
         ar_made_free(&tmp);
         goto done;
     }
@@ -3181,8 +3209,19 @@ ARDEF ar_status ar_made_load(ar_made *m, const char *path)
     *m = tmp;
 done:
     AR_FREE(order);
-    AR_FREE(buf);
     ar_meta_free(&meta);
+    return s;
+}
+
+ARDEF ar_status ar_made_load(ar_made *m, const char *path)
+{
+    unsigned char *buf;
+    size_t len;
+    ar_status s;
+    if (!m) return AR_ERR_ARG;
+    if ((s = ar__read_file(path, &buf, &len, m->err)) != AR_OK) return s;
+    if ((s = ar_made_load_mem(m, buf, len)) != AR_OK) ar__err_path(m->err, path);
+    AR_FREE(buf);
     return s;
 }
 
@@ -3512,23 +3551,28 @@ ARDEF ar_status ar_nade_save(ar_nade *m, const char *path)
     return s;
 }
 
-ARDEF ar_status ar_nade_load(ar_nade *m, const char *path)
+ARDEF ar_status ar_nade_load_mem(ar_nade *m, const unsigned char *buf, size_t len)
 {
-    unsigned char *buf;
-    size_t len;
     ar_meta meta;
     ar_nade_cfg cfg;
     ar_nade tmp;
     uint64_t D, H, K, seed;
+    size_t need;
     int *order = NULL;
     ar_status s;
     if (!m) return AR_ERR_ARG;
-    if ((s = ar__model_file(path, "nade", "rnade", &buf, &len, &meta, m->err)) != AR_OK) return s;
+    if ((s = ar__model_meta(buf, len, "nade", "rnade", &meta, m->err)) != AR_OK) return s;
     s = AR_ERR_FORMAT;
     if (!ar__meta_u64(&meta, "D", &D) || !ar__meta_u64(&meta, "H", &H) || !ar__meta_u64(&meta, "K", &K) ||
         !ar__meta_u64(&meta, "seed", &seed) || D < 1 || D > (1 << 20) || H < 1 || H > (1 << 20) ||
         K > AR_NADE_MAX_K) {
-        ar__seterr(m->err, "%.100s: missing or malformed configuration in __metadata__", path);
+        ar__seterr(m->err, "missing or malformed configuration in __metadata__");
+        goto done;
+    }
+    /* W, V: D H (1 + P); c: H; b: D P */
+    need = (size_t)D * (size_t)H * (1 + (K ? 3 * K : 1)) + H + D * (K ? 3 * K : 1);
+    if (!ar__fits(need, len)) {
+        ar__seterr(m->err, "the configuration needs more parameters than the file holds");
         goto done;
     }
     memset(&cfg, 0, sizeof cfg);
@@ -3536,18 +3580,18 @@ ARDEF ar_status ar_nade_load(ar_nade *m, const char *path)
     if (ar_meta_get(&meta, "order")) {
         if (!(order = (int *)AR_MALLOC((size_t)D * sizeof(int)))) { s = AR_ERR_NOMEM; goto done; }
         if (ar__parse_ints(ar_meta_get(&meta, "order"), order, (int)D) != (int)D) {
-            ar__seterr(m->err, "%.100s: malformed order in __metadata__", path);
+            ar__seterr(m->err, "malformed order in __metadata__");
             goto done;
         }
         cfg.order = order;
     }
     if ((s = ar_nade_init(&tmp, &cfg)) != AR_OK) {
-        snprintf(m->err, AR_ERR_LEN, "%.100s: %.150s", path, tmp.err);
+        memcpy(m->err, tmp.err, AR_ERR_LEN);
         if (s != AR_ERR_NOMEM) s = AR_ERR_FORMAT;
         goto done;
     }
     if ((s = ar_params_load_mem(&tmp.ps, buf, len, NULL)) != AR_OK) {
-        snprintf(m->err, AR_ERR_LEN, "%.100s: %.150s", path, tmp.ps.err);
+        memcpy(m->err, tmp.ps.err, AR_ERR_LEN);
         ar_nade_free(&tmp);
         goto done;
     }
@@ -3555,8 +3599,19 @@ ARDEF ar_status ar_nade_load(ar_nade *m, const char *path)
     *m = tmp;
 done:
     AR_FREE(order);
-    AR_FREE(buf);
     ar_meta_free(&meta);
+    return s;
+}
+
+ARDEF ar_status ar_nade_load(ar_nade *m, const char *path)
+{
+    unsigned char *buf;
+    size_t len;
+    ar_status s;
+    if (!m) return AR_ERR_ARG;
+    if ((s = ar__read_file(path, &buf, &len, m->err)) != AR_OK) return s;
+    if ((s = ar_nade_load_mem(m, buf, len)) != AR_OK) ar__err_path(m->err, path);
+    AR_FREE(buf);
     return s;
 }
 
