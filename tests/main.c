@@ -31,6 +31,7 @@ void tests_io(void);
 void tests_made(void);
 void tests_nade(void);
 void tests_rnade(void);
+void tests_fuzz(void);
 void tests_cxx(void);
 
 int main(int argc, char **argv)
@@ -43,6 +44,7 @@ int main(int argc, char **argv)
     tests_made();
     tests_nade();
     tests_rnade();
+    tests_fuzz();
     tests_cxx();
     printf("%d passed, %d failed\n", n_pass, n_fail);
     return n_fail ? 1 : 0;
