@@ -312,6 +312,10 @@ ARDEF ar_status ar_params_alloc(ar_params *ps); /* values zeroed */
 ARDEF void ar_params_free(ar_params *ps);
 ARDEF ar_tensor *ar_params_find(const ar_params *ps, const char *name);
 ARDEF void ar_params_zero_grad(ar_params *ps);
+/* AR_ERR_NUMERIC, naming the first parameter whose value or gradient is
+   NaN or Inf, else AR_OK. Call after ar_backward to stop a diverging run
+   before the optimizer spreads the damage. */
+ARDEF ar_status ar_params_check_finite(ar_params *ps);
 ARDEF double ar_params_grad_norm(const ar_params *ps);
 /* Scale all gradients so their global L2 norm is at most max_norm.
    Returns the norm before clipping. */
@@ -1826,6 +1830,23 @@ ARDEF void ar_params_zero_grad(ar_params *ps)
     if (ps && ps->g) memset(ps->g, 0, ps->total * sizeof(float));
 }
 
+ARDEF ar_status ar_params_check_finite(ar_params *ps)
+{
+    int k;
+    size_t i;
+    if (!ps || !ps->x) return AR_ERR_ARG;
+    for (k = 0; k < ps->n; k++) {
+        const ar_tensor *t = ps->t[k];
+        for (i = 0; i < t->n; i++)
+            if (!isfinite(t->x[i]) || !isfinite(t->g[i])) {
+                ar__seterr(ps->err, "parameter '%s' has a non-finite %s at element %zu (%g)", t->name,
+                           isfinite(t->x[i]) ? "gradient" : "value", i, (double)(isfinite(t->x[i]) ? t->g[i] : t->x[i]));
+                return AR_ERR_NUMERIC;
+            }
+    }
+    return AR_OK;
+}
+
 ARDEF double ar_params_grad_norm(const ar_params *ps)
 {
     double s = 0;
@@ -1995,7 +2016,8 @@ static ar_status ar__read_file(const char *path, unsigned char **buf, size_t *le
     return AR_OK;
 }
 
-/* Write to "<path>.tmp", then rename over path: readers never see half a file. */
+/* Write to "<path>.tmp", read it back and compare, then rename over path:
+   readers never see half a file, and a bad write never replaces a good one. */
 static ar_status ar__write_file_atomic(const char *path, const unsigned char *buf, size_t len, char *err)
 {
     char *tmp;
@@ -2013,6 +2035,16 @@ static ar_status ar__write_file_atomic(const char *path, const unsigned char *bu
     bad = fwrite(buf, 1, len, f) != len;
     bad |= fflush(f) != 0;
     bad |= fclose(f) != 0;
+    if (!bad) { /* read it back before it replaces anything */
+        unsigned char *back;
+        size_t blen;
+        char rerr[AR_ERR_LEN];
+        bad = ar__read_file(tmp, &back, &blen, rerr) != AR_OK;
+        if (!bad) {
+            bad = blen != len || memcmp(back, buf, len) != 0;
+            AR_FREE(back);
+        }
+    }
     if (bad || rename(tmp, path) != 0) {
         remove(tmp);
         ar__seterr(err, "cannot write '%s' (disk full or no permission?)", path);

@@ -12,7 +12,11 @@
    all K) and writes <out>/<model>-samples.png and <model>-probs.png (the
    conditional probabilities used while sampling). The learning rate halves
    after every 4 epochs without improvement. --resume starts from
-   the checkpoint's weights (optimizer moments restart).
+   the checkpoint's weights (optimizer moments restart): from
+   <model>-last.safetensors if an interrupted run left one, else the best.
+   SIGINT/SIGTERM finish the current step, save <model>-last.safetensors
+   and exit; a NaN/Inf loss or gradient stops the run with a message naming
+   the step and the tensor, leaving the best checkpoint untouched.
 
    RNADE models real-valued MNIST: intensities dequantized with uniform
    noise, x = (pixel + u)/256, then y = logit(lambda + (1 - 2 lambda) x)
@@ -24,6 +28,10 @@
 #include "../ar.h"
 #include "util.h"
 #include <math.h>
+#include <signal.h>
+
+static volatile sig_atomic_t stop_requested; /* SIGINT/SIGTERM: save and leave */
+static void on_signal(int sig) { (void)sig; stop_requested = 1; }
 
 /* The models share one shape of API; this picks the one being trained. */
 typedef struct { int nade; ar_made made; ar_nade nd; } ex_model;
@@ -113,7 +121,7 @@ int main(int argc, char **argv)
     int patience = (int)ex_num(argc, argv, "--patience", 10), n_masks = (int)ex_num(argc, argv, "--masks", 1);
     float lr = (float)ex_num(argc, argv, "--lr", 1e-3), wd = (float)ex_num(argc, argv, "--wd", 0);
     uint64_t seed = (uint64_t)ex_num(argc, argv, "--seed", 1);
-    char ckpt[1024], png[1024];
+    char ckpt[1024], last[1024], png[1024];
     ar_mnist data;
     ex_model m;
     ar_made_cfg cfg;
@@ -163,6 +171,7 @@ int main(int argc, char **argv)
     memset(&m, 0, sizeof m);
     m.nade = !strcmp(model, "nade") || real;
     snprintf(ckpt, sizeof ckpt, "%s/%s.safetensors", out, model);
+    snprintf(last, sizeof last, "%s/%s-last.safetensors", out, model);
     if ((m.nade ? ar_nade_init(&m.nd, &ncfg) : ar_made_init(&m.made, &cfg)) != AR_OK) {
         fprintf(stderr, "%s\n", m_err(&m));
         return 1;
@@ -177,9 +186,12 @@ int main(int argc, char **argv)
         }
     }
     if (ex_flag(argc, argv, "--resume")) {
-        if (m_load(&m, ckpt) != AR_OK) { fprintf(stderr, "--resume: %s\n", m_err(&m)); return 1; }
-        printf("resumed from %s\n", ckpt);
+        const char *from = m_load(&m, last) == AR_OK ? last : ckpt;
+        if (from == ckpt && m_load(&m, ckpt) != AR_OK) { fprintf(stderr, "--resume: %s\n", m_err(&m)); return 1; }
+        printf("resumed from %s\n", from);
     }
+    signal(SIGINT, on_signal);
+    signal(SIGTERM, on_signal);
     if (ar_graph_init(&g, 0) != AR_OK) return 1;
     opt = ar_optim_adam(lr);
     opt.weight_decay = wd; /* L2, as torch.optim.Adam's weight_decay */
@@ -208,11 +220,21 @@ int main(int argc, char **argv)
             nll = m_nll(&m, &g, xb, batch);
             loss = ar_mean(&g, nll, AR_ALL);
             ar_params_zero_grad(m_params(&m));
-            if (ar_backward(&g, loss) != AR_OK || ar_optim_step(&opt, m_params(&m)) != AR_OK) {
-                fprintf(stderr, "step failed: %s %s\n", g.err, m_params(&m)->err);
+            if (ar_backward(&g, loss) != AR_OK) { fprintf(stderr, "step failed: %s\n", g.err); return 1; }
+            if (!isfinite(loss->x[0]) || ar_params_check_finite(m_params(&m)) != AR_OK) {
+                if (isfinite(loss->x[0])) fprintf(stderr, "epoch %d step %d: %s", epoch, steps, m_params(&m)->err);
+                else fprintf(stderr, "epoch %d step %d: the loss is %g", epoch, steps, (double)loss->x[0]);
+                fprintf(stderr, "; stopping, %s is the last good checkpoint\n", ckpt);
                 return 1;
             }
+            if (ar_optim_step(&opt, m_params(&m)) != AR_OK) { fprintf(stderr, "%s\n", m_params(&m)->err); return 1; }
             train += loss->x[0];
+            if (stop_requested) break;
+        }
+        if (stop_requested) {
+            if (m_save(&m, last) != AR_OK) { fprintf(stderr, "%s\n", m_err(&m)); return 1; }
+            printf("interrupted in epoch %d: saved %s (continue with --resume)\n", epoch, last);
+            return 130;
         }
         valid = evaluate(&m, &g, data.valid, data.n_valid, 500, 0) - logdet_valid; /* NLL of x, not y */
         if (valid < best) {

@@ -78,6 +78,21 @@ static void test_sgd_momentum(void)
     ar_params_free(&ps);
 }
 
+static void test_check_finite(void)
+{
+    ar_params ps;
+    ar_tensor *p;
+    set2(&ps, &p, 1, 2, 3, 4);
+    CHECK(ar_params_check_finite(&ps) == AR_OK);
+    p->g[1] = NAN;
+    CHECK(ar_params_check_finite(&ps) == AR_ERR_NUMERIC && strstr(ps.err, "'p'") && strstr(ps.err, "gradient") &&
+          strstr(ps.err, "element 1"));
+    p->g[1] = 0;
+    p->x[0] = -INFINITY;
+    CHECK(ar_params_check_finite(&ps) == AR_ERR_NUMERIC && strstr(ps.err, "value at element 0"));
+    ar_params_free(&ps);
+}
+
 static void test_clip_and_schedule(void)
 {
     ar_params ps;
@@ -147,6 +162,7 @@ void tests_optim(void)
     t_run("optim/adam_matches_hand_computation", test_adam_matches_hand_computation);
     t_run("optim/adamw_and_l2", test_adamw_and_l2);
     t_run("optim/sgd_momentum", test_sgd_momentum);
+    t_run("optim/check_finite", test_check_finite);
     t_run("optim/clip_and_schedule", test_clip_and_schedule);
     t_run("optim/logistic_regression_converges", test_logistic_regression_converges);
 }
