@@ -143,7 +143,7 @@ $(BUILD)/%: examples/%.c examples/util.h ar.h $(BUILD)/deps.ok
 	$(CC) $(CFLAGS) -Wno-unused-function $< -o $@ $(LDLIBS)
 
 run: $(BUILD)/train $(DATA)/ok
-	$(BUILD)/train --model made --data $(DATA) --out $(BUILD) $(ARGS)
+	$(BUILD)/train --model made --direct --data $(DATA) --out $(BUILD) $(ARGS)
 
 # ---- benchmarks --------------------------------------------------------------
 $(BUILD)/bench: bench/bench.c ar.h $(BUILD)/deps.ok

@@ -2,7 +2,7 @@
 
    train [--model made|fvsbn|nade|rnade] [--hidden 500[,500...]] [--masks K]
          [--components K]
-         [--order-agnostic] [--direct] [--epochs E] [--batch B] [--lr LR]
+         [--order-agnostic] [--direct|--no-direct] [--epochs E] [--batch B] [--lr LR]
          [--patience P] [--seed S] [--data DIR] [--out DIR] [--resume]
 
    Trains on the 50k training split with Adam, keeps the weights with the
@@ -134,7 +134,7 @@ int main(int argc, char **argv)
     double best = 1e30, t0 = ex_now(), nll_test;
     if (ex_flag(argc, argv, "--help") ||
         (strcmp(model, "made") && strcmp(model, "fvsbn") && strcmp(model, "nade") && strcmp(model, "rnade"))) {
-        fprintf(stderr, "usage: %s [--model made|fvsbn|nade|rnade] [--components K] [--hidden 500[,500]] [--masks K] [--order-agnostic] [--direct]\n"
+        fprintf(stderr, "usage: %s [--model made|fvsbn|nade|rnade] [--components K] [--hidden 500[,500]] [--masks K] [--order-agnostic] [--direct|--no-direct]\n"
                         "          [--epochs E] [--batch B] [--lr LR] [--wd L2] [--patience P] [--seed S] [--data DIR] [--out DIR] [--resume]\n",
                 argv[0]);
         return 2;
@@ -160,7 +160,7 @@ int main(int argc, char **argv)
             s = *end == ',' ? end + 1 : end;
             if (end == s && *s) break;
         }
-        cfg.direct = ex_flag(argc, argv, "--direct");
+        cfg.direct = ex_flag(argc, argv, "--direct") && !ex_flag(argc, argv, "--no-direct");
         cfg.n_masks = n_masks;
         cfg.order_agnostic = ex_flag(argc, argv, "--order-agnostic");
     }

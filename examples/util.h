@@ -21,11 +21,12 @@ static double ex_now(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-/* "--name value" lookups; exit with a usage line on a malformed number. */
+/* "--name value" lookups (the last occurrence wins, so later flags
+   override defaults); exit with a message on a malformed number. */
 static const char *ex_arg(int argc, char **argv, const char *name, const char *def)
 {
     int i;
-    for (i = 1; i < argc - 1; i++)
+    for (i = argc - 2; i >= 1; i--)
         if (!strcmp(argv[i], name)) return argv[i + 1];
     return def;
 }
