@@ -369,6 +369,15 @@ ARDEF ar_status ar_params_load(ar_params *ps, const char *path, ar_meta *meta_ou
 /* The same through memory; *buf is freed with ar_free. */
 ARDEF ar_status ar_params_save_mem(ar_params *ps, const ar_meta *meta, unsigned char **buf, size_t *len);
 ARDEF ar_status ar_params_load_mem(ar_params *ps, const unsigned char *buf, size_t len, ar_meta *meta_out);
+/* The optimizer's state (kind, hyperparameters, step count, moments as flat
+   tensors "m" and "v" in the parameters' order), an RNG (may be NULL) and
+   extra metadata (may be NULL, e.g. a trainer's epoch) as safetensors, so
+   training resumes bit for bit. Load checks everything against ps first
+   and changes nothing on error; extra_out (initialized, may be NULL) gets
+   the file's metadata. Errors in ps->err. */
+ARDEF ar_status ar_optim_save(const ar_optim *o, ar_params *ps, const ar_rng *rng, const ar_meta *extra,
+                              const char *path);
+ARDEF ar_status ar_optim_load(ar_optim *o, ar_params *ps, ar_rng *rng, ar_meta *extra_out, const char *path);
 
 /* ==== Data: IDX files and binarized MNIST ================================ */
 
@@ -2802,6 +2811,157 @@ static int ar__meta_u64(const ar_meta *meta, const char *key, uint64_t *v)
         *v = *v * 10 + (uint64_t)(*s - '0');
     }
     return 1;
+}
+
+
+/* ---- optimizer state ------------------------------------------------------ */
+
+static const char *ar__optim_names[3] = {"sgd", "adam", "adamw"};
+
+/* A parameter set of flat "m"/"v" tensors shaped for ps (has: bit 0 m, bit 1 v). */
+static ar_status ar__optim_tensors(ar_params *st, const ar_params *ps, int has)
+{
+    int shape[1];
+    ar_params_init(st);
+    if (ps->total > 0x7fffffff) return AR_ERR_RANGE;
+    shape[0] = (int)ps->total;
+    if ((has & 1) && !ar_params_add(st, "m", 1, shape)) return AR_ERR_NOMEM;
+    if ((has & 2) && !ar_params_add(st, "v", 1, shape)) return AR_ERR_NOMEM;
+    return has ? ar_params_alloc(st) : AR_OK;
+}
+
+ARDEF ar_status ar_optim_save(const ar_optim *o, ar_params *ps, const ar_rng *rng, const ar_meta *extra,
+                              const char *path)
+{
+    ar_params st;
+    ar_meta meta;
+    char v[80];
+    int i, has;
+    ar_status s = AR_OK;
+    if (!o || !ps || !ps->x || (int)o->kind < 0 || o->kind > AR_OPTIM_ADAMW) return AR_ERR_ARG;
+    has = (ps->m ? 1 : 0) | (ps->v ? 2 : 0);
+    ar_meta_init(&meta);
+    for (i = 0; extra && i < extra->n && s == AR_OK; i++) s = ar_meta_set(&meta, extra->key[i], extra->val[i]);
+#define AR__PUTF(k, fmt, x) snprintf(v, sizeof v, fmt, x); if (s == AR_OK) s = ar_meta_set(&meta, k, v)
+    AR__PUTF("ar.model", "%s", "optim");
+    AR__PUTF("optim", "%s", ar__optim_names[o->kind]);
+    AR__PUTF("step", "%ld", o->step);
+    AR__PUTF("lr", "%.9g", (double)o->lr); /* %.9g: floats round-trip exactly */
+    AR__PUTF("momentum", "%.9g", (double)o->momentum);
+    AR__PUTF("beta1", "%.9g", (double)o->beta1);
+    AR__PUTF("beta2", "%.9g", (double)o->beta2);
+    AR__PUTF("eps", "%.9g", (double)o->eps);
+    AR__PUTF("weight_decay", "%.9g", (double)o->weight_decay);
+    AR__PUTF("moments", "%d", has);
+#undef AR__PUTF
+    if (rng && s == AR_OK) {
+        snprintf(v, sizeof v, "%016llx%016llx%016llx%016llx", (unsigned long long)rng->s[0],
+                 (unsigned long long)rng->s[1], (unsigned long long)rng->s[2], (unsigned long long)rng->s[3]);
+        s = ar_meta_set(&meta, "rng", v);
+    }
+    if (s == AR_OK) s = ar__optim_tensors(&st, ps, has);
+    if (s != AR_OK) {
+        ar_meta_free(&meta);
+        ar__seterr(ps->err, "ar_optim_save: out of memory or too many parameters");
+        return s;
+    }
+    if (!has) { /* plain SGD has no moments: a one-float placeholder keeps it a normal file */
+        int one[1] = {1};
+        ar_params_add(&st, "none", 1, one);
+        if ((s = ar_params_alloc(&st)) != AR_OK) { ar_meta_free(&meta); return s; }
+    }
+    if (has & 1) memcpy(ar_params_find(&st, "m")->x, ps->m, ps->total * sizeof(float));
+    if (has & 2) memcpy(ar_params_find(&st, "v")->x, ps->v, ps->total * sizeof(float));
+    if ((s = ar_params_save(&st, path, &meta)) != AR_OK) memcpy(ps->err, st.err, AR_ERR_LEN);
+    ar_params_free(&st);
+    ar_meta_free(&meta);
+    return s;
+}
+
+static int ar__meta_float(const ar_meta *m, const char *key, float *out)
+{
+    const char *s = ar_meta_get(m, key);
+    char *end;
+    double v;
+    if (!s || !*s) return 0;
+    v = strtod(s, &end);
+    if (*end || !isfinite(v)) return 0;
+    *out = (float)v;
+    return 1;
+}
+
+ARDEF ar_status ar_optim_load(ar_optim *o, ar_params *ps, ar_rng *rng, ar_meta *extra_out, const char *path)
+{
+    unsigned char *buf = NULL;
+    size_t len;
+    ar_meta meta;
+    ar_params st;
+    ar_optim n;
+    ar_rng r;
+    uint64_t step = 0, has = 0;
+    const char *kind, *rs;
+    float *m = NULL, *v = NULL;
+    int k, i;
+    ar_status s;
+    if (!o || !ps || !ps->x) return AR_ERR_ARG;
+    ar_params_init(&st);
+    if ((s = ar__read_file(path, &buf, &len, ps->err)) != AR_OK) return s;
+    if ((s = ar__model_meta(buf, len, "optim", NULL, &meta, ps->err)) != AR_OK) goto done;
+    s = AR_ERR_FORMAT;
+    memset(&n, 0, sizeof n);
+    kind = ar_meta_get(&meta, "optim");
+    for (k = 0; kind && k < 3 && strcmp(kind, ar__optim_names[k]); k++) {}
+    if (!kind || k == 3 || !ar__meta_u64(&meta, "step", &step) || !ar__meta_u64(&meta, "moments", &has) ||
+        has > 3 || !ar__meta_float(&meta, "lr", &n.lr) || !ar__meta_float(&meta, "momentum", &n.momentum) ||
+        !ar__meta_float(&meta, "beta1", &n.beta1) || !ar__meta_float(&meta, "beta2", &n.beta2) ||
+        !ar__meta_float(&meta, "eps", &n.eps) || !ar__meta_float(&meta, "weight_decay", &n.weight_decay)) {
+        ar__seterr(ps->err, "malformed optimizer state in __metadata__");
+        goto done;
+    }
+    n.kind = (ar_optim_kind)k;
+    n.step = (long)step;
+    r.s[0] = r.s[1] = r.s[2] = r.s[3] = 0;
+    if (rng) {
+        rs = ar_meta_get(&meta, "rng");
+        for (i = 0; rs && strlen(rs) == 64 && i < 4; i++) {
+            char part[17], *end;
+            memcpy(part, rs + 16 * i, 16);
+            part[16] = 0;
+            r.s[i] = (uint64_t)strtoull(part, &end, 16);
+            if (*end) break;
+        }
+        if (i < 4) { ar__seterr(ps->err, "no RNG state (or a malformed one) in the optimizer file"); goto done; }
+    }
+    if ((s = ar__optim_tensors(&st, ps, (int)has)) != AR_OK) goto done;
+    if (!has) {
+        int one[1] = {1};
+        ar_params_add(&st, "none", 1, one);
+        if ((s = ar_params_alloc(&st)) != AR_OK) goto done;
+    }
+    if ((s = ar_params_load_mem(&st, buf, len, NULL)) != AR_OK) { memcpy(ps->err, st.err, AR_ERR_LEN); goto done; }
+    s = AR_ERR_NOMEM;
+    if ((has & 1) && !ps->m && !(m = (float *)AR_MALLOC(ps->total * sizeof(float)))) goto done;
+    if ((has & 2) && !ps->v && !(v = (float *)AR_MALLOC(ps->total * sizeof(float)))) { AR_FREE(m); goto done; }
+    /* all checked: commit */
+    if (m) ps->m = m;
+    if (v) ps->v = v;
+    if (has & 1) memcpy(ps->m, ar_params_find(&st, "m")->x, ps->total * sizeof(float));
+    if (has & 2) memcpy(ps->v, ar_params_find(&st, "v")->x, ps->total * sizeof(float));
+    *o = n;
+    if (rng) *rng = r;
+    if (extra_out) {
+        ar_meta_free(extra_out);
+        *extra_out = meta;
+        ar_meta_init(&meta);
+    }
+    s = AR_OK;
+done:
+    if (s != AR_OK && s != AR_ERR_FORMAT && s != AR_ERR_IO && !ps->err[0]) ar__seterr(ps->err, "ar_optim_load failed");
+    if (s != AR_OK && path) ar__err_path(ps->err, path);
+    ar_params_free(&st);
+    ar_meta_free(&meta);
+    AR_FREE(buf);
+    return s;
 }
 
 /* ==== SECTION: models — MADE / FVSBN ===================================== */

@@ -173,6 +173,70 @@ static void test_out_of_memory_everywhere(void)
     CHECK(failures > 3);
 }
 
+/* N steps in one run == k steps, save (weights, optimizer, RNG), load into
+   fresh objects, N-k steps: bit for bit. */
+static void test_resume_is_bit_identical(void)
+{
+    const char *wpath = "/tmp/ar_test_resume.safetensors", *opath = "/tmp/ar_test_resume.opt.safetensors";
+    ar_optim kinds[3];
+    int k, i;
+    kinds[0] = ar_optim_adam(1e-2f);
+    kinds[1] = ar_optim_sgd(0.1f, 0.9f);
+    kinds[2] = ar_optim_adamw(1e-2f, 0.1f);
+    for (k = 0; k < 3; k++) {
+        mlp a, b;
+        ar_graph g;
+        ar_rng ra, rb;
+        ar_optim oa = kinds[k], ob = kinds[k], oc = ar_optim_sgd(1, 0);
+        ar_meta extra, got;
+        CHECK(ar_graph_init(&g, 0) == AR_OK);
+        ar_rng_seed(&ra, 3);
+        CHECK(mlp_init(&a, 8, 12, 6, &ra));
+        for (i = 0; i < 6; i++) {
+            CHECK(mlp_step(&a, &g, &oa, NULL) == AR_OK);
+            ar_rng_u64(&ra); /* the run's own use of its RNG */
+        }
+        ar_rng_seed(&rb, 3);
+        CHECK(mlp_init(&b, 8, 12, 6, &rb));
+        for (i = 0; i < 3; i++) {
+            CHECK(mlp_step(&b, &g, &ob, NULL) == AR_OK);
+            ar_rng_u64(&rb);
+        }
+        ar_meta_init(&extra);
+        ar_meta_init(&got);
+        CHECK(ar_meta_set(&extra, "epoch", "3") == AR_OK);
+        CHECK(ar_params_save(&b.ps, wpath, NULL) == AR_OK);
+        CHECK_MSG(ar_optim_save(&ob, &b.ps, &rb, &extra, opath) == AR_OK, "%s", b.ps.err);
+        free(b.x);
+        ar_params_free(&b.ps);
+        ar_rng_seed(&rb, 99); /* a different start, overwritten by the load */
+        CHECK(mlp_init(&b, 8, 12, 6, &rb));
+        memcpy(b.x, a.x, sizeof(float) * 8 * 12); /* the same data */
+        CHECK(ar_params_load(&b.ps, wpath, NULL) == AR_OK);
+        CHECK_MSG(ar_optim_load(&oc, &b.ps, &rb, &got, opath) == AR_OK, "%s", b.ps.err);
+        CHECK(oc.kind == ob.kind && oc.step == 3 && oc.lr == ob.lr && !strcmp(ar_meta_get(&got, "epoch"), "3"));
+        for (i = 0; i < 3; i++) {
+            CHECK(mlp_step(&b, &g, &oc, NULL) == AR_OK);
+            ar_rng_u64(&rb);
+        }
+        CHECK_MSG(memcmp(a.ps.x, b.ps.x, a.ps.total * sizeof(float)) == 0, "optimizer %d: weights differ", k);
+        CHECK(memcmp(&ra, &rb, sizeof ra) == 0);
+        /* a state of another model is refused, and nothing changes */
+        free(b.x);
+        ar_params_free(&b.ps);
+        CHECK(mlp_init(&b, 8, 12, 5, &rb));
+        oc = ar_optim_sgd(1, 0);
+        CHECK(ar_optim_load(&oc, &b.ps, &rb, NULL, opath) == AR_ERR_FORMAT && oc.kind == AR_OPTIM_SGD &&
+              b.ps.m == NULL && strstr(b.ps.err, "shape"));
+        free(a.x); free(b.x);
+        ar_params_free(&a.ps); ar_params_free(&b.ps);
+        ar_meta_free(&extra); ar_meta_free(&got);
+        ar_graph_free(&g);
+    }
+    remove(wpath);
+    remove(opath);
+}
+
 static void test_graph_grad_off_records_nothing(void)
 {
     ar_graph g;
@@ -219,6 +283,7 @@ void tests_core(void)
     t_run("core/rng_shuffle_is_permutation", test_rng_shuffle_is_permutation);
     t_run("core/no_allocation_in_training_loop", test_no_allocation_in_training_loop);
     t_run("core/out_of_memory_everywhere", test_out_of_memory_everywhere);
+    t_run("core/resume_is_bit_identical", test_resume_is_bit_identical);
     t_run("core/graph_grad_off_records_nothing", test_graph_grad_off_records_nothing);
     t_run("core/params_errors", test_params_errors);
 }
