@@ -23,7 +23,7 @@ MNIST_FILES := train-images-idx3-ubyte train-labels-idx1-ubyte t10k-images-idx3-
 TEST_C   := tests/main.c tests/impl.c tests/test_core.c tests/test_ops.c tests/test_optim.c tests/test_io.c tests/test_made.c tests/test_nade.c tests/test_rnade.c tests/test_fuzz.c
 TEST_CXX := tests/test_cxx.cpp
 
-.PHONY: all run test bench deps data clean compile-check valgrind fuzz
+.PHONY: all run test bench deps data clean compile-check valgrind fuzz resume-check
 all: $(BUILD)/train $(BUILD)/tests
 
 # ---- system packages ---------------------------------------------------------
@@ -144,6 +144,14 @@ $(BUILD)/%: examples/%.c examples/util.h ar.h $(BUILD)/deps.ok
 
 run: $(BUILD)/train $(DATA)/ok
 	$(BUILD)/train --model made --direct --data $(DATA) --out $(BUILD) $(ARGS)
+
+# Interrupt-and-resume must reproduce an uninterrupted run bit for bit.
+resume-check: $(BUILD)/train $(DATA)/ok
+	@rm -rf $(BUILD)/resume && mkdir -p $(BUILD)/resume/a $(BUILD)/resume/b
+	OPENBLAS_NUM_THREADS=1 $(BUILD)/train --model fvsbn --epochs 2 --data $(DATA) --out $(BUILD)/resume/a >/dev/null
+	-OPENBLAS_NUM_THREADS=1 $(BUILD)/train --model fvsbn --epochs 2 --max-steps 700 --data $(DATA) --out $(BUILD)/resume/b >/dev/null
+	OPENBLAS_NUM_THREADS=1 $(BUILD)/train --model fvsbn --epochs 2 --resume --data $(DATA) --out $(BUILD)/resume/b >/dev/null
+	cmp $(BUILD)/resume/a/fvsbn.safetensors $(BUILD)/resume/b/fvsbn.safetensors && echo "resume-check: bit-identical"
 
 # ---- benchmarks --------------------------------------------------------------
 $(BUILD)/bench: bench/bench.c ar.h $(BUILD)/deps.ok

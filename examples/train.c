@@ -3,7 +3,7 @@
    train [--model made|fvsbn|nade|rnade] [--hidden 500[,500...]] [--masks K]
          [--components K]
          [--order-agnostic] [--direct|--no-direct] [--epochs E] [--batch B] [--lr LR]
-         [--patience P] [--seed S] [--data DIR] [--out DIR] [--resume]
+         [--patience P] [--seed S] [--data DIR] [--out DIR] [--resume] [--max-steps N]
 
    Trains on the 50k training split with Adam, keeps the weights with the
    best validation NLL (checkpoint <out>/<model>.safetensors), stops after
@@ -12,10 +12,11 @@
    all K) and writes <out>/<model>-samples.png and <model>-probs.png (the
    conditional probabilities used while sampling). The learning rate halves
    after every 4 epochs without improvement. --resume starts from
-   the checkpoint's weights (optimizer moments restart): from
-   <model>-last.safetensors if an interrupted run left one, else the best.
-   SIGINT/SIGTERM finish the current step, save <model>-last.safetensors
-   and exit; a NaN/Inf loss or gradient stops the run with a message naming
+   where an interrupted run stopped, bit for bit (weights, Adam moments,
+   learning rate, random streams, position in the epoch), or from the best
+   checkpoint with a fresh optimizer if no interrupted state is there.
+   SIGINT/SIGTERM (or --max-steps N) finish the current step, save
+   <model>-last.safetensors and <model>-last.opt.safetensors, and exit; a NaN/Inf loss or gradient stops the run with a message naming
    the step and the tensor, leaving the best checkpoint untouched.
 
    RNADE models real-valued MNIST: intensities dequantized with uniform
@@ -32,6 +33,25 @@
 
 static volatile sig_atomic_t stop_requested; /* SIGINT/SIGTERM: save and leave */
 static void on_signal(int sig) { (void)sig; stop_requested = 1; }
+
+/* RNG state <-> 64 hex digits, for the resume metadata */
+static void rng_hex(const ar_rng *r, char *out)
+{
+    int i;
+    for (i = 0; i < 4; i++) snprintf(out + 16 * i, 17, "%016llx", (unsigned long long)r->s[i]);
+}
+static int hex_rng(const char *s, ar_rng *r)
+{
+    int i;
+    for (i = 0; s && strlen(s) == 64 && i < 4; i++) {
+        char part[17], *end;
+        memcpy(part, s + 16 * i, 16);
+        part[16] = 0;
+        r->s[i] = (uint64_t)strtoull(part, &end, 16);
+        if (*end) return 0;
+    }
+    return i == 4;
+}
 
 /* The models share one shape of API; this picks the one being trained. */
 typedef struct { int nade; ar_made made; ar_nade nd; } ex_model;
@@ -121,7 +141,10 @@ int main(int argc, char **argv)
     int patience = (int)ex_num(argc, argv, "--patience", 10), n_masks = (int)ex_num(argc, argv, "--masks", 1);
     float lr = (float)ex_num(argc, argv, "--lr", 1e-3), wd = (float)ex_num(argc, argv, "--wd", 0);
     uint64_t seed = (uint64_t)ex_num(argc, argv, "--seed", 1);
-    char ckpt[1024], last[1024], png[1024];
+    char ckpt[1024], last[1024], lastopt[1024], png[1024], hex[65];
+    long max_steps = (long)ex_num(argc, argv, "--max-steps", 0), done_steps = 0;
+    int start_epoch = 1, start_i = 0;
+    ar_rng shuf, steprng, epoch_rng; /* shuffles; per-step noise and masks */
     ar_mnist data;
     ex_model m;
     ar_made_cfg cfg;
@@ -135,7 +158,7 @@ int main(int argc, char **argv)
     if (ex_flag(argc, argv, "--help") ||
         (strcmp(model, "made") && strcmp(model, "fvsbn") && strcmp(model, "nade") && strcmp(model, "rnade"))) {
         fprintf(stderr, "usage: %s [--model made|fvsbn|nade|rnade] [--components K] [--hidden 500[,500]] [--masks K] [--order-agnostic] [--direct|--no-direct]\n"
-                        "          [--epochs E] [--batch B] [--lr LR] [--wd L2] [--patience P] [--seed S] [--data DIR] [--out DIR] [--resume]\n",
+                        "          [--epochs E] [--batch B] [--lr LR] [--wd L2] [--patience P] [--seed S] [--data DIR] [--out DIR] [--resume] [--max-steps N]\n",
                 argv[0]);
         return 2;
     }
@@ -172,6 +195,7 @@ int main(int argc, char **argv)
     m.nade = !strcmp(model, "nade") || real;
     snprintf(ckpt, sizeof ckpt, "%s/%s.safetensors", out, model);
     snprintf(last, sizeof last, "%s/%s-last.safetensors", out, model);
+    snprintf(lastopt, sizeof lastopt, "%s/%s-last.opt.safetensors", out, model);
     if ((m.nade ? ar_nade_init(&m.nd, &ncfg) : ar_made_init(&m.made, &cfg)) != AR_OK) {
         fprintf(stderr, "%s\n", m_err(&m));
         return 1;
@@ -185,37 +209,58 @@ int main(int argc, char **argv)
             m_out_bias(&m)[d] = (float)log(p / (1 - p));
         }
     }
+    opt = ar_optim_adam(lr);
+    opt.weight_decay = wd; /* L2, as torch.optim.Adam's weight_decay */
+    ar_rng_seed(&rng, seed + 1);
+    ar_rng_seed(&shuf, seed + 2);
+    ar_rng_seed(&steprng, seed + 3);
     if (ex_flag(argc, argv, "--resume")) {
-        const char *from = m_load(&m, last) == AR_OK ? last : ckpt;
-        if (from == ckpt && m_load(&m, ckpt) != AR_OK) { fprintf(stderr, "--resume: %s\n", m_err(&m)); return 1; }
-        printf("resumed from %s\n", from);
+        ar_meta st;
+        uint64_t e, at, nbad;
+        ar_meta_init(&st);
+        if (m_load(&m, last) == AR_OK && ar_optim_load(&opt, m_params(&m), &steprng, &st, lastopt) == AR_OK &&
+            sscanf(ar_meta_get(&st, "epoch") ? ar_meta_get(&st, "epoch") : "", "%llu", (unsigned long long *)&e) == 1 &&
+            sscanf(ar_meta_get(&st, "next") ? ar_meta_get(&st, "next") : "", "%llu", (unsigned long long *)&at) == 1 &&
+            sscanf(ar_meta_get(&st, "bad") ? ar_meta_get(&st, "bad") : "", "%llu", (unsigned long long *)&nbad) == 1 &&
+            sscanf(ar_meta_get(&st, "best") ? ar_meta_get(&st, "best") : "", "%lf", &best) == 1 &&
+            hex_rng(ar_meta_get(&st, "shuffle_rng"), &shuf)) {
+            start_epoch = (int)e;
+            start_i = (int)at;
+            bad = (int)nbad;
+            printf("resumed from %s at epoch %d, example %d (lr %g)\n", last, start_epoch, start_i, (double)opt.lr);
+        } else if (m_load(&m, ckpt) == AR_OK) {
+            printf("resumed from %s (weights only: no interrupted state)\n", ckpt);
+        } else {
+            fprintf(stderr, "--resume: %s\n", m_err(&m));
+            return 1;
+        }
+        ar_meta_free(&st);
     }
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
     if (ar_graph_init(&g, 0) != AR_OK) return 1;
-    opt = ar_optim_adam(lr);
-    opt.weight_decay = wd; /* L2, as torch.optim.Adam's weight_decay */
-    ar_rng_seed(&rng, seed + 1);
     xb = (float *)malloc(sizeof(float) * (size_t)batch * D);
     perm = (int *)malloc(sizeof(int) * (size_t)data.n_train);
-    for (i = 0; i < data.n_train; i++) perm[i] = i;
     printf("%s: D=%d hidden=%s masks=%d%s%s, %zu parameters, %d train / %d valid / %d test, batch %d, Adam lr %g\n",
            model, D, m.nade || cfg.n_hidden ? hidden : "-", m.nade ? 1 : cfg.n_masks, cfg.direct ? ", direct" : "",
            cfg.order_agnostic ? ", order-agnostic" : "", m_params(&m)->total, data.n_train, data.n_valid, data.n_test,
            batch, (double)lr);
-    for (epoch = 1; epoch <= epochs && bad < patience; epoch++) {
+    for (epoch = start_epoch; epoch <= epochs && bad < patience; epoch++) {
         double te = ex_now(), train = 0, valid;
         int steps = 0;
-        ar_rng_shuffle(&rng, perm, data.n_train);
-        for (i = 0; i + batch <= data.n_train; i += batch, steps++) {
+        epoch_rng = shuf; /* the permutation depends only on this state */
+        for (i = 0; i < data.n_train; i++) perm[i] = i;
+        ar_rng_shuffle(&shuf, perm, data.n_train);
+        for (i = epoch == start_epoch ? start_i : 0; i + batch <= data.n_train; i += batch, steps++) {
             ar_tensor *nll, *loss;
             int k;
             for (k = 0; k < batch; k++) {
                 const float *src = data.train + (size_t)perm[i + k] * D;
-                if (real) train -= to_logit(src, xb + (size_t)k * D, (size_t)D, &rng) / batch;
+                if (real) train -= to_logit(src, xb + (size_t)k * D, (size_t)D, &steprng) / batch;
                 else memcpy(xb + (size_t)k * D, src, sizeof(float) * D);
             }
-            if (!m.nade && cfg.n_masks > 1) ar_made_set_mask(&m.made, (int)ar_rng_below(&rng, (uint32_t)cfg.n_masks));
+            if (!m.nade && cfg.n_masks > 1)
+                ar_made_set_mask(&m.made, (int)ar_rng_below(&steprng, (uint32_t)cfg.n_masks));
             ar_graph_reset(&g);
             nll = m_nll(&m, &g, xb, batch);
             loss = ar_mean(&g, nll, AR_ALL);
@@ -229,11 +274,29 @@ int main(int argc, char **argv)
             }
             if (ar_optim_step(&opt, m_params(&m)) != AR_OK) { fprintf(stderr, "%s\n", m_params(&m)->err); return 1; }
             train += loss->x[0];
-            if (stop_requested) break;
+            if (stop_requested || (max_steps && ++done_steps >= max_steps)) break;
         }
-        if (stop_requested) {
-            if (m_save(&m, last) != AR_OK) { fprintf(stderr, "%s\n", m_err(&m)); return 1; }
-            printf("interrupted in epoch %d: saved %s (continue with --resume)\n", epoch, last);
+        if (i + batch <= data.n_train) { /* interrupted: save where we are */
+            ar_meta st;
+            char num[64];
+            ar_status s = AR_OK;
+            ar_meta_init(&st);
+            snprintf(num, sizeof num, "%d", epoch);
+            s = ar_meta_set(&st, "epoch", num);
+            snprintf(num, sizeof num, "%d", i + batch);
+            if (!s) s = ar_meta_set(&st, "next", num);
+            snprintf(num, sizeof num, "%d", bad);
+            if (!s) s = ar_meta_set(&st, "bad", num);
+            snprintf(num, sizeof num, "%.17g", best);
+            if (!s) s = ar_meta_set(&st, "best", num);
+            rng_hex(&epoch_rng, hex);
+            if (!s) s = ar_meta_set(&st, "shuffle_rng", hex);
+            if (s || m_save(&m, last) != AR_OK || ar_optim_save(&opt, m_params(&m), &steprng, &st, lastopt) != AR_OK) {
+                fprintf(stderr, "could not save the interrupted state: %s %s\n", m_err(&m), m_params(&m)->err);
+                return 1;
+            }
+            ar_meta_free(&st);
+            printf("interrupted in epoch %d: saved %s and %s (continue with --resume)\n", epoch, last, lastopt);
             return 130;
         }
         valid = evaluate(&m, &g, data.valid, data.n_valid, 500, 0) - logdet_valid; /* NLL of x, not y */
@@ -249,6 +312,8 @@ int main(int argc, char **argv)
                (ex_now() - t0) / epoch * (epochs - epoch), bad ? "" : "  [saved]");
         fflush(stdout);
     }
+    remove(last); /* finished: an old interrupted state must not be resumed */
+    remove(lastopt);
     if (m_load(&m, ckpt) != AR_OK) { fprintf(stderr, "%s\n", m_err(&m)); return 1; }
     nll_test = evaluate(&m, &g, data.test, data.n_test, 500, 1) - logdet_test;
     if (real)
