@@ -134,7 +134,12 @@ fuzz: $(foreach t,$(FUZZ_TARGETS),$(BUILD)/fuzz/fuzz_$(t)) $(BUILD)/fuzz/corpus.
 	  if ls $(BUILD)/fuzz/crash-$$t-* >/dev/null 2>&1; then echo "fuzz: $$t crashed"; exit 1; fi; \
 	done
 
-test: compile-check $(BUILD)/tests $(BUILD)/tests-san
+# Threads sharing one model, under ThreadSanitizer.
+$(BUILD)/threads: tests/threads.c ar.h $(BUILD)/deps.ok
+	$(CLANG) -std=c99 $(WARN) -g -O1 -fsanitize=thread $< -o $@ $(LDLIBS) -lpthread
+
+test: compile-check $(BUILD)/tests $(BUILD)/tests-san $(BUILD)/threads
+	OPENBLAS_NUM_THREADS=1 $(BUILD)/threads
 	$(BUILD)/tests
 	ASAN_OPTIONS=detect_leaks=1 $(BUILD)/tests-san
 
