@@ -2525,6 +2525,7 @@ ARDEF ar_status ar_params_load(ar_params *ps, const char *path, ar_meta *meta_ou
     size_t len;
     ar_status s;
     if (!ps) return AR_ERR_ARG;
+    if (!ps->x) { ar__seterr(ps->err, "ar_params_load: parameters are not allocated"); return AR_ERR_ARG; }
     s = ar__read_file(path, &buf, &len, ps->err);
     if (s != AR_OK) return s;
     s = ar_params_load_mem(ps, buf, len, meta_out);
