@@ -316,6 +316,7 @@ int main(int argc, char **argv)
     remove(lastopt);
     if (m_load(&m, ckpt) != AR_OK) { fprintf(stderr, "%s\n", m_err(&m)); return 1; }
     nll_test = evaluate(&m, &g, data.test, data.n_test, 500, 1) - logdet_test;
+    if (best == 1e30) best = NAN; /* no epoch ran (--epochs 0): nothing validated */
     if (real)
         printf("test log-likelihood %.2f nats per example of dequantized x in [0,1]^%d; "
                "%.4f bits/dim for 8-bit pixels (best valid NLL %.2f, %.0fs)\n",
