@@ -41,7 +41,7 @@ QUICK START (train MADE on binarized MNIST, then sample; see examples/)
         ar_made_save(&m, "made.safetensors");
         ar_graph_free(&g); ar_made_free(&m); ar_mnist_free(&data);
 
-    The core alone (logistic regression):
+    The core alone (logistic regression; (int[]){..} is C99, not C++):
         ar_params ps; ar_params_init(&ps);
         ar_tensor *W = ar_params_add(&ps, "W", 2, (int[]){1, D});
         ar_tensor *b = ar_params_add(&ps, "b", 1, (int[]){1});
@@ -57,7 +57,8 @@ BUILD MACROS (define before including the implementation)
     AR_ASSERT(c)               internal invariants only (default: assert)
     AR_NO_CBLAS                use a plain C sgemm instead of cblas (slow;
                                for builds without a BLAS)
-    AR_MAX_DIM (4)  AR_ERR_LEN (256)                     limits
+    AR_MAX_DIM (4)  AR_ERR_LEN (256)                     limits; they change struct
+                               layouts, so every file must see the same values
 
 ERRORS
     Fallible calls return an ar_status (AR_OK == 0, errors < 0) or NULL, and
@@ -427,7 +428,8 @@ typedef struct ar_made_cfg {
     int hidden[AR_MADE_MAX_HIDDEN];  /* units per hidden layer */
     int direct;                      /* masked input-to-output weights A */
     int n_masks;                     /* K >= 1 mask sets (connectivity-agnostic if K > 1) */
-    int order_agnostic;              /* each mask set draws its own random ordering */
+    int order_agnostic;              /* each mask set draws its own random ordering
+                                        (ignored when order is given) */
     const int *order;                /* NULL: natural order; else a permutation of
                                         [0,D) (order[t] = dimension at place t), all sets */
     uint64_t seed;                   /* masks, orderings, initial weights */
@@ -451,7 +453,9 @@ ARDEF ar_made_cfg ar_made_default(int D); /* 1 hidden layer of 500, 1 mask, natu
 ARDEF ar_made_cfg ar_fvsbn_default(int D); /* no hidden layer, direct */
 ARDEF ar_status ar_made_init(ar_made *m, const ar_made_cfg *cfg);
 ARDEF void ar_made_free(ar_made *m);
-ARDEF ar_status ar_made_set_mask(ar_made *m, int k); /* k in [0, n_masks) */
+/* k in [0, n_masks). The graph borrows the current masks: do not switch
+   between building a loss and its ar_backward. */
+ARDEF ar_status ar_made_set_mask(ar_made *m, int k);
 /* Logits [N,D] of p(x_d = 1 | x_<d) under the current mask set. */
 ARDEF ar_tensor *ar_made_logits(ar_made *m, ar_graph *g, ar_tensor *x);
 /* -log p(x) per example [N] in nats, current mask set: the training loss
@@ -645,14 +649,14 @@ static void ar__shape_str(const ar_tensor *t, char *buf, size_t len)
    expf is a call per element). Round x/ln2 to n with the 1.5*2^23 trick,
    reduce r = x - n ln2 (two-part ln2), e^r by its Taylor series to r^7
    (|r| <= ln2/2, truncation < 3e-9), scale by 2^n through the exponent
-   bits. x < -87.3 gives 0 (so exp(-inf) = 0); x > 88.7 saturates; NaN
-   stays NaN. */
+   bits (in two halves, so 2^128 near the top stays finite). x < -87.3
+   gives 0 (so exp(-inf) = 0); x > 88.7 saturates at e^88.7; NaN stays NaN. */
 static float ar__expf(float x)
 {
     const float magic = 12582912.0f; /* 1.5 * 2^23 */
-    float t, n, r, p, scale;
-    int32_t bits;
-    uint32_t ebits;
+    float t, n, r, p, s1, s2;
+    int32_t bits, k, k1;
+    uint32_t e1, e2;
     float xc = x > 88.7f ? 88.7f : x;
     xc = xc < -87.3f ? -87.3f : xc;
     t = xc * 1.44269504088896341f + magic;
@@ -662,9 +666,13 @@ static float ar__expf(float x)
     p = 1.0f + r * (1.0f + r * (0.5f + r * (1.0f / 6 + r * (1.0f / 24 + r * (1.0f / 120 +
         r * (1.0f / 720 + r * (1.0f / 5040)))))));
     memcpy(&bits, &t, sizeof bits);
-    ebits = (uint32_t)(bits - 0x4b400000 + 127) << 23; /* n + 127 into the exponent field */
-    memcpy(&scale, &ebits, sizeof scale);
-    return x < -87.3f ? 0.0f : p * scale;
+    k = bits - 0x4b400000; /* n as an integer, in [-126, 128] */
+    k1 = k / 2;
+    e1 = (uint32_t)(k1 + 127) << 23; /* 2^k1 and 2^(k-k1) through the exponent field */
+    e2 = (uint32_t)(k - k1 + 127) << 23;
+    memcpy(&s1, &e1, sizeof s1);
+    memcpy(&s2, &e2, sizeof s2);
+    return x < -87.3f ? 0.0f : p * s1 * s2;
 }
 
 /* log(1 + e) for e in [0, 1]: 2 atanh(s) with s = e / (2 + e) <= 1/3, odd
@@ -811,11 +819,17 @@ ARDEF ar_status ar_graph_init(ar_graph *g, size_t arena_bytes)
     memset(g, 0, sizeof *g);
     g->grad = 1;
     g->cap = arena_bytes ? arena_bytes : ((size_t)1 << 20);
+    if (g->cap > (size_t)-1 - 2 * AR__ALIGN) {
+        g->cap = 0;
+        g->status = AR_ERR_RANGE;
+        ar__seterr(g->err, "ar_graph_init: arena size %zu is too large", arena_bytes);
+        return AR_ERR_RANGE;
+    }
     g->mem = (char *)AR_MALLOC(g->cap + AR__ALIGN);
     if (!g->mem) {
+        ar__seterr(g->err, "ar_graph_init: cannot allocate a %zu-byte arena", g->cap);
         g->cap = 0;
         g->status = AR_ERR_NOMEM;
-        ar__seterr(g->err, "ar_graph_init: cannot allocate a %zu-byte arena", arena_bytes);
         return AR_ERR_NOMEM;
     }
     return AR_OK;
@@ -870,8 +884,8 @@ ARDEF void *ar_graph_alloc(ar_graph *g, size_t bytes)
     size_t need, over = 0;
     ar__block *b;
     if (!g || !g->mem) return NULL;
+    if (bytes > (size_t)-1 - 2 * AR__ALIGN) return NULL; /* would wrap below */
     need = (bytes + AR__ALIGN - 1) / AR__ALIGN * AR__ALIGN;
-    if (need < bytes) return NULL;
     if (need <= g->cap - g->used) {
         char *p = ar__aligned(g->mem) + g->used;
         g->used += need;
@@ -894,8 +908,9 @@ ARDEF void *ar_graph_alloc(ar_graph *g, size_t bytes)
     if (!b->raw) { AR_FREE(b); return NULL; }
     b->next = g->overflow;
     g->overflow = b;
-    /* peak counts whole blocks: an upper bound that keeps the next step in one block */
-    if (g->cap + over + b->cap > g->peak) g->peak = g->cap + over + b->cap;
+    /* peak counts whole blocks: an upper bound that keeps the next step in one
+       block (saturating: a sum that wraps just leaves the arena as it is) */
+    if (g->cap + over + b->cap > g->peak && g->cap + over + b->cap > g->cap) g->peak = g->cap + over + b->cap;
     return ar__aligned(b->raw);
 }
 
@@ -1484,8 +1499,8 @@ ARDEF ar_tensor *ar_slice(ar_graph *g, ar_tensor *x, int axis, int start, int le
     ar_tensor *t;
     if (!ar__check(g, "ar_slice", x, NULL, 1)) return NULL;
     if (axis < 0 || axis >= x->nd || start < 0 || len < 1 || start > x->shape[axis] - len) {
-        ar__fail(g, AR_ERR_RANGE, "ar_slice: [%d, %d+%d) on axis %d is outside a rank-%d tensor%s", start,
-                 start, len, axis, x->nd, axis >= 0 && axis < x->nd ? " dim" : "");
+        ar__fail(g, AR_ERR_RANGE, "ar_slice: [%d, %d+%d) on axis %d is outside a rank-%d tensor (dim %d)", start,
+                 start, len, axis, x->nd, axis >= 0 && axis < x->nd ? x->shape[axis] : 0);
         return NULL;
     }
     memcpy(shape, x->shape, sizeof shape);
@@ -1730,10 +1745,9 @@ ARDEF ar_status ar_backward(ar_graph *g, ar_tensor *loss)
                            g->status);
     /* Every recorded node gets a zeroed gradient up front, so backward
        functions never allocate and never see a missing buffer. */
-    for (i = 0; i < g->ntape; i++) {
+    for (i = 0; i < g->ntape; i++) { /* zeroed again on a second call: no stale sums */
         ar_tensor *t = g->tape[i];
-        if (t->g) continue;
-        t->g = (float *)ar_graph_alloc(g, t->n * sizeof(float));
+        if (!t->g) t->g = (float *)ar_graph_alloc(g, t->n * sizeof(float));
         if (!t->g) return (ar_status)(ar__fail(g, AR_ERR_NOMEM, "ar_backward: out of memory"), g->status);
         memset(t->g, 0, t->n * sizeof(float));
     }
@@ -1843,7 +1857,8 @@ ARDEF ar_status ar_params_check_finite(ar_params *ps)
 {
     int k;
     size_t i;
-    if (!ps || !ps->x) return AR_ERR_ARG;
+    if (!ps) return AR_ERR_ARG;
+    if (!ps->x) { ar__seterr(ps->err, "ar_params_check_finite: parameters are not allocated"); return AR_ERR_ARG; }
     for (k = 0; k < ps->n; k++) {
         const ar_tensor *t = ps->t[k];
         for (i = 0; i < t->n; i++)
@@ -1946,7 +1961,8 @@ ARDEF ar_status ar_optim_step(ar_optim *o, ar_params *ps)
 {
     float *x, *g, *m, *v, lr, wd;
     size_t i, n;
-    if (!o || !ps || !ps->x) return AR_ERR_ARG;
+    if (!ps) return AR_ERR_ARG;
+    if (!o || !ps->x) { ar__seterr(ps->err, "ar_optim_step: need an optimizer and allocated parameters"); return AR_ERR_ARG; }
     if (!(o->lr >= 0) || !(o->weight_decay >= 0)) {
         ar__seterr(ps->err, "ar_optim_step: lr and weight_decay must be >= 0");
         return AR_ERR_ARG;
@@ -2607,7 +2623,7 @@ ARDEF void ar_idx_free(ar_idx *idx)
 
 ARDEF ar_status ar_mnist_load(ar_mnist *m, const char *dir, int binarize, uint64_t seed)
 {
-    static const char *names[2] = {"train-images-idx3-ubyte", "t10k-images-idx3-ubyte"};
+    static const char *const names[2] = {"train-images-idx3-ubyte", "t10k-images-idx3-ubyte"};
     ar_idx f[2];
     char path[4096];
     size_t D, k, total;
@@ -2714,6 +2730,8 @@ static ar_status ar__st_read_meta(const unsigned char *buf, size_t len, ar_meta 
         ok = !strcmp(j.s1, "__metadata__") ? ar__st_meta(&j, &meta) : ar__jskip(&j, 0);
     } while (ok && ar__jchar(&j, ','));
     if (ok && !ar__jchar(&j, '}')) ok = ar__jerr(&j, "expected '}' or ',' after an entry");
+    if (ok) ar__jws(&j);
+    if (ok && j.p != j.end) ok = ar__jerr(&j, "trailing bytes after the JSON object");
     AR_FREE(j.s1);
     if (!ok) { ar_meta_free(&meta); return AR_ERR_FORMAT; }
     ar_meta_free(out);
@@ -2740,7 +2758,8 @@ static ar_status ar__model_meta(const unsigned char *buf, size_t len, const char
 }
 
 /* A configuration whose parameters need more bytes than the file holds is
-   rejected before anything is allocated. */
+   rejected before anything is allocated (a small file must not be able to
+   ask for a huge allocation). */
 static int ar__fits(size_t nparams, size_t len) { return nparams && nparams <= len / 4; }
 
 /* Prefixes a message with the file it is about. */
@@ -2817,7 +2836,7 @@ static int ar__meta_u64(const ar_meta *meta, const char *key, uint64_t *v)
 
 /* ---- optimizer state ------------------------------------------------------ */
 
-static const char *ar__optim_names[3] = {"sgd", "adam", "adamw"};
+static const char *const ar__optim_names[3] = {"sgd", "adam", "adamw"};
 
 /* A parameter set of flat "m"/"v" tensors shaped for ps (has: bit 0 m, bit 1 v). */
 static ar_status ar__optim_tensors(ar_params *st, const ar_params *ps, int has)
@@ -2839,7 +2858,11 @@ ARDEF ar_status ar_optim_save(const ar_optim *o, ar_params *ps, const ar_rng *rn
     char v[80];
     int i, has;
     ar_status s = AR_OK;
-    if (!o || !ps || !ps->x || (int)o->kind < 0 || o->kind > AR_OPTIM_ADAMW) return AR_ERR_ARG;
+    if (!ps) return AR_ERR_ARG;
+    if (!o || !ps->x || (int)o->kind < 0 || o->kind > AR_OPTIM_ADAMW) {
+        ar__seterr(ps->err, "ar_optim_save: need a valid optimizer and allocated parameters");
+        return AR_ERR_ARG;
+    }
     has = (ps->m ? 1 : 0) | (ps->v ? 2 : 0);
     ar_meta_init(&meta);
     for (i = 0; extra && i < extra->n && s == AR_OK; i++) s = ar_meta_set(&meta, extra->key[i], extra->val[i]);
@@ -2861,15 +2884,15 @@ ARDEF ar_status ar_optim_save(const ar_optim *o, ar_params *ps, const ar_rng *rn
         s = ar_meta_set(&meta, "rng", v);
     }
     if (s == AR_OK) s = ar__optim_tensors(&st, ps, has);
-    if (s != AR_OK) {
-        ar_meta_free(&meta);
-        ar__seterr(ps->err, "ar_optim_save: out of memory or too many parameters");
-        return s;
-    }
-    if (!has) { /* plain SGD has no moments: a one-float placeholder keeps it a normal file */
+    if (s == AR_OK && !has) { /* plain SGD has no moments: a one-float placeholder keeps it a normal file */
         int one[1] = {1};
-        ar_params_add(&st, "none", 1, one);
-        if ((s = ar_params_alloc(&st)) != AR_OK) { ar_meta_free(&meta); return s; }
+        s = ar_params_add(&st, "none", 1, one) ? ar_params_alloc(&st) : AR_ERR_NOMEM;
+    }
+    if (s != AR_OK) {
+        ar__seterr(ps->err, "ar_optim_save: %s", s == AR_ERR_RANGE ? "too many parameters" : "out of memory");
+        ar_params_free(&st);
+        ar_meta_free(&meta);
+        return s;
     }
     if (has & 1) memcpy(ar_params_find(&st, "m")->x, ps->m, ps->total * sizeof(float));
     if (has & 2) memcpy(ar_params_find(&st, "v")->x, ps->v, ps->total * sizeof(float));
@@ -2904,7 +2927,8 @@ ARDEF ar_status ar_optim_load(ar_optim *o, ar_params *ps, ar_rng *rng, ar_meta *
     float *m = NULL, *v = NULL;
     int k, i;
     ar_status s;
-    if (!o || !ps || !ps->x) return AR_ERR_ARG;
+    if (!ps) return AR_ERR_ARG;
+    if (!o || !ps->x) { ar__seterr(ps->err, "ar_optim_load: need an optimizer and allocated parameters"); return AR_ERR_ARG; }
     ar_params_init(&st);
     if ((s = ar__read_file(path, &buf, &len, ps->err)) != AR_OK) return s;
     if ((s = ar__model_meta(buf, len, "optim", NULL, &meta, ps->err)) != AR_OK) goto done;
@@ -2933,17 +2957,18 @@ ARDEF ar_status ar_optim_load(ar_optim *o, ar_params *ps, ar_rng *rng, ar_meta *
         }
         if (i < 4) { ar__seterr(ps->err, "no RNG state (or a malformed one) in the optimizer file"); goto done; }
     }
-    if ((s = ar__optim_tensors(&st, ps, (int)has)) != AR_OK) goto done;
-    if (!has) {
+    if ((s = ar__optim_tensors(&st, ps, (int)has)) == AR_OK && !has) {
         int one[1] = {1};
-        ar_params_add(&st, "none", 1, one);
-        if ((s = ar_params_alloc(&st)) != AR_OK) goto done;
+        s = ar_params_add(&st, "none", 1, one) ? ar_params_alloc(&st) : AR_ERR_NOMEM;
     }
+    if (s != AR_OK) { ar__seterr(ps->err, "ar_optim_load: out of memory or too many parameters"); goto done; }
     if ((s = ar_params_load_mem(&st, buf, len, NULL)) != AR_OK) { memcpy(ps->err, st.err, AR_ERR_LEN); goto done; }
     s = AR_ERR_NOMEM;
     if ((has & 1) && !ps->m && !(m = (float *)AR_MALLOC(ps->total * sizeof(float)))) goto done;
     if ((has & 2) && !ps->v && !(v = (float *)AR_MALLOC(ps->total * sizeof(float)))) { AR_FREE(m); goto done; }
-    /* all checked: commit */
+    /* all checked: commit (moments the file lacks are dropped, as in a fresh run) */
+    if (!(has & 1)) { AR_FREE(ps->m); ps->m = NULL; }
+    if (!(has & 2)) { AR_FREE(ps->v); ps->v = NULL; }
     if (m) ps->m = m;
     if (v) ps->v = v;
     if (has & 1) memcpy(ps->m, ar_params_find(&st, "m")->x, ps->total * sizeof(float));
@@ -3037,6 +3062,8 @@ ARDEF ar_status ar_made_init(ar_made *m, const ar_made_cfg *cfg)
     memset(m, 0, sizeof *m);
     if ((s = ar__made_check(cfg, m->err)) != AR_OK) return s;
     m->cfg = *cfg;
+    m->cfg.direct = cfg->direct != 0; /* flags are 0/1 from here on, as saved */
+    m->cfg.order_agnostic = cfg->order_agnostic != 0 && !cfg->order;
     D = cfg->D; L = cfg->n_hidden; K = cfg->n_masks;
     units = ar__made_units(cfg);
     ar_params_init(&m->ps);
@@ -3375,8 +3402,9 @@ ARDEF ar_status ar_made_load_mem(ar_made *m, const unsigned char *buf, size_t le
     cfg.D = (int)D; cfg.n_hidden = n; cfg.direct = (int)direct; cfg.n_masks = (int)K;
     cfg.order_agnostic = (int)oa; cfg.seed = seed;
     if (ar__made_check(&cfg, m->err) != AR_OK) goto done;
-    if (!ar__fits(ar__made_nparams(&cfg), len)) {
-        ar__seterr(m->err, "the configuration needs more parameters than the file holds");
+    if (!ar__fits(ar__made_nparams(&cfg), len) ||
+        (size_t)K * ((size_t)D + ar__made_units(&cfg)) / 16 > len / 4) { /* mask labels: at most 16x the file */
+        ar__seterr(m->err, "the configuration needs more parameters (or masks) than the file can hold");
         goto done;
     }
     if (ar_meta_get(&meta, "order")) {
@@ -3568,12 +3596,12 @@ static float ar__head_sample(int K, const float *o, float T, ar_rng *r, float *m
         *mean = ar__sigmoid(o[0] / T);
         return (float)ar_rng_bernoulli(r, *mean);
     }
-    for (k = 0; k < K; k++) m = o[k] / T > m ? o[k] / T : m;
-    for (k = 0; k < K; k++) s += w[k] = ar__expf(o[k] / T - m);
+    for (k = 0; k < K; k++) m = o[k] > m ? o[k] : m;
+    for (k = 0; k < K; k++) s += w[k] = ar__expf((o[k] - m) / T); /* (o - max)/T <= 0: no inf - inf */
     for (k = 0; k < K; k++) mu += w[k] / s * o[K + k];
     *mean = (float)mu;
-    c = ar_rng_categorical(r, w, K);
-    return o[K + c] + sqrtf(T) * expf(o[2 * K + c]) * ar_rng_normal(r);
+    if ((c = ar_rng_categorical(r, w, K)) < 0) return NAN; /* NaN weights */
+    return o[K + c] + sqrtf(T) * ar__expf(o[2 * K + c]) * ar_rng_normal(r);
 }
 
 /* ---- the NADE recursion, batched by place --------------------------------
@@ -3771,7 +3799,11 @@ ARDEF ar_status ar_nade_load_mem(ar_nade *m, const unsigned char *buf, size_t le
     memset(&cfg, 0, sizeof cfg);
     cfg.D = (int)D; cfg.H = (int)H; cfg.K = (int)K; cfg.seed = seed;
     if (ar_meta_get(&meta, "order")) {
-        if (!(order = (int *)AR_MALLOC((size_t)D * sizeof(int)))) { s = AR_ERR_NOMEM; goto done; }
+        if (!(order = (int *)AR_MALLOC((size_t)D * sizeof(int)))) {
+            s = AR_ERR_NOMEM;
+            ar__seterr(m->err, "ar_nade_load: out of memory");
+            goto done;
+        }
         if (ar__parse_ints(ar_meta_get(&meta, "order"), order, (int)D) != (int)D) {
             ar__seterr(m->err, "malformed order in __metadata__");
             goto done;
@@ -3838,7 +3870,11 @@ ARDEF ar_status ar_gradcheck(ar_graph *g, ar_params *ps, ar_loss_fn f, void *ctx
     l = f(g, ctx);
     ar_params_zero_grad(ps);
     s = l ? ar_backward(g, l) : (g->status != AR_OK ? g->status : AR_ERR_ARG);
-    if (s != AR_OK) { AR_FREE(analytic); return s; }
+    if (s != AR_OK) {
+        ar_graph_set_grad(g, grad);
+        AR_FREE(analytic);
+        return s;
+    }
     memcpy(analytic, ps->g, ps->total * sizeof(float));
     ar_graph_set_grad(g, 0);
     for (k = 0; k < ps->n && s == AR_OK; k++) {
@@ -3854,13 +3890,13 @@ ARDEF ar_status ar_gradcheck(ar_graph *g, ar_params *ps, ar_loss_fn f, void *ctx
             if (s == AR_OK) s = ar__eval(g, f, ctx, &down);
             t->x[i] = x0;
             num = (up - down) / (2.0 * eps);
-            if (!isfinite(num) || !isfinite(a[i])) diff = INFINITY; /* a NaN must not pass */
+            if (!isfinite(num) || !isfinite(a[i])) { diff = INFINITY; continue; } /* a NaN must not pass */
             diff += (a[i] - num) * (a[i] - num);
             na += (double)a[i] * a[i];
             nn += num * num;
         }
         rel = diff == INFINITY ? INFINITY : sqrt(diff) / (sqrt(na) + sqrt(nn) > 1e-6 ? sqrt(na) + sqrt(nn) : 1e-6);
-        if (rel >= *rel_err) {
+        if (!(rel < *rel_err)) {
             *rel_err = rel;
             if (worst) *worst = t->name;
         }

@@ -111,8 +111,63 @@ static void test_absurd_sizes(void)
     ar_graph_free(&g);
 }
 
+/* Found in review: each of these once misbehaved. */
+static ar_tensor *log_loss(ar_graph *g, void *c)
+{
+    ar_params *ps = (ar_params *)c;
+    return ar_sum(g, ar_log(g, ps->t[0]), AR_ALL);
+}
+
+static void test_review_regressions(void)
+{
+    ar_graph g;
+    ar_params ps;
+    ar_tensor *p, *loss;
+    double rel = 0;
+    float big[2] = {88.5f, 88.7f};
+    ar_made made, back;
+    ar_made_cfg mc = ar_made_default(3);
+    /* a huge arena hint must not wrap */
+    CHECK(ar_graph_init(&g, (size_t)-1 - 8) == AR_ERR_RANGE && strstr(g.err, "too large"));
+    CHECK(ar_graph_init(&g, 0) == AR_OK);
+    CHECK(ar_graph_alloc(&g, (size_t)-1 - 10) == NULL);
+    CHECK(ar_zeros(&g, 3, S(16, 536870911, 536870913)) == NULL && g.status != AR_OK);
+    ar_graph_reset(&g);
+    /* exp near the top of the float range stays finite */
+    loss = ar_exp(&g, ar_input(&g, big, 1, S(2)));
+    CHECK(loss && isfinite(loss->x[0]) && fabs(loss->x[0] / exp(88.5) - 1) < 1e-6 && isfinite(loss->x[1]));
+    /* backward twice on one graph: the same gradient, not a doubled one */
+    ar_params_init(&ps);
+    p = ar_params_add(&ps, "p", 1, S(2));
+    CHECK(p && ar_params_alloc(&ps) == AR_OK);
+    p->x[0] = 3;
+    p->x[1] = 0.5f;
+    ar_graph_reset(&g);
+    loss = ar_sum(&g, ar_mul(&g, ar_scale(&g, p, 3), ar_scale(&g, p, 3)), AR_ALL); /* 9 p^2 */
+    ar_params_zero_grad(&ps);
+    CHECK(ar_backward(&g, loss) == AR_OK && p->g[0] == 54);
+    ar_params_zero_grad(&ps);
+    CHECK(ar_backward(&g, loss) == AR_OK && p->g[0] == 54);
+    /* a NaN gradient never passes the gradient check */
+    p->x[0] = -1;
+    CHECK(ar_gradcheck(&g, &ps, log_loss, &ps, 1e-2f, &rel, NULL) == AR_OK && !(rel < 1));
+    CHECK(g.grad == 1);
+    ar_params_free(&ps);
+    ar_graph_free(&g);
+    /* flags other than 0/1 are normalized, and survive a save and load */
+    mc.direct = 2;
+    CHECK(ar_made_init(&made, &mc) == AR_OK && made.cfg.direct == 1);
+    CHECK(ar_made_save(&made, "/tmp/ar_test_flags.safetensors") == AR_OK);
+    memset(&back, 0, sizeof back);
+    CHECK(ar_made_load(&back, "/tmp/ar_test_flags.safetensors") == AR_OK && back.cfg.direct == 1);
+    remove("/tmp/ar_test_flags.safetensors");
+    ar_made_free(&made);
+    ar_made_free(&back);
+}
+
 void tests_badinput(void)
 {
     t_run("badinput/null_objects", test_null_objects);
     t_run("badinput/absurd_sizes", test_absurd_sizes);
+    t_run("badinput/review_regressions", test_review_regressions);
 }

@@ -233,6 +233,21 @@ static void test_resume_is_bit_identical(void)
         ar_meta_free(&extra); ar_meta_free(&got);
         ar_graph_free(&g);
     }
+    { /* a state without moments (plain SGD) drops the live run's moments */
+        mlp c;
+        ar_graph g;
+        ar_rng r;
+        ar_optim sgd = ar_optim_sgd(0.1f, 0), adam = ar_optim_adam(0.1f);
+        ar_rng_seed(&r, 4);
+        CHECK(mlp_init(&c, 4, 6, 3, &r) && ar_graph_init(&g, 0) == AR_OK);
+        CHECK(ar_optim_save(&sgd, &c.ps, NULL, NULL, opath) == AR_OK);
+        CHECK(mlp_step(&c, &g, &adam, NULL) == AR_OK && c.ps.m && c.ps.v);
+        CHECK(ar_optim_load(&adam, &c.ps, NULL, NULL, opath) == AR_OK);
+        CHECK(adam.kind == AR_OPTIM_SGD && c.ps.m == NULL && c.ps.v == NULL);
+        free(c.x);
+        ar_params_free(&c.ps);
+        ar_graph_free(&g);
+    }
     remove(wpath);
     remove(opath);
 }
