@@ -1054,6 +1054,10 @@ ARDEF ar_tensor *ar_matmul(ar_graph *g, ar_tensor *a, ar_tensor *b, int trans_a,
         ar__fail(g, AR_ERR_SHAPE, "ar_matmul: inner dims differ (%d vs %d)", Ka, Kb);
         return NULL;
     }
+    if (a->n / (size_t)Ka > 0x7fffffff) { /* batch * M rows, folded into one BLAS call */
+        ar__fail(g, AR_ERR_RANGE, "ar_matmul: %zu rows exceed the BLAS limit of 2^31-1", a->n / (size_t)Ka);
+        return NULL;
+    }
     for (i = 0; i < a->nd - 2; i++) shape[i] = a->shape[i];
     shape[a->nd - 2] = trans_a ? a->shape[a->nd - 1] : a->shape[a->nd - 2];
     shape[a->nd - 1] = trans_b ? b->shape[b->nd - 2] : b->shape[b->nd - 1];
@@ -1116,6 +1120,10 @@ ARDEF ar_tensor *ar_linear(ar_graph *g, ar_tensor *x, ar_tensor *W, ar_tensor *b
         return NULL;
     }
     Out = W->shape[0];
+    if (AR__ROWS(x) > 0x7fffffff) { /* BLAS takes int dimensions */
+        ar__fail(g, AR_ERR_RANGE, "ar_linear: %zu rows exceed the BLAS limit of 2^31-1", AR__ROWS(x));
+        return NULL;
+    }
     for (i = 0; i < x->nd - 1; i++) shape[i] = x->shape[i];
     shape[x->nd - 1] = Out;
     t = ar__node(g, AR_OP_LINEAR, x->nd, shape, x, W, b, NULL);
@@ -2641,7 +2649,7 @@ ARDEF ar_status ar_mnist_load(ar_mnist *m, const char *dir, int binarize, uint64
         } else if ((s = ar_idx_load(&f[i], path)) != AR_OK) {
             memcpy(m->err, f[i].err, AR_ERR_LEN);
         } else if (f[i].nd != 3 || (i && (f[1].dims[1] != f[0].dims[1] || f[1].dims[2] != f[0].dims[2])) ||
-                   (!i && f[0].dims[0] < 2)) {
+                   (!i && f[0].dims[0] < 2) || (size_t)f[i].dims[1] * (size_t)f[i].dims[2] > 0x7fffffff) {
             ar__seterr(m->err, "%s: expected [N,rows,cols] images (N >= 2) of the same size as the training set", path);
             s = AR_ERR_FORMAT;
         }
