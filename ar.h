@@ -651,7 +651,7 @@ static void ar__shape_str(const ar_tensor *t, char *buf, size_t len)
    (|r| <= ln2/2, truncation < 3e-9), scale by 2^n through the exponent
    bits (in two halves, so 2^128 near the top stays finite). x < -87.3
    gives 0 (so exp(-inf) = 0); x > 88.7 saturates at e^88.7; NaN stays NaN. */
-static float ar__expf(float x)
+static inline float ar__expf(float x)
 {
     const float magic = 12582912.0f; /* 1.5 * 2^23 */
     float t, n, r, p, s1, s2;
@@ -677,19 +677,19 @@ static float ar__expf(float x)
 
 /* log(1 + e) for e in [0, 1]: 2 atanh(s) with s = e / (2 + e) <= 1/3, odd
    series to s^13 (error < 1e-8); no cancellation for small e. */
-static float ar__log1p_unit(float e)
+static inline float ar__log1p_unit(float e)
 {
     float s = e / (2.0f + e), s2 = s * s;
     return 2.0f * s * (1.0f + s2 * (1.0f / 3 + s2 * (1.0f / 5 + s2 * (1.0f / 7 + s2 * (1.0f / 9 +
            s2 * (1.0f / 11 + s2 * (1.0f / 13)))))));
 }
 
-static float ar__sigmoid(float x)
+static inline float ar__sigmoid(float x)
 {
     float e = ar__expf(-fabsf(x)); /* never overflows */
     return x >= 0 ? 1.0f / (1.0f + e) : e / (1.0f + e);
 }
-static float ar__softplus(float x) { return (x > 0 ? x : 0) + ar__log1p_unit(ar__expf(-fabsf(x))); }
+static inline float ar__softplus(float x) { return (x > 0 ? x : 0) + ar__log1p_unit(ar__expf(-fabsf(x))); }
 static float ar__gelu(float x) { return 0.5f * x * (1.0f + erff(x * AR__INV_SQRT2)); }
 static float ar__gelu_grad(float x)
 {

@@ -1,0 +1,448 @@
+#!/usr/bin/python3
+"""PyTorch CPU peer of bench/bench.c: the same models, shapes and commands.
+
+    peer.py --serve          one command per stdin line, one JSON line per answer
+    peer.py --xcheck DIR     rebuild each checkpoint bench.c wrote into DIR and
+                             reproduce ar.h's log-probabilities of its fixed batch
+
+Commands are those of bench.c (TASK MODEL ALGO BATCH THREADS REPS WARM
+[PLACES]); every figure is the median over REPS timed runs after WARM
+untimed ones. The models, written the way a PyTorch user would:
+  MADE / FVSBN  masked Linear layers, the mask multiplied in every forward
+                (the same connectivity rule as ar.h); BCE with logits
+  NADE / RNADE  the O(HD) recursion a_{d+1} = a_d + x_d W_d, as a Python
+                loop over places ("loop") or as an exclusive cumulative sum
+                over a [D,N,H] tensor ("cumsum"); `train` times the ALGO given
+                (best: both, reporting the faster)
+Sampling: NADE/RNADE/FVSBN one place at a time, O(HD) (FVSBN O(D^2));
+MADE has no cheaper sampler in PyTorch than D full forward passes ("naive").
+"""
+import ctypes
+import json
+import math
+import re
+import struct
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+D, H, K_RNADE, BATCH, PIX_P, SMAX = 784, 500, 10, 100, 0.13, 100
+LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
+torch.set_grad_enabled(False)
+
+
+# ---- threads: torch's own pool and the OpenBLAS it calls --------------------
+def _openblas_libs():
+    libs, seen = [], set()
+    with open("/proc/self/maps") as f:
+        for path in re.findall(r"(/\S*(?:openblas|libblas)\S*\.so[.\d]*)", f.read()):
+            if path in seen:
+                continue
+            seen.add(path)
+            try:
+                lib = ctypes.CDLL(path)
+                lib.openblas_set_num_threads, lib.openblas_get_num_threads  # noqa: B018 (probe)
+                lib.openblas_get_config.restype = ctypes.c_char_p
+                lib.openblas_get_corename.restype = ctypes.c_char_p
+                libs.append((path, lib))
+            except (OSError, AttributeError):
+                pass
+    return libs
+
+
+torch.mm(torch.ones(2, 2), torch.ones(2, 2))  # make sure the BLAS is loaded
+BLAS = _openblas_libs()
+
+
+def set_threads(t):
+    if t > 0:
+        torch.set_num_threads(t)
+        for _, lib in BLAS:
+            lib.openblas_set_num_threads(t)
+
+
+def info():
+    out = {"torch": torch.__version__, "threads": torch.get_num_threads(), "blas": []}
+    for path, lib in BLAS:
+        out["blas"].append({"path": path, "config": lib.openblas_get_config().decode(),
+                            "corename": lib.openblas_get_corename().decode(),
+                            "threads": lib.openblas_get_num_threads()})
+    return out
+
+
+def timeit(fn, warm, reps):
+    for _ in range(warm):
+        fn()
+    ts = []
+    for _ in range(max(reps, 1)):
+        t0 = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t0)
+    return float(np.median(ts))
+
+
+# ---- data and masks (ar.h's rule: seed-independent semantics) -------------------
+def data(model, n, seed):
+    g = torch.Generator().manual_seed(seed)
+    if model == "rnade":
+        return torch.randn(n, D, generator=g)
+    return (torch.rand(n, D, generator=g) < PIX_P).float()
+
+
+def made_masks(pos, labels, direct):
+    """pos: 1-based place of each dim [D]; labels: per hidden layer [H_l].
+    hidden: m_l(k) >= m_{l-1}(j); output d: pos(d) > m_L(k); direct: pos(d) > pos(j)."""
+    masks, prev = [], pos
+    for lab in labels:
+        masks.append((lab[:, None] >= prev[None, :]).astype(np.float32))
+        prev = lab
+    mv = (pos[:, None] > prev[None, :]).astype(np.float32) if labels else None
+    ma = (pos[:, None] > pos[None, :]).astype(np.float32) if direct else None
+    return masks, mv, ma
+
+
+def xavier(fan_out, fan_in, g):
+    a = math.sqrt(6.0 / (fan_in + fan_out))
+    return (torch.rand(fan_out, fan_in, generator=g) * 2 - 1) * a
+
+
+class Made(torch.nn.Module):
+    def __init__(self, hidden, direct, seed=1):
+        super().__init__()
+        rs = np.random.RandomState(seed)
+        self.order = np.arange(D)
+        pos = np.arange(1, D + 1)
+        labels, lo = [], 1
+        for h in hidden:
+            lab = rs.randint(lo, D, size=h)
+            labels.append(lab)
+            lo = int(lab.min())
+        masks, mv, ma = made_masks(pos, labels, direct)
+        g = torch.Generator().manual_seed(seed)
+        self.W, self.b, self.M = torch.nn.ParameterList(), torch.nn.ParameterList(), []
+        prev = D
+        for h, mk in zip(hidden, masks):
+            self.W.append(torch.nn.Parameter(xavier(h, prev, g)))
+            self.b.append(torch.nn.Parameter(torch.zeros(h)))
+            self.M.append(torch.from_numpy(mk))
+            prev = h
+        self.V = torch.nn.Parameter(xavier(D, prev, g)) if hidden else None
+        self.MV = torch.from_numpy(mv) if hidden else None
+        self.c = torch.nn.Parameter(torch.zeros(D))
+        self.A = torch.nn.Parameter(torch.empty(D, D).uniform_(-0.01, 0.01, generator=g) if hidden
+                                    else torch.zeros(D, D)) if direct else None
+        self.MA = torch.from_numpy(ma) if direct else None
+
+    def logits(self, x):
+        h = x
+        for W, b, M in zip(self.W, self.b, self.M):
+            h = F.relu(F.linear(h, W * M, b))
+        if self.V is None:
+            return F.linear(x, self.A * self.MA, self.c)
+        out = F.linear(h, self.V * self.MV, self.c)
+        return out + F.linear(x, self.A * self.MA) if self.A is not None else out
+
+    def nll(self, x):
+        return F.binary_cross_entropy_with_logits(self.logits(x), x, reduction="none").sum(1)
+
+    def sample_naive(self, B, places=D, pp=None):
+        """D full forward passes, one place drawn after each."""
+        x = torch.zeros(B, D)
+        t0 = time.perf_counter()
+        for t in range(places):
+            d = int(self.order[t])
+            x[:, d] = torch.bernoulli(torch.sigmoid(self.logits(x)[:, d]))
+            if pp is not None:
+                t1 = time.perf_counter()
+                pp[t], t0 = t1 - t0, t1
+        return x
+
+    def sample_fvsbn(self, B, pp=None):
+        """FVSBN, place by place: logit_d = c_d + A_d . x (O(D) per place)."""
+        Am = self.A * self.MA
+        x = torch.zeros(B, D)
+        t0 = time.perf_counter()
+        for t in range(D):
+            d = int(self.order[t])
+            x[:, d] = torch.bernoulli(torch.sigmoid(torch.mv(x, Am[d]) + self.c[d]))
+            if pp is not None:
+                t1 = time.perf_counter()
+                pp[t], t0 = t1 - t0, t1
+        return x
+
+
+def head_nll(o, x, K):
+    """-log p(x | o) elementwise; o [..., P], x [...]."""
+    if K == 0:
+        return F.binary_cross_entropy_with_logits(o[..., 0], x, reduction="none")
+    z, mu, ls = o.split(K, -1)
+    e = (x.unsqueeze(-1) - mu) * torch.exp(-ls)
+    return -(torch.logsumexp(z - ls - 0.5 * e * e, -1) - LOG_SQRT_2PI - torch.logsumexp(z, -1))
+
+
+class Nade(torch.nn.Module):
+    """W [D,H], c [H], V [D,P,H], b [D,P]; P = 1 (Bernoulli) or 3K (RNADE)."""
+
+    def __init__(self, K, seed=1):
+        super().__init__()
+        g = torch.Generator().manual_seed(seed)
+        self.K, P = K, (3 * K if K else 1)
+        self.W = torch.nn.Parameter(torch.empty(D, H).uniform_(-0.05, 0.05, generator=g))
+        self.c = torch.nn.Parameter(torch.zeros(H))
+        self.V = torch.nn.Parameter(torch.empty(D, P, H).uniform_(-0.05, 0.05, generator=g))
+        b = torch.zeros(D, P)
+        if K:
+            b[:, K:2 * K] = torch.linspace(-1, 1, K) if K > 1 else 0.0
+        self.b = torch.nn.Parameter(b)
+
+    def nll_loop(self, x):
+        N = x.shape[0]
+        a, outs = self.c.expand(N, H), []
+        for d in range(D):
+            outs.append(torch.addmm(self.b[d], torch.sigmoid(a), self.V[d].t()))
+            a = torch.addr(a, x[:, d], self.W[d])
+        return head_nll(torch.stack(outs, 0), x.t(), self.K).sum(0)
+
+    def nll_cumsum(self, x):
+        xw = x.t().unsqueeze(2) * self.W.unsqueeze(1)  # [D,N,H]
+        h = torch.sigmoid(self.c + torch.cumsum(xw, 0) - xw)
+        o = torch.baddbmm(self.b.unsqueeze(1), h, self.V.transpose(1, 2))  # [D,N,P]
+        return head_nll(o, x.t(), self.K).sum(0)
+
+    def sample(self, B, pp=None):
+        K, x = self.K, torch.zeros(B, D)
+        a = self.c.expand(B, H).clone()
+        t0 = time.perf_counter()
+        for d in range(D):
+            o = torch.addmm(self.b[d], torch.sigmoid(a), self.V[d].t())
+            if K == 0:
+                xd = torch.bernoulli(torch.sigmoid(o[:, 0]))
+            else:
+                z, mu, ls = o.split(K, -1)
+                k = torch.multinomial(torch.softmax(z, -1), 1)
+                xd = (mu.gather(1, k) + torch.exp(ls.gather(1, k)) * torch.randn(B, 1))[:, 0]
+            x[:, d] = xd
+            a.addr_(xd, self.W[d])
+            if pp is not None:
+                t1 = time.perf_counter()
+                pp[d], t0 = t1 - t0, t1
+        return x
+
+
+# ---- the commands ---------------------------------------------------------------
+MODELS = {}
+
+
+def get_model(name):
+    if name not in MODELS:
+        torch.manual_seed(1)
+        m = {"made": lambda: Made([500], 0), "fvsbn": lambda: Made([], 1),
+             "nade": lambda: Nade(0), "rnade": lambda: Nade(K_RNADE)}[name]()
+        MODELS[name] = (m, torch.optim.Adam(m.parameters(), 1e-3), data(name, BATCH, 10))
+    return MODELS[name]
+
+
+_MLP = {}
+
+
+def mlp():
+    if not _MLP:
+        g = torch.Generator().manual_seed(4)
+        ps = [torch.nn.Parameter(xavier(500, 784, g)), torch.nn.Parameter(torch.zeros(500)),
+              torch.nn.Parameter(xavier(784, 500, g)), torch.nn.Parameter(torch.zeros(784))]
+        _MLP.update(ps=ps, opt=torch.optim.Adam(ps, 1e-3), x=data("made", BATCH, 4))
+    return _MLP
+
+
+def mlp_step():
+    m = mlp()
+    W1, b1, W2, b2 = m["ps"]
+    with torch.enable_grad():
+        z = F.linear(torch.sigmoid(F.linear(m["x"], W1, b1)), W2, b2)
+        loss = F.binary_cross_entropy_with_logits(z, m["x"])
+        m["opt"].zero_grad()
+        loss.backward()
+    m["opt"].step()
+
+
+def train_fn(name, algo):
+    m, opt, x = get_model(name)
+    nll = m.nll if isinstance(m, Made) else (m.nll_cumsum if algo == "cumsum" else m.nll_loop)
+    state = {}
+
+    def step():
+        with torch.enable_grad():
+            loss = nll(x).mean()
+            opt.zero_grad()
+            loss.backward()
+        opt.step()
+        state["loss"] = float(loss)
+    return step, state
+
+
+def sample_fn(name, B, places, pp=None):
+    m = get_model(name)[0]
+    if name == "made":
+        return lambda: m.sample_naive(B, places, pp)
+    if name == "fvsbn":
+        return lambda: m.sample_fvsbn(B, pp)
+    return lambda: m.sample(B, pp)
+
+
+def bins28(a):
+    n = len(a) // 28
+    return [float(np.mean(a[i * n:(i + 1) * n])) for i in range(28)]
+
+
+def command(line):
+    f = line.split()
+    task = f[0]
+    if task == "info":
+        return info()
+    model, algo, batch, threads, reps, warm = f[1], f[2], int(f[3]), int(f[4]), int(f[5]), int(f[6])
+    places = int(f[7]) if len(f) > 7 else D
+    set_threads(threads)
+    if task == "sgemm":
+        a, b = torch.rand(batch, batch) - 0.5, torch.rand(batch, batch) - 0.5
+        c = torch.empty(batch, batch)
+        return {"gflops": 2.0 * batch ** 3 / timeit(lambda: torch.mm(a, b, out=c), warm, reps) / 1e9}
+    if task == "bw":
+        a = torch.rand(64 << 20)
+        b = torch.zeros(64 << 20)
+        return {"gbs": 2.0 * a.numel() * 4 / timeit(lambda: b.copy_(a), warm, reps) / 1e9}
+    if task == "mlp":
+        return {"sec": timeit(mlp_step, warm, reps)}
+    if task == "train":
+        if algo == "best" and name_is_nade(model):
+            res = {a: timeit(train_fn(model, a)[0], warm, reps) for a in ("loop", "cumsum")}
+            best = min(res, key=res.get)
+            return {"sec": res[best], "algo": best, "all": res}
+        step, st = train_fn(model, algo)
+        sec = timeit(step, warm, reps)
+        return {"sec": sec, "loss": st.get("loss"), "algo": algo if name_is_nade(model) else "masked-linear"}
+    if task == "sample":
+        fn = sample_fn(model, batch, places)
+        return {"sec": timeit(fn, warm, reps) * D / places, "places": places,
+                "algo": "naive" if model == "made" else "per-place"}
+    if task == "perpos":
+        n = places if model == "made" else D
+        rows = []
+        for r in range(warm + reps):
+            pp = np.zeros(D)
+            sample_fn(model, batch, n, pp)()
+            if r >= warm:
+                rows.append(pp)
+        med = np.median(np.array(rows), 0)
+        return {"bin": D // 28, "sec": bins28(med[:n]) if n == D else None, "places": n,
+                "mean_sec": float(np.mean(med[:n]))}
+    return {"error": "bad command"}
+
+
+def name_is_nade(name):
+    return name in ("nade", "rnade")
+
+
+# ---- cross-check ------------------------------------------------------------------
+def load_safetensors(path):
+    with open(path, "rb") as f:
+        buf = f.read()
+    n = struct.unpack("<Q", buf[:8])[0]
+    hdr = json.loads(buf[8:8 + n].decode("utf-8"))
+    meta = hdr.pop("__metadata__", {})
+    out = {}
+    for name, t in hdr.items():
+        if t["dtype"] != "F32":
+            raise ValueError(f"{path}: {name} has dtype {t['dtype']}")
+        b, e = t["data_offsets"]
+        arr = np.frombuffer(buf, dtype="<f4", count=(e - b) // 4, offset=8 + n + b)
+        out[name] = torch.from_numpy(arr.astype(np.float64).reshape(t["shape"]))
+    return out, meta
+
+
+def xcheck_one(ckpt, ref_path):
+    w, meta = load_safetensors(ckpt)
+    ref, _ = load_safetensors(ref_path)
+    x, want = ref["x"], ref["logp"]
+    Dm = int(meta["D"])
+    note = ""
+    if meta["ar.model"] in ("made", "fvsbn"):
+        hidden = [int(s) for s in meta["hidden"].split(",") if s]
+        direct = int(meta["direct"])
+        order, pos = ref["order"].numpy().astype(int), ref["pos"].numpy().astype(int)
+        if not (pos[order] == np.arange(1, Dm + 1)).all():
+            return None, "order and pos disagree"
+        if not int(meta["order_agnostic"]) and "order" not in meta and not (order == np.arange(Dm)).all():
+            return None, "natural order expected"
+        labels = [ref[f"labels{l}"].numpy().astype(int) for l in range(len(hidden))]
+        masks, mv, ma = made_masks(pos, labels, direct)
+        dumped = [ref[f"mask.W{l}"].numpy() for l in range(len(hidden))]
+        same = all((a == b).all() for a, b in zip(masks, dumped))
+        same &= mv is None or (mv == ref["mask.V"].numpy()).all()
+        same &= ma is None or (ma == ref["mask.A"].numpy()).all()
+        if not same:
+            return None, "masks rebuilt from labels differ from ar.h's"
+        note = "masks rebuilt from labels match"
+        h = x
+        for l in range(len(hidden)):
+            h = F.relu(F.linear(h, w[f"W{l}"] * torch.from_numpy(masks[l]).double(), w[f"b{l}"]))
+        if hidden:
+            z = F.linear(h, w["V"] * torch.from_numpy(mv).double(), w["c"])
+            if direct:
+                z = z + F.linear(x, w["A"] * torch.from_numpy(ma).double())
+        else:
+            z = F.linear(x, w["A"] * torch.from_numpy(ma).double(), w["c"])
+        got = -(F.softplus(z) - x * z).sum(1)
+    else:
+        K = int(meta["K"])
+        order = [int(s) for s in meta["order"].split(",")] if "order" in meta else list(range(Dm))
+        W, c, V, b = w["W"], w["c"], w["V"], w["b"]
+        P = 3 * K if K else 1
+        V, b = V.reshape(Dm, P, -1), b.reshape(Dm, P)
+        a, got = c.expand(x.shape[0], -1).clone(), torch.zeros(x.shape[0], dtype=torch.float64)
+        for d in order:
+            o = torch.sigmoid(a) @ V[d].t() + b[d]
+            got -= head_nll(o, x[:, d], K)
+            a += x[:, d:d + 1] * W[d]
+    rel = float(((got - want).abs() / want.abs().clamp_min(1e-6)).max())
+    return rel, note
+
+
+def xcheck(dirname, listing):
+    out = []
+    for c in listing:
+        try:
+            rel, note = xcheck_one(c["checkpoint"], c["ref"])
+        except Exception as e:  # a malformed file is a failed check, not a crash
+            rel, note = None, f"{type(e).__name__}: {e}"
+        out.append({"name": c["name"], "model": c["model"], "max_rel_err": rel, "note": note,
+                    "pass": rel is not None and rel <= 1e-4})
+    return out
+
+
+def main():
+    if len(sys.argv) >= 2 and sys.argv[1] == "--serve":
+        for line in sys.stdin:
+            line = line.strip()
+            if not line or line == "quit":
+                break
+            try:
+                res = command(line)
+            except Exception as e:  # report, keep serving
+                res = {"error": f"{type(e).__name__}: {e}"}
+            print(json.dumps(res), flush=True)
+    elif len(sys.argv) == 3 and sys.argv[1] == "--xcheck":
+        names = ["made", "fvsbn", "nade", "rnade", "made-oa2"]
+        listing = [{"name": n, "model": n.split("-")[0], "checkpoint": f"{sys.argv[2]}/{n}.safetensors",
+                    "ref": f"{sys.argv[2]}/{n}-ref.safetensors"} for n in names]
+        print(json.dumps(xcheck(sys.argv[2], listing), indent=1))
+    else:
+        print(__doc__)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
