@@ -191,7 +191,8 @@ ARDEF void ar_rng_shuffle(ar_rng *r, int *a, int n);
     X(SOFTPLUS, softplus) X(EXP, exp) X(LOG, log) X(LOG_SIGMOID, log_sigmoid)  \
     X(SOFTMAX, softmax) X(LOG_SOFTMAX, log_softmax) X(LOGSUMEXP, logsumexp)    \
     X(LAYERNORM, layernorm) X(EMBEDDING, embedding) X(SLICE, slice)            \
-    X(CONCAT, concat) X(RESHAPE, reshape) X(MASKED_FILL, masked_fill)          \
+    X(CONCAT, concat) X(RESHAPE, reshape) X(PERMUTE, permute)                  \
+    X(MASKED_FILL, masked_fill)                                                \
     X(BCE_LOGITS, bce_logits) X(CROSS_ENTROPY, cross_entropy) X(NADE, nade)
 
 typedef enum ar_op {
@@ -286,6 +287,9 @@ ARDEF ar_tensor *ar_embedding(ar_graph *g, ar_tensor *W, const int *ids, int nd,
 ARDEF ar_tensor *ar_slice(ar_graph *g, ar_tensor *x, int axis, int start, int len);
 ARDEF ar_tensor *ar_concat(ar_graph *g, ar_tensor *a, ar_tensor *b, int axis);
 ARDEF ar_tensor *ar_reshape(ar_graph *g, ar_tensor *x, int nd, const int *shape);
+/* Reorders axes: output axis i is input axis perm[i] (a copy, e.g. [B,T,H,D]
+   to [B,H,T,D] with perm {0,2,1,3}). */
+ARDEF ar_tensor *ar_permute(ar_graph *g, ar_tensor *x, const int *perm);
 /* y = mask ? x : value, mask of n_mask == x's trailing elements (broadcast) */
 ARDEF ar_tensor *ar_masked_fill(ar_graph *g, ar_tensor *x, const float *mask, size_t n_mask, float value);
 /* Losses, one value per row: logits[...,D] -> [...].
@@ -1591,6 +1595,51 @@ static void ar__reshape_bwd(ar_tensor *t)
     size_t i;
     for (i = 0; i < t->n; i++) t->src[0]->g[i] += t->g[i];
 }
+
+/* Walks t (a permute's output) in order while tracking the matching input
+   offset through the input's strides taken in output axis order: forward
+   gathers dst[o] = src[i], backward scatter-adds dst[i] += src[o]. */
+static void ar__permute_copy(const ar_tensor *t, const float *src, float *dst, int backward)
+{
+    const ar_tensor *x = t->src[0];
+    size_t istride[AR_MAX_DIM], st[AR_MAX_DIM], o, i = 0;
+    int idx[AR_MAX_DIM] = {0}, d, k;
+    for (d = x->nd - 1, o = 1; d >= 0; d--) { istride[d] = o; o *= (size_t)x->shape[d]; }
+    for (k = 0; k < t->nd; k++) st[k] = istride[t->ip[k]];
+    for (o = 0; o < t->n; o++) {
+        if (backward) dst[i] += src[o]; /* dst = dx, src = dy */
+        else dst[o] = src[i];
+        for (k = t->nd - 1; k >= 0; k--) { /* odometer over the output index */
+            i += st[k];
+            if (++idx[k] < t->shape[k]) break;
+            i -= st[k] * (size_t)t->shape[k];
+            idx[k] = 0;
+        }
+    }
+}
+
+ARDEF ar_tensor *ar_permute(ar_graph *g, ar_tensor *x, const int *perm)
+{
+    int shape[AR_MAX_DIM], seen[AR_MAX_DIM] = {0}, k;
+    ar_tensor *t;
+    if (!ar__check(g, "ar_permute", x, NULL, 1)) return NULL;
+    for (k = 0; perm && k < x->nd; k++) {
+        if (perm[k] < 0 || perm[k] >= x->nd || seen[perm[k]]) break;
+        seen[perm[k]] = 1;
+        shape[k] = x->shape[perm[k]];
+    }
+    if (!perm || k < x->nd) {
+        ar__fail(g, AR_ERR_ARG, "ar_permute: perm is not a permutation of the %d axes", x->nd);
+        return NULL;
+    }
+    t = ar__node(g, AR_OP_PERMUTE, x->nd, shape, x, NULL, NULL, NULL);
+    if (!t) return NULL;
+    for (k = 0; k < x->nd; k++) t->ip[k] = perm[k];
+    ar__permute_copy(t, x->x, t->x, 0);
+    return t;
+}
+
+static void ar__permute_bwd(ar_tensor *t) { ar__permute_copy(t, t->g, t->src[0]->g, 1); }
 
 /* ---- masked fill -------------------------------------------------------- */
 

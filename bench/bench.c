@@ -10,19 +10,21 @@
                                    log-probabilities and MADE masks to DIR
                                    for the PyTorch peer to reproduce
 
-   Commands (--serve):  TASK MODEL ALGO BATCH THREADS REPS WARM
+   Commands (--serve):  TASK MODEL ALGO BATCH THREADS REPS WARM [PLACES]
      info   - - 0 0 0 0              BLAS configuration
      sgemm  - - n T r w              square n^3 sgemm, GFLOP/s
      bw     - - 0 1 r w              memcpy of 256 MiB, GB/s (read + write)
      mlp    - step|raw 100 T r w     784-500-784 training step / its 5 sgemm
      train  M - 100 T r w            fwd + bwd + Adam, seconds per step
-     sample M fast|naive B T r w     seconds per call drawing B samples
-     perpos M fast|naive B T r w     seconds per sampled place, 28 bins
+     sample M fast|naive B T r w [P] seconds per call drawing B samples
+     perpos M fast|naive B T r w [P] seconds per sampled place, bins of 28
      quit
    M is made | fvsbn | nade | rnade. "fast" is ar.h's own sampler; "naive"
    recomputes from scratch at every place: MADE D full passes through
    ar_made_logits, NADE/RNADE the O(H D^2) recomputation of the hidden
-   activations (both written here, over ar.h's weights).
+   activations (both written here, over ar.h's weights). PLACES < D times
+   the naive MADE sampler over the first PLACES places only and scales the
+   time by D / PLACES (every place costs the same full pass).
 
    Time per place inside ar.h's samplers is taken from BLAS call
    timestamps: this file routes ar.h's cblas_sgemm and cblas_sger through
@@ -412,17 +414,16 @@ static void sample_naive(void *c)
     else sample_naive_made(m);
 }
 
-/* Seconds per place, median over reps, in `bins` equal bins (mean within a
-   bin). Returns 0, or -1 when the hook did not see one boundary per place. */
+/* Seconds per place, median over reps, for the first 28 * bins places in
+   bins of 28 (mean within a bin). Returns 0, or -1 when the hook did not see one boundary per place. */
 static int per_place(model_ctx *m, int naive, int warm, int reps, int bins, double *out)
 {
-    int D = m->D, r, t, i;
+    int D = m->D, n = bins * 28, r, t, i;
     double *all = (double *)xmalloc((size_t)reps * D * sizeof(double)), *col = (double *)xmalloc(sizeof(double) * (size_t)reps);
     for (r = -warm; r < reps; r++) {
         double *row = all + (size_t)(r < 0 ? 0 : r) * D;
         if (naive) {
             m->pp = row;
-            m->places = D;
             sample_naive(m);
             m->pp = NULL;
         } else {
@@ -444,7 +445,7 @@ static int per_place(model_ctx *m, int naive, int warm, int reps, int bins, doub
         }
     }
     for (i = 0; i < bins; i++) {
-        int lo = i * D / bins, hi = (i + 1) * D / bins;
+        int lo = i * n / bins, hi = (i + 1) * n / bins;
         double s = 0;
         for (t = lo; t < hi; t++) {
             for (r = 0; r < reps; r++) col[r] = all[(size_t)r * D + t];
@@ -458,10 +459,10 @@ static int per_place(model_ctx *m, int naive, int warm, int reps, int bins, doub
 }
 
 /* ---- cross-check files ------------------------------------------------------
-   <model>.safetensors: the checkpoint (ar_<model>_save), after 3 Adam steps
-   from the seeded initialization; <model>-ref.safetensors: a fixed batch x,
+   <name>.safetensors: the checkpoint (ar_<model>_save), after 3 Adam steps
+   from the seeded initialization; <name>-ref.safetensors: a fixed batch x,
    ar.h's log p(x) for it, and for MADE the ordering, connectivity labels
-   and masks (stored as float32). */
+   and masks (stored as float32); index.json lists them. */
 #define XN 16
 
 typedef struct { const char *name; int kind; int oa; } xcheck_case;
@@ -485,7 +486,10 @@ static void xcheck(const char *dir)
     size_t c;
     int i, first = 1;
     char path[1024];
-    printf("{\"xcheck\":[");
+    FILE *idx;
+    snprintf(path, sizeof path, "%s/index.json", dir);
+    if (!(idx = fopen(path, "w"))) die("xcheck", "cannot write index.json");
+    fprintf(idx, "[");
     for (c = 0; c < sizeof xcases / sizeof *xcases; c++) {
         const xcheck_case *xc = &xcases[c];
         int D = 784, nade = xc->kind == M_NADE || xc->kind == M_RNADE, step;
@@ -583,7 +587,7 @@ static void xcheck(const char *dir)
         ar_meta_set(&meta, "model", model_name[xc->kind]);
         snprintf(path, sizeof path, "%s/%s-ref.safetensors", dir, xc->name);
         if (ar_params_save(&ref, path, &meta) != AR_OK) die("xcheck save", ref.err);
-        printf("%s{\"name\":\"%s\",\"model\":\"%s\",\"checkpoint\":\"%s/%s.safetensors\",\"ref\":\"%s\"}",
+        fprintf(idx, "%s\n{\"name\":\"%s\",\"model\":\"%s\",\"checkpoint\":\"%s/%s.safetensors\",\"ref\":\"%s\"}",
                first ? "" : ",", xc->name, model_name[xc->kind], dir, xc->name, path);
         first = 0;
         ar_meta_free(&meta);
@@ -593,7 +597,9 @@ static void xcheck(const char *dir)
         ar_nade_free(&nd);
         free(x);
     }
-    printf("]}\n");
+    fprintf(idx, "]\n");
+    if (fclose(idx) != 0) die("xcheck", "cannot write index.json");
+    printf("wrote %s/index.json\n", dir);
 }
 
 /* ---- commands ---------------------------------------------------------------- */
@@ -612,9 +618,10 @@ static void json_str(FILE *f, const char *s)
 static int command(const char *line, FILE *f)
 {
     char task[32], model[32], algo[32];
-    int batch = 0, threads = 0, reps = 0, warm = 0, kind, prev = openblas_get_num_threads();
+    int batch = 0, threads = 0, reps = 0, warm = 0, places = 0, kind, prev = openblas_get_num_threads();
     double v;
-    if (sscanf(line, "%31s %31s %31s %d %d %d %d", task, model, algo, &batch, &threads, &reps, &warm) < 1) return -1;
+    if (sscanf(line, "%31s %31s %31s %d %d %d %d %d", task, model, algo, &batch, &threads, &reps, &warm, &places) < 1)
+        return -1;
     if (!strcmp(task, "info")) {
         fprintf(f, "{\"config\":");
         json_str(f, openblas_get_config());
@@ -649,18 +656,18 @@ static int command(const char *line, FILE *f)
         model_ctx *m = get_model(kind);
         int naive = !strcmp(algo, "naive");
         m->B = batch;
-        m->places = m->D;
+        m->places = naive && !m->nade && places >= 28 && places < m->D ? places : m->D;
         if (!strcmp(task, "sample")) {
-            v = timeit(naive ? sample_naive : sample_fast, m, warm, reps);
-            fprintf(f, "{\"sec\":%.6e}", v);
+            v = timeit(naive ? sample_naive : sample_fast, m, warm, reps) * m->D / m->places;
+            fprintf(f, "{\"sec\":%.6e,\"places\":%d}", v, m->places);
         } else {
             double bins[28];
-            int i;
-            if (per_place(m, naive, warm, reps, 28, bins) != 0) {
+            int i, nb = m->places / 28;
+            if (per_place(m, naive, warm, reps, nb, bins) != 0) {
                 fprintf(f, "{\"error\":\"the BLAS hook did not see one boundary per place\"}");
             } else {
-                fprintf(f, "{\"bin\":%d,\"sec\":[", m->D / 28);
-                for (i = 0; i < 28; i++) fprintf(f, "%s%.4e", i ? "," : "", bins[i]);
+                fprintf(f, "{\"bin\":28,\"places\":%d,\"sec\":[", nb * 28);
+                for (i = 0; i < nb; i++) fprintf(f, "%s%.4e", i ? "," : "", bins[i]);
                 fprintf(f, "]}");
             }
         }

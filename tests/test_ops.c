@@ -80,6 +80,8 @@ static const gc_case cases[] = {
     {AR_OP_CONCAT, "axis1", 2, {3, 3}, {{2, 2, 3}, {2, 4, 3}}, -1, 1},
     {AR_OP_CONCAT, "axis2", 2, {3, 3}, {{2, 3, 2}, {2, 3, 4}}, -1, 1},
     {AR_OP_RESHAPE, "", 1, {3}, {{2, 3, 4}}, -1, 1},
+    {AR_OP_PERMUTE, "0213", 1, {4}, {{2, 3, 2, 4}}, -1, 1},
+    {AR_OP_PERMUTE, "210", 1, {3}, {{2, 3, 4}}, -1, 1},
     {AR_OP_MASKED_FILL, "", 1, {2}, {{3, 5}}, -1, 1},
     {AR_OP_MASKED_FILL, "2d_mask", 1, {3}, {{2, 3, 5}}, -1, 1},
     {AR_OP_SOFTMAX, "masked_rows", 1, {3}, {{2, 3, 5}}, -1, 1},
@@ -140,6 +142,12 @@ static ar_tensor *gc_loss(ar_graph *g, void *ctx)
     case AR_OP_SLICE: y = c->what[4] == '0' ? ar_slice(g, a, 0, 1, 2) : ar_slice(g, a, c->what[4] - '0', 2, 3); break;
     case AR_OP_CONCAT: y = ar_concat(g, a, b, c->what[4] - '0'); break;
     case AR_OP_RESHAPE: y = ar_reshape(g, a, 2, S(4, 6)); break;
+    case AR_OP_PERMUTE: {
+        int perm[4], i;
+        for (i = 0; c->what[i]; i++) perm[i] = c->what[i] - '0';
+        y = ar_permute(g, a, perm);
+        break;
+    }
     case AR_OP_MASKED_FILL: y = ar_masked_fill(g, a, k->mask, c->what[0] ? 15 : 5, -3.0f); break;
     case AR_OP_BCE_LOGITS: y = ar_bce_logits(g, a, k->targets); break;
     case AR_OP_CROSS_ENTROPY: y = ar_cross_entropy(g, a, k->ids); break;
@@ -389,8 +397,13 @@ static void test_shape_ops_forward(void)
     float a[6] = {0, 1, 2, 3, 4, 5}, b[4] = {6, 7, 8, 9}, mask[3] = {1, 0, 1};
     float W[6] = {10, 11, 20, 21, 30, 31};
     int ids[3] = {2, 0, 2};
-    ar_tensor *A, *c, *s, *e, *m;
+    ar_tensor *A, *c, *s, *e, *m, *p;
     CHECK(ar_graph_init(&g, 0) == AR_OK);
+    A = ar_input(&g, a, 2, S(2, 3));
+    p = ar_permute(&g, A, S(1, 0)); /* transpose */
+    CHECK(p && p->shape[0] == 3 && p->shape[1] == 2 && p->x[0] == 0 && p->x[1] == 3 && p->x[2] == 1 && p->x[5] == 5);
+    CHECK(ar_permute(&g, A, S(0, 0)) == NULL && g.status == AR_ERR_ARG);
+    ar_graph_reset(&g);
     A = ar_input(&g, a, 2, S(2, 3));
     c = ar_concat(&g, A, ar_input(&g, b, 2, S(2, 2)), 1); /* [2,5] */
     CHECK(c && c->shape[1] == 5);
