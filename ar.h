@@ -531,6 +531,74 @@ ARDEF ar_status ar_nade_save(ar_nade *m, const char *path);
 ARDEF ar_status ar_nade_load(ar_nade *m, const char *path); /* as ar_made_load */
 ARDEF ar_status ar_nade_load_mem(ar_nade *m, const unsigned char *buf, size_t len);
 
+/* ==== Models: Transformer decoder ======================================== */
+
+/* A decoder-only Transformer over tokens in [0,V): token embedding plus a
+   learned or sinusoidal position embedding, pre-LayerNorm blocks of
+   multi-head causal self-attention and a GELU MLP with residuals, a final
+   LayerNorm and an output head. Position t sees tokens 0..t only.
+   ar_tfm_step decodes with a KV cache: one new position costs
+   O(layers * (d^2 + len * d)), not a full recomputation. */
+#define AR_TFM_MAX_LAYERS 16
+enum { AR_POS_LEARNED = 0, AR_POS_SINUSOIDAL = 1 };
+
+typedef struct ar_tfm_cfg {
+    int V, T;          /* vocabulary, maximum length */
+    int d, heads;      /* width (a multiple of heads) and attention heads */
+    int layers, ffn;   /* blocks, MLP hidden width */
+    int pos;           /* AR_POS_LEARNED or AR_POS_SINUSOIDAL */
+    uint64_t seed;     /* initial weights */
+} ar_tfm_cfg;
+
+typedef struct ar_tfm_layer {
+    ar_tensor *ln1g, *ln1b, *Wqkv, *bqkv, *Wo, *bo; /* Wqkv [3d,d]: q, k, v rows */
+    ar_tensor *ln2g, *ln2b, *W1, *b1, *W2, *b2;     /* W1 [ffn,d], W2 [d,ffn] */
+} ar_tfm_layer;
+
+typedef struct ar_tfm {
+    ar_tfm_cfg cfg;
+    ar_params ps;                       /* owns the weights: */
+    ar_tensor *tok, *pos;               /* [V,d], [T,d] (NULL when sinusoidal) */
+    ar_tfm_layer L[AR_TFM_MAX_LAYERS];
+    ar_tensor *lnfg, *lnfb, *Wout, *bout; /* head [V,d], [V] */
+    float *sinus;                       /* owns: [T,d] sinusoidal table or NULL */
+    float *causal;                      /* owns: [T,T] mask, 1 where j <= t */
+    char err[AR_ERR_LEN];
+} ar_tfm;
+
+/* KV cache for B sequences: keys and values of every layer and position so far. */
+typedef struct ar_tfm_cache {
+    int B, len;      /* sequences, positions filled */
+    float *k, *v;    /* owns: [layers][B][heads][T][d/heads] */
+    float *work;     /* owns: scratch for one step */
+} ar_tfm_cache;
+
+ARDEF ar_tfm_cfg ar_tfm_default(int V, int T); /* d 64, 4 heads, 2 layers, ffn 256, learned */
+ARDEF ar_status ar_tfm_init(ar_tfm *m, const ar_tfm_cfg *cfg);
+ARDEF void ar_tfm_free(ar_tfm *m);
+/* Logits [B,n,V] for tokens [B,n] (n <= T), position t from tokens <= t. */
+ARDEF ar_tensor *ar_tfm_logits(ar_tfm *m, ar_graph *g, const int *tokens, int B, int n);
+/* -log p(targets | inputs) per sequence [B] in nats; inputs are the targets
+   shifted right behind a start token. All [B,n], borrowed until reset. */
+ARDEF ar_tensor *ar_tfm_nll(ar_tfm *m, ar_graph *g, const int *inputs, const int *targets, int B, int n);
+ARDEF ar_status ar_tfm_cache_init(ar_tfm_cache *c, const ar_tfm *m, int B);
+ARDEF void ar_tfm_cache_free(ar_tfm_cache *c);
+/* Feeds tokens[B] at position c->len and writes the next-token logits
+   [B,V]; errors (full cache, bad token) in m->err. c->len = 0 restarts. */
+ARDEF ar_status ar_tfm_step(ar_tfm *m, ar_tfm_cache *c, const int *tokens, float *logits);
+
+/* Drawing a token from logits: temperature <= 0 is argmax; top_k > 0 keeps
+   the k most likely tokens, 0 < top_p < 1 the smallest set whose
+   probability reaches top_p; then renormalizes and draws. */
+typedef struct ar_sampler { float temperature; int top_k; float top_p; } ar_sampler;
+/* scratch: 2V floats. Returns the token, or -1 for bad arguments. */
+ARDEF int ar_sample_logits(const float *logits, int V, const ar_sampler *s, ar_rng *r, float *scratch);
+/* c->B sequences of n tokens into out [B,n], each starting from `start`;
+   the first n_prefix tokens of every sequence are taken from prefix
+   [B,n_prefix] instead of drawn (completion). Restarts the cache. */
+ARDEF ar_status ar_tfm_sample(ar_tfm *m, ar_tfm_cache *c, int n, int start, const int *prefix, int n_prefix,
+                              const ar_sampler *s, ar_rng *r, int *out);
+
 /* ==== Gradient check ==================================================== */
 
 /* Builds a one-element loss on g from the current parameter values. */
@@ -1388,11 +1456,26 @@ ARDEF ar_tensor *ar_logsumexp(ar_graph *g, ar_tensor *x) { return ar__rowwise(g,
 
 /* ---- layernorm over the last axis --------------------------------------- */
 
+/* One row of layernorm: y = (x - mean) / std * gain + bias (gain, bias may
+   be NULL); mean and 1/std into stats[0..1] if stats is not NULL. */
+static void ar__ln_row(const float *x, const float *gain, const float *bias, float *y, int C, float eps, float *stats)
+{
+    double s = 0, ss = 0;
+    float mu, rstd;
+    int j;
+    for (j = 0; j < C; j++) s += x[j];
+    mu = (float)(s / C);
+    for (j = 0; j < C; j++) ss += (double)(x[j] - mu) * (x[j] - mu);
+    rstd = (float)(1.0 / sqrt(ss / C + eps));
+    if (stats) { stats[0] = mu; stats[1] = rstd; }
+    for (j = 0; j < C; j++) y[j] = (x[j] - mu) * rstd * (gain ? gain[j] : 1.0f) + (bias ? bias[j] : 0.0f);
+}
+
 ARDEF ar_tensor *ar_layernorm(ar_graph *g, ar_tensor *x, ar_tensor *gain, ar_tensor *bias, float eps)
 {
     ar_tensor *t;
     int C;
-    size_t r, j, rows;
+    size_t r, rows;
     if (!ar__check(g, "ar_layernorm", x, NULL, 1)) return NULL;
     C = AR__LAST(x);
     if ((gain && gain->n != (size_t)C) || (bias && bias->n != (size_t)C)) {
@@ -1405,19 +1488,8 @@ ARDEF ar_tensor *ar_layernorm(ar_graph *g, ar_tensor *x, ar_tensor *gain, ar_ten
     rows = AR__ROWS(x);
     t->save = (float *)ar_graph_alloc(g, 2 * rows * sizeof(float)); /* mean, 1/std per row */
     if (!t->save) { ar__fail(g, AR_ERR_NOMEM, "ar_layernorm: out of memory"); return NULL; }
-    for (r = 0; r < rows; r++) {
-        const float *xr = x->x + r * C;
-        float *y = t->x + r * C, mu, rstd;
-        double s = 0, ss = 0;
-        for (j = 0; j < (size_t)C; j++) s += xr[j];
-        mu = (float)(s / C);
-        for (j = 0; j < (size_t)C; j++) ss += (double)(xr[j] - mu) * (xr[j] - mu);
-        rstd = (float)(1.0 / sqrt(ss / C + eps));
-        t->save[2 * r] = mu;
-        t->save[2 * r + 1] = rstd;
-        for (j = 0; j < (size_t)C; j++)
-            y[j] = (xr[j] - mu) * rstd * (gain ? gain->x[j] : 1.0f) + (bias ? bias->x[j] : 0.0f);
-    }
+    for (r = 0; r < rows; r++)
+        ar__ln_row(x->x + r * C, gain ? gain->x : NULL, bias ? bias->x : NULL, t->x + r * C, C, eps, t->save + 2 * r);
     return t;
 }
 
@@ -3895,6 +3967,312 @@ ARDEF ar_status ar_nade_load(ar_nade *m, const char *path)
     if ((s = ar_nade_load_mem(m, buf, len)) != AR_OK) ar__err_path(m->err, path);
     AR_FREE(buf);
     return s;
+}
+
+/* ==== SECTION: models — Transformer decoder =============================== */
+
+ARDEF ar_tfm_cfg ar_tfm_default(int V, int T)
+{
+    ar_tfm_cfg c;
+    memset(&c, 0, sizeof c);
+    c.V = V;
+    c.T = T;
+    c.d = 64;
+    c.heads = 4;
+    c.layers = 2;
+    c.ffn = 256;
+    c.pos = AR_POS_LEARNED;
+    c.seed = 1;
+    return c;
+}
+
+ARDEF void ar_tfm_free(ar_tfm *m)
+{
+    if (!m) return;
+    ar_params_free(&m->ps);
+    AR_FREE(m->sinus);
+    AR_FREE(m->causal);
+    memset(m, 0, sizeof *m);
+}
+
+ARDEF ar_status ar_tfm_init(ar_tfm *m, const ar_tfm_cfg *cfg)
+{
+    ar_rng r;
+    int l, t, j, s[2];
+    char name[32];
+    if (!m) return AR_ERR_ARG;
+    memset(m, 0, sizeof *m);
+    if (!cfg || cfg->V < 1 || cfg->T < 1 || cfg->T > (1 << 16) || cfg->d < 1 || cfg->heads < 1 ||
+        cfg->d % cfg->heads || cfg->layers < 1 || cfg->layers > AR_TFM_MAX_LAYERS || cfg->ffn < 1 ||
+        cfg->V > (1 << 24) || cfg->d > (1 << 16) || cfg->ffn > (1 << 20) ||
+        (cfg->pos != AR_POS_LEARNED && cfg->pos != AR_POS_SINUSOIDAL)) {
+        ar__seterr(m->err, "ar_tfm_init: need V >= 1, 1 <= T <= 65536, d a multiple of heads, 1..%d layers, "
+                           "ffn >= 1 and a known position embedding", AR_TFM_MAX_LAYERS);
+        return AR_ERR_ARG;
+    }
+    m->cfg = *cfg;
+    ar_params_init(&m->ps);
+#define AR__P2(field, nm, a, b) (s[0] = (a), s[1] = (b), (field) = ar_params_add(&m->ps, nm, 2, s))
+#define AR__P1(field, nm, a) (s[0] = (a), (field) = ar_params_add(&m->ps, nm, 1, s))
+    AR__P2(m->tok, "tok", cfg->V, cfg->d);
+    if (cfg->pos == AR_POS_LEARNED) AR__P2(m->pos, "pos", cfg->T, cfg->d);
+    for (l = 0; l < cfg->layers; l++) {
+        ar_tfm_layer *L = &m->L[l];
+        snprintf(name, sizeof name, "h%d.ln1.g", l); AR__P1(L->ln1g, name, cfg->d);
+        snprintf(name, sizeof name, "h%d.ln1.b", l); AR__P1(L->ln1b, name, cfg->d);
+        snprintf(name, sizeof name, "h%d.qkv.W", l); AR__P2(L->Wqkv, name, 3 * cfg->d, cfg->d);
+        snprintf(name, sizeof name, "h%d.qkv.b", l); AR__P1(L->bqkv, name, 3 * cfg->d);
+        snprintf(name, sizeof name, "h%d.o.W", l); AR__P2(L->Wo, name, cfg->d, cfg->d);
+        snprintf(name, sizeof name, "h%d.o.b", l); AR__P1(L->bo, name, cfg->d);
+        snprintf(name, sizeof name, "h%d.ln2.g", l); AR__P1(L->ln2g, name, cfg->d);
+        snprintf(name, sizeof name, "h%d.ln2.b", l); AR__P1(L->ln2b, name, cfg->d);
+        snprintf(name, sizeof name, "h%d.mlp1.W", l); AR__P2(L->W1, name, cfg->ffn, cfg->d);
+        snprintf(name, sizeof name, "h%d.mlp1.b", l); AR__P1(L->b1, name, cfg->ffn);
+        snprintf(name, sizeof name, "h%d.mlp2.W", l); AR__P2(L->W2, name, cfg->d, cfg->ffn);
+        snprintf(name, sizeof name, "h%d.mlp2.b", l); AR__P1(L->b2, name, cfg->d);
+        if (!L->ln1g || !L->ln1b || !L->Wqkv || !L->bqkv || !L->Wo || !L->bo || !L->ln2g || !L->ln2b || !L->W1 ||
+            !L->b1 || !L->W2 || !L->b2)
+            goto nomem;
+    }
+    AR__P1(m->lnfg, "lnf.g", cfg->d);
+    AR__P1(m->lnfb, "lnf.b", cfg->d);
+    AR__P2(m->Wout, "head.W", cfg->V, cfg->d);
+    AR__P1(m->bout, "head.b", cfg->V);
+#undef AR__P1
+#undef AR__P2
+    m->causal = (float *)AR_MALLOC((size_t)cfg->T * cfg->T * sizeof(float));
+    if (cfg->pos == AR_POS_SINUSOIDAL) m->sinus = (float *)AR_MALLOC((size_t)cfg->T * cfg->d * sizeof(float));
+    if (!m->tok || (cfg->pos == AR_POS_LEARNED && !m->pos) || !m->lnfg || !m->lnfb || !m->Wout || !m->bout ||
+        !m->causal || (cfg->pos == AR_POS_SINUSOIDAL && !m->sinus) || ar_params_alloc(&m->ps) != AR_OK)
+        goto nomem;
+    for (t = 0; t < cfg->T; t++)
+        for (j = 0; j < cfg->T; j++) m->causal[(size_t)t * cfg->T + j] = (float)(j <= t);
+    for (t = 0; m->sinus && t < cfg->T; t++) /* sin on even, cos on odd features */
+        for (j = 0; j < cfg->d; j++) {
+            double f = pow(10000.0, -(double)(j - j % 2) / cfg->d);
+            m->sinus[(size_t)t * cfg->d + j] = (float)(j % 2 ? cos(t * f) : sin(t * f));
+        }
+    ar_rng_seed(&r, cfg->seed);
+    for (l = 0; l < m->ps.n; l++) { /* GPT-2 style: N(0, 0.02) weights, unit gains, zero biases */
+        ar_tensor *p = m->ps.t[l];
+        size_t nl = strlen(p->name);
+        if (nl >= 2 && !strcmp(p->name + nl - 2, ".g")) ar_fill(p, 1);
+        else if (p->nd == 2) ar_init_normal(p, &r, 0, 0.02f);
+    }
+    return AR_OK;
+nomem:
+    ar_tfm_free(m);
+    ar__seterr(m->err, "ar_tfm_init: out of memory");
+    return AR_ERR_NOMEM;
+}
+
+ARDEF ar_tensor *ar_tfm_logits(ar_tfm *m, ar_graph *g, const int *tokens, int B, int n)
+{
+    int d, H, dh, l, t, j, s3[3], s4[4], perm[4] = {0, 2, 1, 3};
+    float *mask;
+    ar_tensor *x;
+    if (!ar__check(g, "ar_tfm_logits", NULL, NULL, 0)) return NULL;
+    if (!m || !m->ps.x || !tokens || B < 1 || n < 1 || n > m->cfg.T) {
+        ar__fail(g, AR_ERR_ARG, "ar_tfm_logits: need a model, tokens, B >= 1 and 1 <= n <= T (n = %d, T = %d)", n,
+                 m && m->ps.x ? m->cfg.T : 0);
+        return NULL;
+    }
+    d = m->cfg.d; H = m->cfg.heads; dh = d / H;
+    mask = (float *)ar_graph_alloc(g, (size_t)n * n * sizeof(float)); /* the top-left n x n of the causal mask */
+    if (!mask) { ar__fail(g, AR_ERR_NOMEM, "ar_tfm_logits: out of memory"); return NULL; }
+    for (t = 0; t < n; t++)
+        for (j = 0; j < n; j++) mask[(size_t)t * n + j] = (float)(j <= t);
+    s3[0] = B; s3[1] = n;
+    x = ar_embedding(g, m->tok, tokens, 2, s3);
+    s3[0] = n; s3[1] = d;
+    x = ar_add(g, x, m->pos ? ar_slice(g, m->pos, 0, 0, n) : ar_input(g, m->sinus, 2, s3));
+    s3[0] = B; s3[1] = n; s3[2] = d;
+    s4[0] = B; s4[1] = n; s4[2] = H; s4[3] = dh;
+    for (l = 0; l < m->cfg.layers; l++) {
+        const ar_tfm_layer *L = &m->L[l];
+        ar_tensor *h = ar_linear(g, ar_layernorm(g, x, L->ln1g, L->ln1b, 1e-5f), L->Wqkv, L->bqkv); /* [B,n,3d] */
+        ar_tensor *q = ar_permute(g, ar_reshape(g, ar_slice(g, h, 2, 0, d), 4, s4), perm);         /* [B,H,n,dh] */
+        ar_tensor *k = ar_permute(g, ar_reshape(g, ar_slice(g, h, 2, d, d), 4, s4), perm);
+        ar_tensor *v = ar_permute(g, ar_reshape(g, ar_slice(g, h, 2, 2 * d, d), 4, s4), perm);
+        ar_tensor *a = ar_scale(g, ar_matmul(g, q, k, 0, 1), 1.0f / sqrtf((float)dh));              /* [B,H,n,n] */
+        a = ar_softmax(g, ar_masked_fill(g, a, mask, (size_t)n * n, -INFINITY));
+        a = ar_reshape(g, ar_permute(g, ar_matmul(g, a, v, 0, 0), perm), 3, s3);                    /* [B,n,d] */
+        x = ar_add(g, x, ar_linear(g, a, L->Wo, L->bo));
+        h = ar_gelu(g, ar_linear(g, ar_layernorm(g, x, L->ln2g, L->ln2b, 1e-5f), L->W1, L->b1));
+        x = ar_add(g, x, ar_linear(g, h, L->W2, L->b2));
+    }
+    return ar_linear(g, ar_layernorm(g, x, m->lnfg, m->lnfb, 1e-5f), m->Wout, m->bout);
+}
+
+ARDEF ar_tensor *ar_tfm_nll(ar_tfm *m, ar_graph *g, const int *inputs, const int *targets, int B, int n)
+{
+    return ar_sum(g, ar_cross_entropy(g, ar_tfm_logits(m, g, inputs, B, n), targets), 1);
+}
+
+ARDEF ar_status ar_tfm_cache_init(ar_tfm_cache *c, const ar_tfm *m, int B)
+{
+    size_t kv;
+    if (!c) return AR_ERR_ARG;
+    memset(c, 0, sizeof *c);
+    if (!m || !m->ps.x || B < 1 || B > (1 << 20)) return AR_ERR_ARG;
+    kv = (size_t)m->cfg.layers * B * m->cfg.T * m->cfg.d;
+    c->B = B;
+    c->k = (float *)AR_MALLOC(kv * sizeof(float));
+    c->v = (float *)AR_MALLOC(kv * sizeof(float));
+    /* x, h, att [B,d]; qkv [B,3d]; u [B,ffn]; scores [T] */
+    c->work = (float *)AR_MALLOC(((size_t)B * (6 * m->cfg.d + m->cfg.ffn) + m->cfg.T) * sizeof(float));
+    if (!c->k || !c->v || !c->work) {
+        ar_tfm_cache_free(c);
+        return AR_ERR_NOMEM;
+    }
+    return AR_OK;
+}
+
+ARDEF void ar_tfm_cache_free(ar_tfm_cache *c)
+{
+    if (!c) return;
+    AR_FREE(c->k);
+    AR_FREE(c->v);
+    AR_FREE(c->work);
+    memset(c, 0, sizeof *c);
+}
+
+/* y = x W^T + b over rows, as ar_linear computes it. */
+static void ar__rows_linear(const float *x, int rows, const ar_tensor *W, const ar_tensor *b, float *y)
+{
+    int O = W->shape[0], In = W->shape[1], r;
+    for (r = 0; r < rows; r++) memcpy(y + (size_t)r * O, b->x, (size_t)O * sizeof(float));
+    ar__gemm(0, 1, rows, O, In, 1, x, In, W->x, In, 1, y, O);
+}
+
+ARDEF ar_status ar_tfm_step(ar_tfm *m, ar_tfm_cache *c, const int *tokens, float *logits)
+{
+    int B, d, H, dh, T, t, l, b, hd, j, r;
+    float *x, *h, *att, *qkv, *u, *sc, scale;
+    if (!m || !m->ps.x) return AR_ERR_ARG;
+    if (!c || !c->k || !tokens || !logits) { ar__seterr(m->err, "ar_tfm_step: need a cache, tokens and logits"); return AR_ERR_ARG; }
+    B = c->B; d = m->cfg.d; H = m->cfg.heads; dh = d / H; T = m->cfg.T; t = c->len;
+    if (t >= T) { ar__seterr(m->err, "ar_tfm_step: the cache is full (%d positions)", T); return AR_ERR_RANGE; }
+    for (b = 0; b < B; b++)
+        if (tokens[b] < 0 || tokens[b] >= m->cfg.V) {
+            ar__seterr(m->err, "ar_tfm_step: tokens[%d] = %d is outside [0,%d)", b, tokens[b], m->cfg.V);
+            return AR_ERR_RANGE;
+        }
+    x = c->work; h = x + (size_t)B * d; att = h + (size_t)B * d; qkv = att + (size_t)B * d;
+    u = qkv + (size_t)B * 3 * d; sc = u + (size_t)B * m->cfg.ffn;
+    scale = 1.0f / sqrtf((float)dh);
+    for (b = 0; b < B; b++)
+        for (j = 0; j < d; j++)
+            x[(size_t)b * d + j] = m->tok->x[(size_t)tokens[b] * d + j] +
+                                   (m->pos ? m->pos->x : m->sinus)[(size_t)t * d + j];
+    for (l = 0; l < m->cfg.layers; l++) {
+        const ar_tfm_layer *L = &m->L[l];
+        for (b = 0; b < B; b++)
+            ar__ln_row(x + (size_t)b * d, L->ln1g->x, L->ln1b->x, h + (size_t)b * d, d, 1e-5f, NULL);
+        ar__rows_linear(h, B, L->Wqkv, L->bqkv, qkv);
+        for (b = 0; b < B; b++)
+            for (hd = 0; hd < H; hd++) {
+                size_t base = (((size_t)l * B + b) * H + hd) * (size_t)T * dh; /* this head's [T,dh] */
+                const float *q = qkv + (size_t)b * 3 * d + hd * dh;
+                float *K = c->k + base, *Vv = c->v + base, *o = att + (size_t)b * d + hd * dh, mx = -INFINITY;
+                double s = 0;
+                memcpy(K + (size_t)t * dh, q + d, (size_t)dh * sizeof(float));
+                memcpy(Vv + (size_t)t * dh, q + 2 * d, (size_t)dh * sizeof(float));
+                ar__gemm(0, 1, 1, t + 1, dh, 1, q, dh, K, dh, 0, sc, t + 1); /* q K^T */
+                for (j = 0; j <= t; j++) {
+                    sc[j] *= scale;
+                    mx = sc[j] > mx ? sc[j] : mx;
+                }
+                for (j = 0; j <= t; j++) s += ar__expf(sc[j] - mx);
+                for (j = 0; j <= t; j++) sc[j] = (float)(ar__expf(sc[j] - mx) / s);
+                ar__gemm(0, 0, 1, dh, t + 1, 1, sc, t + 1, Vv, dh, 0, o, dh); /* p V */
+            }
+        ar__rows_linear(att, B, L->Wo, L->bo, h);
+        for (r = 0; r < B * d; r++) x[r] += h[r];
+        for (b = 0; b < B; b++)
+            ar__ln_row(x + (size_t)b * d, L->ln2g->x, L->ln2b->x, h + (size_t)b * d, d, 1e-5f, NULL);
+        ar__rows_linear(h, B, L->W1, L->b1, u);
+        for (r = 0; r < B * m->cfg.ffn; r++) u[r] = ar__gelu(u[r]);
+        ar__rows_linear(u, B, L->W2, L->b2, h);
+        for (r = 0; r < B * d; r++) x[r] += h[r];
+    }
+    for (b = 0; b < B; b++) ar__ln_row(x + (size_t)b * d, m->lnfg->x, m->lnfb->x, h + (size_t)b * d, d, 1e-5f, NULL);
+    ar__rows_linear(h, B, m->Wout, m->bout, logits);
+    c->len = t + 1;
+    return AR_OK;
+}
+
+
+ARDEF int ar_sample_logits(const float *logits, int V, const ar_sampler *s, ar_rng *r, float *scratch)
+{
+    float *p = scratch, *idx = scratch + V, mx = -INFINITY, T;
+    double z = 0, cum = 0;
+    int i, j, keep;
+    if (!logits || V < 1 || V > (1 << 24) || !s || !r || !scratch) return -1;
+    for (i = 0, j = 0; i < V; i++)
+        if (logits[i] > mx) { mx = logits[i]; j = i; }
+    if (!(s->temperature > 0) || mx == INFINITY) return j; /* argmax */
+    if (mx == -INFINITY || mx != mx) return -1;
+    T = s->temperature;
+    for (i = 0; i < V; i++) z += p[i] = ar__expf((logits[i] - mx) / T);
+    for (i = 0; i < V; i++) { p[i] = (float)(p[i] / z); idx[i] = (float)i; }
+    keep = V;
+    if ((s->top_k > 0 && s->top_k < V) || (s->top_p > 0 && s->top_p < 1)) {
+        for (i = 1; i < V; i++) { /* insertion sort of indices by probability, descending */
+            float pi = p[(int)idx[i]], ii = idx[i];
+            for (j = i; j > 0 && p[(int)idx[j - 1]] < pi; j--) idx[j] = idx[j - 1];
+            idx[j] = ii;
+        }
+        if (s->top_k > 0 && s->top_k < keep) keep = s->top_k;
+        if (s->top_p > 0 && s->top_p < 1)
+            for (i = 0; i < keep; i++)
+                if ((cum += p[(int)idx[i]]) >= s->top_p) { keep = i + 1; break; }
+        for (i = keep; i < V; i++) p[(int)idx[i]] = 0;
+    }
+    return ar_rng_categorical(r, p, V); /* renormalizes */
+}
+
+ARDEF ar_status ar_tfm_sample(ar_tfm *m, ar_tfm_cache *c, int n, int start, const int *prefix, int n_prefix,
+                              const ar_sampler *s, ar_rng *r, int *out)
+{
+    float *logits, *scratch;
+    int *tok, t, b, V;
+    ar_status st = AR_OK;
+    if (!m || !m->ps.x) return AR_ERR_ARG;
+    if (!c || !c->k || !s || !r || !out || n < 1 || n > m->cfg.T || n_prefix < 0 || n_prefix > n ||
+        (n_prefix && !prefix) || start < 0 || start >= m->cfg.V) {
+        ar__seterr(m->err, "ar_tfm_sample: need a cache, sampler, rng, out, 1 <= n <= T, a valid start token "
+                           "and 0 <= n_prefix <= n");
+        return AR_ERR_ARG;
+    }
+    V = m->cfg.V;
+    logits = (float *)AR_MALLOC(((size_t)c->B * V + 2 * (size_t)V) * sizeof(float));
+    tok = (int *)AR_MALLOC((size_t)c->B * sizeof(int));
+    if (!logits || !tok) {
+        AR_FREE(logits); AR_FREE(tok);
+        ar__seterr(m->err, "ar_tfm_sample: out of memory");
+        return AR_ERR_NOMEM;
+    }
+    scratch = logits + (size_t)c->B * V;
+    c->len = 0;
+    for (b = 0; b < c->B; b++) tok[b] = start;
+    for (t = 0; t < n && st == AR_OK; t++) {
+        if ((st = ar_tfm_step(m, c, tok, logits)) != AR_OK) break;
+        for (b = 0; b < c->B; b++) {
+            int x = t < n_prefix ? prefix[(size_t)b * n_prefix + t]
+                                 : ar_sample_logits(logits + (size_t)b * V, V, s, r, scratch);
+            if (x < 0 || x >= V) {
+                ar__seterr(m->err, "ar_tfm_sample: %s token %d at sequence %d, place %d",
+                           t < n_prefix ? "prefix" : "sampled", x, b, t);
+                st = AR_ERR_RANGE;
+                break;
+            }
+            out[(size_t)b * n + t] = tok[b] = x;
+        }
+    }
+    AR_FREE(logits);
+    AR_FREE(tok);
+    return st;
 }
 
 /* ==== SECTION: gradient check ============================================ */

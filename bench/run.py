@@ -1,0 +1,360 @@
+#!/usr/bin/python3
+"""ar.h benchmark: the C side (bench.c) and the PyTorch peer (peer.py) in one run.
+
+    /usr/bin/python3 bench/run.py [--quick] [--bench .build/bench] [--out .build]
+
+Both sides run as servers; every measurement is taken on one side and then
+at once on the other (the order flips every round), so drift in the speed
+of a shared machine hits both. Each figure is the median over rounds of a
+median over timed repeats after warm-up; a ratio is the median over rounds
+of the ratio within a round. Prints one table and writes <out>/bench.json
+and <out>/bench-per-place.png (time per sampled place against the place).
+Without PyTorch the C side runs alone and the table says so.
+"""
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+MODELS = ["made", "fvsbn", "nade", "rnade"]
+TITLE = {"made": "MADE 784-500-784", "fvsbn": "FVSBN 784", "nade": "NADE H=500", "rnade": "RNADE H=500 K=10"}
+D = 784
+
+
+class Server:
+    """A process answering one JSON line per command line."""
+
+    def __init__(self, argv, env=None):
+        self.p = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1,
+                                  env=env)
+
+    def ask(self, cmd):
+        self.p.stdin.write(cmd + "\n")
+        self.p.stdin.flush()
+        line = self.p.stdout.readline()
+        if not line:
+            raise RuntimeError(f"{self.p.args[0]} died on: {cmd}")
+        out = json.loads(line)
+        if "error" in out:
+            raise RuntimeError(f"{self.p.args[0]}: {cmd}: {out['error']}")
+        return out
+
+    def close(self):
+        try:
+            self.p.stdin.write("quit\n")
+            self.p.stdin.close()
+        except (BrokenPipeError, OSError):
+            pass
+        self.p.wait()
+
+
+def torch_available():
+    try:
+        r = subprocess.run([sys.executable, "-c", "import torch, numpy"], capture_output=True, timeout=120)
+        return r.returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+def cpu_model():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def loadavg():
+    try:
+        return os.getloadavg()[0]
+    except OSError:
+        return float("nan")
+
+
+# ---- what is measured --------------------------------------------------------------
+class Row:
+    """One measurement, on ar.h (c) and/or PyTorch (t). value(res, side) turns a
+    server answer into the figure shown (higher is better unless lower=True)."""
+
+    def __init__(self, section, label, threads, unit, c=None, t=None, value=None, note="", key=None):
+        self.section, self.label, self.threads, self.unit = section, label, threads, unit
+        self.cmd = {"c": c, "t": t}
+        self.value = value
+        self.note = note
+        self.key = key or label
+        self.vals = {"c": [], "t": []}
+        self.raw = {"c": [], "t": []}
+        self.ratios = []
+
+
+def per_sec(n):
+    return lambda r: n / r["sec"]
+
+
+def plan(quick, T):
+    """Rows and the commands that measure them; reps and warm-ups by cost."""
+    rows = []
+    q = quick
+    add = rows.append
+    # machine limits
+    for th in (1, T):
+        add(Row("machine", "peak sgemm 1024^3 (cblas_sgemm | torch.mm)", th, "GFLOP/s",
+                c=f"sgemm - - 1024 {th} {3 if q else 7} 1", t=f"sgemm - - 1024 {th} {3 if q else 7} 1",
+                value=lambda r: r["gflops"], key=f"sgemm{th}"))
+    add(Row("machine", "memory bandwidth, copy 256 MiB r+w (memcpy | copy_)", 1, "GB/s",
+            c=f"bw - - 0 1 {3 if q else 5} 1", t=f"bw - - 0 1 {3 if q else 5} 1", value=lambda r: r["gbs"], key="bw"))
+    for th in ((T,) if q else (1, T)):
+        r, w = (7, 2) if q else (21, 3)
+        add(Row("machine", "MLP 784-500-784 B=100: raw sgemm x5 (the floor)", th, "ms", c=f"mlp - raw 100 {th} {r} {w}",
+                value=lambda res: 1e3 * res["sec"], key=f"mlp_raw{th}"))
+        add(Row("machine", "MLP 784-500-784 B=100: step fwd+bwd+Adam", th, "ms", c=f"mlp - step 100 {th} {r} {w}",
+                t=f"mlp - step 100 {th} {r} {w}", value=lambda res: 1e3 * res["sec"], key=f"mlp_step{th}"))
+    # training
+    for th in ((T,) if q else (1, T)):
+        for m in MODELS:
+            if m in ("nade", "rnade"):  # torch: the faster of its two formulations (loop only when quick)
+                cr, tr, algo = (3 if q else 7), (2 if q else 3), ("loop" if q else "best")
+            else:
+                cr, tr, algo = (5 if q else 11), (5 if q else 11), "-"
+            add(Row("train", f"{TITLE[m]}: train B=100 fwd+bwd+Adam", th, "ex/s", c=f"train {m} - 100 {th} {cr} 1",
+                    t=f"train {m} {algo} 100 {th} {tr} 1", value=per_sec(100), key=f"train_{m}_{th}"))
+    # sampling
+    places = 112 if q else D
+    for m in MODELS:
+        for B in (1, 100):
+            reps = (3 if q else 5) if B == 100 else (5 if q else 11)
+            # MADE in PyTorch has no sampler but D full passes: its figure is the naive row's, same round
+            tcmd = f"=naive_{m}_{B}" if m == "made" else f"sample {m} fast {B} {T} {reps} 1"
+            add(Row("sample", f"{TITLE[m]}: sample B={B}" + (" (torch: D passes)" if m == "made" else ""), T,
+                    "samples/s", c=f"sample {m} fast {B} {T} {reps} 1", t=tcmd, value=per_sec(B), key=f"sample_{m}_{B}"))
+        for B in (1, 100):
+            if m == "made":
+                add(Row("sample", f"{TITLE[m]}: naive sample B={B}, D full passes", T, "samples/s",
+                        c=f"sample made naive {B} {T} 1 0 {places}", t=f"sample made naive {B} {T} 1 0 {places}",
+                        value=per_sec(B), key=f"naive_{m}_{B}",
+                        note=f"timed over the first {places} places, x{D // places}" if places < D else ""))
+            elif m in ("nade", "rnade"):
+                add(Row("sample", f"{TITLE[m]}: naive sample B={B}, O(HD^2)", T, "samples/s",
+                        c=f"sample {m} naive {B} {T} {1 if B == 100 or q else 3} {0 if B == 100 else 1}",
+                        value=per_sec(B), key=f"naive_{m}_{B}"))
+    return rows
+
+
+def per_place_plan(quick, T):
+    """(curve name, side, command): time per place at batch 1."""
+    places = 112 if quick else D
+    out = []
+    for m in MODELS:
+        out.append((f"ar.h {m}", "c", f"perpos {m} fast 1 {T} {5 if quick else 11} 1"))
+        out.append((f"torch {m}" + (" (D passes)" if m == "made" else ""), "t",
+                    f"perpos {m} naive 1 {T} 1 0 {places}" if m == "made" else f"perpos {m} fast 1 {T} 3 1"))
+    out.append(("ar.h made naive (D passes)", "c", f"perpos made naive 1 {T} 1 0 {D if not quick else places}"))
+    out.append(("ar.h nade naive O(HD^2)", "c", f"perpos nade naive 1 {T} {3 if quick else 5} 0"))
+    out.append(("ar.h rnade naive O(HD^2)", "c", f"perpos rnade naive 1 {T} {3 if quick else 5} 0"))
+    return out
+
+
+# ---- output -------------------------------------------------------------------------
+def fmt(v):
+    if v is None:
+        return "-"
+    if v >= 1000:
+        return f"{v:,.0f}"
+    if v >= 100:
+        return f"{v:.0f}"
+    if v >= 10:
+        return f"{v:.1f}"
+    if v >= 1:
+        return f"{v:.2f}"
+    return f"{v:.3g}"
+
+
+def med(v):
+    return statistics.median(v) if v else None
+
+
+def plot(curves, path):
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return "matplotlib missing (apt-get install python3-matplotlib): no PNG"
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.8), sharey=True)
+    groups = [("MADE / FVSBN", ("made", "fvsbn")), ("NADE / RNADE", ("nade", "rnade"))]
+    for ax, (title, names) in zip(axes, groups):
+        for name, c in curves.items():
+            if c.get("sec") and name.split()[1] in names:
+                xs = [c["bin"] * (i + 0.5) for i in range(len(c["sec"]))]
+                style = "-" if name.startswith("ar.h") else "--"
+                ax.plot(xs, [1e6 * s for s in c["sec"]], style, marker=".", label=name)
+        ax.set_yscale("log")
+        ax.set_xlim(0, D)
+        ax.set_xlabel("place in the ordering (means over bins of 28; the first bin carries the call's setup)")
+        ax.set_title(f"{title}: time per sampled place, batch 1")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8)
+    axes[0].set_ylabel("microseconds per place")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    return None
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--bench", default=".build/bench")
+    ap.add_argument("--out", default=".build")
+    ap.add_argument("--threads", type=int, default=2, help="BLAS and torch threads of the main rows")
+    a = ap.parse_args()
+    t_start, load0 = time.time(), loadavg()
+    os.makedirs(a.out, exist_ok=True)
+    have_torch = torch_available()
+    c = Server([a.bench, "--serve"])
+    t = Server([sys.executable, os.path.join(HERE, "peer.py"), "--serve"]) if have_torch else None
+    sides = ["c", "t"] if t else ["c"]
+    srv = {"c": c, "t": t}
+    info_c = c.ask("info - - 0 0 0 0")
+    info_t = t.ask("info - - 0 0 0 0") if t else None
+    T = a.threads
+    rounds = 2 if a.quick else 3
+
+    # cross-check first: ar.h writes, PyTorch reproduces
+    xdir = os.path.join(a.out, "bench-xcheck")
+    os.makedirs(xdir, exist_ok=True)
+    subprocess.run([a.bench, "--xcheck", xdir], check=True, stdout=subprocess.DEVNULL)
+    xcheck = t.ask(f"xcheck {xdir}")["xcheck"] if t else None
+
+    rows = plan(a.quick, T)
+    # rows that borrow another row's figure come after it
+    run_order = sorted(rows, key=lambda r: 1 if any(v and v.startswith("=") for v in r.cmd.values()) else 0)
+    for rnd in range(rounds):
+        for i, row in enumerate(run_order):
+            order = sides if (rnd + i) % 2 == 0 else sides[::-1]
+            got = {}
+            for s in order:
+                if row.cmd[s] and row.cmd[s].startswith("="):  # the figure of another row, this round
+                    src = next(x for x in rows if x.key == row.cmd[s][1:])
+                    got[s] = src.vals[s][-1]
+                    row.vals[s].append(got[s])
+                    row.raw[s].append(src.raw[s][-1])
+                elif row.cmd[s]:
+                    res = srv[s].ask(row.cmd[s])
+                    got[s] = row.value(res)
+                    row.vals[s].append(got[s])
+                    row.raw[s].append(res)
+            if "c" in got and "t" in got:
+                row.ratios.append(got["c"] / got["t"] if row.unit != "ms" else got["t"] / got["c"])
+    curves = {}
+    for name, s, cmd in per_place_plan(a.quick, T):
+        if srv[s]:
+            curves[name] = srv[s].ask(cmd)
+    c.close()
+    if t:
+        t.close()
+
+    # ---- the table ----
+    bykey = {r.key: r for r in rows}
+    lines = []
+    say = lines.append
+    say(f"ar.h {info_c['version']} benchmark{' (quick)' if a.quick else ''}: {rounds} rounds alternating ar.h and "
+        f"PyTorch, medians; ratio > 1: ar.h faster")
+    say(f"CPU: {cpu_model()}, {os.cpu_count()} cores | load average {load0:.1f} at start, {loadavg():.1f} at end "
+        f"(other jobs share the machine: absolute figures are noisy, ratios are paired)")
+    say(f"ar.h BLAS: {info_c['config']} | core {info_c['corename']} | OPENBLAS_CORETYPE={info_c['coretype']} | "
+        f"threads per row (openblas_set_num_threads), default {info_c['threads']}")
+    if info_t:
+        b = info_t["blas"][0] if info_t["blas"] else {"config": "?", "corename": "?"}
+        say(f"PyTorch {info_t['torch']} (Debian python3-torch): BLAS {b['config']} | core {b['corename']} | "
+            f"torch.set_num_threads = openblas threads = row's threads | OMP_WAIT_POLICY={info_t['omp_wait_policy']}")
+    else:
+        say("PyTorch: not installed for /usr/bin/python3 (apt-get install python3-torch): PyTorch columns skipped")
+    say("")
+    hdr = f"{'measure':<58} {'thr':>3} {'ar.h':>10} {'PyTorch':>10} {'unit':<10} {'ar.h/torch':>10}"
+    say(hdr)
+    section = None
+    for r in rows:
+        if r.section != section:
+            section = r.section
+            say(f"-- {dict(machine='machine limits', train='training throughput', sample='sampling')[section]}")
+        cv, tv = med(r.vals["c"]), med(r.vals["t"])
+        ratio = med(r.ratios)
+        say(f"{r.label:<58} {r.threads:>3} {fmt(cv):>10} {fmt(tv):>10} {r.unit:<10} "
+            f"{(f'{ratio:.2f}x' if ratio else '-'):>10}" + (f"  {r.note}" if r.note else ""))
+        if r.key.startswith("mlp_step"):
+            raw = bykey[r.key.replace("step", "raw")]
+            paired = [s / w for s, w in zip(r.vals["c"], raw.vals["c"])]
+            peak = med(bykey[f"sgemm{r.threads}"].vals["c"])
+            gf = 5 * 2.0 * 100 * 784 * 500 / (cv / 1e3) / 1e9
+            say(f"{'  ar.h step / raw sgemm x5 (same rounds)':<58} {r.threads:>3} {fmt(med(paired)):>10} {'':>10} "
+                f"{'x':<10}   step at {gf:.1f} GFLOP/s = {100 * gf / peak:.0f}% of peak sgemm")
+        if r.key.startswith("train_") and r.vals["t"] and r.raw["t"][0].get("algo") not in (None, "masked-linear"):
+            algos = sorted({x["algo"] for x in r.raw["t"]})
+            say(f"{'':<58}     torch formulation: {'/'.join(algos)}"
+                + (" (fastest of loop and cumsum)" if any("all" in x for x in r.raw["t"]) else ""))
+    speed = []
+    for m, what in (("made", "one-pass over D full passes"), ("nade", "O(HD) over O(HD^2)"),
+                    ("rnade", "O(HD) over O(HD^2)")):
+        for B in (1, 100):
+            f, n = bykey.get(f"sample_{m}_{B}"), bykey.get(f"naive_{m}_{B}")
+            if f and n and f.vals["c"] and n.vals["c"]:
+                sp = med([x / y for x, y in zip(f.vals["c"], n.vals["c"])])
+                speed.append((f"{TITLE[m]}: {what}, B={B}", sp))
+    if speed:
+        say("-- ar.h's samplers against recomputing from scratch (same rounds)")
+        for label, sp in speed:
+            say(f"{label:<58} {T:>3} {fmt(sp):>10} {'':>10} {'x faster':<10}")
+    say("-- time per sampled place, batch 1: us per place in the first / middle / last bin of 28 places "
+        "(the first bin carries each call's setup)")
+    for name, cv in curves.items():
+        s = cv.get("sec") or []
+        if s:
+            mid = s[len(s) // 2]
+            trend = s[-1] / mid if mid > 0 else float("nan")
+            say(f"{name:<58} {T:>3} {1e6 * s[0]:>10.2f} {1e6 * mid:>10.2f} {1e6 * s[-1]:>10.2f}  "
+                f"last/middle {trend:.2f}" + (f"  (first {cv['places']} places)" if cv["places"] < D else ""))
+    say("-- cross-check: PyTorch rebuilds each ar.h checkpoint and reproduces log p(x) of a fixed batch (tol 1e-4 rel)")
+    if xcheck:
+        for x in xcheck:
+            err = f"{x['max_rel_err']:.1e}" if x["max_rel_err"] is not None else "-"
+            say(f"{x['name']:<58} {'':>3} {('pass' if x['pass'] else 'FAIL'):>10} {err:>10} {'max rel':<10}"
+                + (f"  {x['note']}" if x["note"] else ""))
+    else:
+        say("(skipped: no PyTorch)")
+
+    png = os.path.join(a.out, "bench-per-place.png")
+    note = plot(curves, png)
+    say("")
+    say(f"wrote {os.path.join(a.out, 'bench.json')}" + (f", {png}" if not note else f" ({note})")
+        + f" in {time.time() - t_start:.0f}s")
+    print("\n".join(lines))
+
+    out = {
+        "quick": a.quick, "rounds": rounds, "threads": T, "cpu": cpu_model(), "cores": os.cpu_count(),
+        "loadavg_start": load0, "loadavg_end": loadavg(), "arh": info_c, "torch": info_t,
+        "rows": [{"section": r.section, "measure": r.label, "key": r.key, "threads": r.threads, "unit": r.unit,
+                  "arh": med(r.vals["c"]), "torch": med(r.vals["t"]), "ratio_arh_over_torch": med(r.ratios),
+                  "rounds": {"arh": r.vals["c"], "torch": r.vals["t"]}, "commands": r.cmd, "note": r.note,
+                  "torch_detail": r.raw["t"][-1] if r.raw["t"] else None}
+                 for r in rows],
+        "sampler_speedups": [{"measure": lb, "speedup": sp} for lb, sp in speed],
+        "per_place_sec": curves,
+        "xcheck": xcheck,
+        "table": lines,
+    }
+    with open(os.path.join(a.out, "bench.json"), "w") as f:
+        json.dump(out, f, indent=1)
+    fails = [x["name"] for x in (xcheck or []) if not x["pass"]]
+    return 1 if fails else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
