@@ -6,6 +6,8 @@ ABOUT
       - MADE (masked autoencoder; any depth and ordering; connectivity- and
         order-agnostic mask ensembles) and FVSBN (MADE without hidden layers),
       - NADE (binary) and RNADE (real-valued, mixtures of Gaussians),
+      - a Transformer decoder (multi-head causal self-attention) with
+        KV-cache decoding and temperature/top-k/top-p sampling,
     built on a core that is usable on its own:
       - an explicit-state random number generator,
       - float32 tensors (row-major, contiguous, batch-first, up to 4 dims)
@@ -108,7 +110,8 @@ TESTING
     training step allocates nothing after the first, and for every model:
     exact normalization (RNADE: the density integrates to 1), the
     autoregressive property, whole-model gradients, and that samples follow
-    the model's own probabilities.
+    the model's own probabilities; KV-cache decoding equals the full
+    forward pass at every position.
 
 LICENSE
     See the end of the file: MIT or public domain, your choice.
@@ -4349,7 +4352,8 @@ CHANGELOG
     0.1.0 (2026-11-23)  First release: RNG, tensors with reverse-mode
                         autodiff over cblas_sgemm, SGD/Adam/AdamW,
                         safetensors checkpoints, IDX/MNIST loading,
-                        gradient checking; MADE, FVSBN, NADE, RNADE.
+                        gradient checking; MADE, FVSBN, NADE, RNADE,
+                        Transformer decoder with a KV cache.
 
 LICENSE
 ------------------------------------------------------------------------------
