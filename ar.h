@@ -2902,6 +2902,8 @@ static void ar__err_path(char *err, const char *path)
     snprintf(err, AR_ERR_LEN, "%.100s: %.150s", path, msg);
 }
 
+
+
 /* Checks that order (if any) is a permutation of [0,D). */
 static ar_status ar__check_order(const int *order, int D, const char *who, char *err)
 {
@@ -3118,6 +3120,35 @@ done:
     if (s != AR_OK && path) ar__err_path(ps->err, path);
     ar_params_free(&st);
     ar_meta_free(&meta);
+    AR_FREE(buf);
+    return s;
+}
+
+/* The optional "order" of a checkpoint's metadata: *order stays NULL when
+   absent, else a new array of D ints (the caller frees it). */
+static ar_status ar__meta_order(const ar_meta *meta, int D, int **order, char *err)
+{
+    const char *s = ar_meta_get(meta, "order");
+    *order = NULL;
+    if (!s) return AR_OK;
+    if (!(*order = (int *)AR_MALLOC((size_t)D * sizeof(int)))) { ar__seterr(err, "out of memory"); return AR_ERR_NOMEM; }
+    if (ar__parse_ints(s, *order, D) == D) return AR_OK;
+    ar__seterr(err, "malformed order in __metadata__");
+    AR_FREE(*order);
+    *order = NULL;
+    return AR_ERR_FORMAT;
+}
+
+/* A model's load from a file: its in-memory load on the file's bytes, with
+   the path in any message. */
+typedef ar_status (*ar__load_mem_fn)(void *model, const unsigned char *buf, size_t len);
+static ar_status ar__load_file(void *model, char *err, const char *path, ar__load_mem_fn load)
+{
+    unsigned char *buf;
+    size_t len;
+    ar_status s;
+    if ((s = ar__read_file(path, &buf, &len, err)) != AR_OK) return s;
+    if ((s = load(model, buf, len)) != AR_OK) ar__err_path(err, path);
     AR_FREE(buf);
     return s;
 }
@@ -3539,15 +3570,8 @@ ARDEF ar_status ar_made_load_mem(ar_made *m, const unsigned char *buf, size_t le
         ar__seterr(m->err, "the configuration needs more parameters (or masks) than the file can hold");
         goto done;
     }
-    if (ar_meta_get(&meta, "order")) {
-        order = (int *)AR_MALLOC((size_t)D * sizeof(int));
-        if (!order) { s = AR_ERR_NOMEM; ar__seterr(m->err, "ar_made_load: out of memory"); goto done; }
-        if (ar__parse_ints(ar_meta_get(&meta, "order"), order, (int)D) != (int)D) {
-            ar__seterr(m->err, "malformed order in __metadata__");
-            goto done;
-        }
-        cfg.order = order;
-    }
+    if ((s = ar__meta_order(&meta, (int)D, &order, m->err)) != AR_OK) goto done;
+    cfg.order = order;
     if ((s = ar_made_init(&tmp, &cfg)) != AR_OK) {
         memcpy(m->err, tmp.err, AR_ERR_LEN);
         if (s != AR_ERR_NOMEM) s = AR_ERR_FORMAT;
@@ -3566,16 +3590,14 @@ done:
     return s;
 }
 
+static ar_status ar__made_load_mem(void *m, const unsigned char *buf, size_t len)
+{
+    return ar_made_load_mem((ar_made *)m, buf, len);
+}
+
 ARDEF ar_status ar_made_load(ar_made *m, const char *path)
 {
-    unsigned char *buf;
-    size_t len;
-    ar_status s;
-    if (!m) return AR_ERR_ARG;
-    if ((s = ar__read_file(path, &buf, &len, m->err)) != AR_OK) return s;
-    if ((s = ar_made_load_mem(m, buf, len)) != AR_OK) ar__err_path(m->err, path);
-    AR_FREE(buf);
-    return s;
+    return m ? ar__load_file(m, m->err, path, ar__made_load_mem) : AR_ERR_ARG;
 }
 
 /* ==== SECTION: models — NADE ============================================== */
@@ -3930,18 +3952,8 @@ ARDEF ar_status ar_nade_load_mem(ar_nade *m, const unsigned char *buf, size_t le
     }
     memset(&cfg, 0, sizeof cfg);
     cfg.D = (int)D; cfg.H = (int)H; cfg.K = (int)K; cfg.seed = seed;
-    if (ar_meta_get(&meta, "order")) {
-        if (!(order = (int *)AR_MALLOC((size_t)D * sizeof(int)))) {
-            s = AR_ERR_NOMEM;
-            ar__seterr(m->err, "ar_nade_load: out of memory");
-            goto done;
-        }
-        if (ar__parse_ints(ar_meta_get(&meta, "order"), order, (int)D) != (int)D) {
-            ar__seterr(m->err, "malformed order in __metadata__");
-            goto done;
-        }
-        cfg.order = order;
-    }
+    if ((s = ar__meta_order(&meta, (int)D, &order, m->err)) != AR_OK) goto done;
+    cfg.order = order;
     if ((s = ar_nade_init(&tmp, &cfg)) != AR_OK) {
         memcpy(m->err, tmp.err, AR_ERR_LEN);
         if (s != AR_ERR_NOMEM) s = AR_ERR_FORMAT;
@@ -3960,16 +3972,14 @@ done:
     return s;
 }
 
+static ar_status ar__nade_load_mem(void *m, const unsigned char *buf, size_t len)
+{
+    return ar_nade_load_mem((ar_nade *)m, buf, len);
+}
+
 ARDEF ar_status ar_nade_load(ar_nade *m, const char *path)
 {
-    unsigned char *buf;
-    size_t len;
-    ar_status s;
-    if (!m) return AR_ERR_ARG;
-    if ((s = ar__read_file(path, &buf, &len, m->err)) != AR_OK) return s;
-    if ((s = ar_nade_load_mem(m, buf, len)) != AR_OK) ar__err_path(m->err, path);
-    AR_FREE(buf);
-    return s;
+    return m ? ar__load_file(m, m->err, path, ar__nade_load_mem) : AR_ERR_ARG;
 }
 
 /* ==== SECTION: models — Transformer decoder =============================== */
