@@ -433,8 +433,9 @@ static int per_place(model_ctx *m, int naive, int warm, int reps, int bins, doub
             hook.on = m->nade ? 2 : 1;
             t0 = now();
             sample_fast(m);
-            hook.t[hook.n < HOOK_MAX ? hook.n : HOOK_MAX - 1] = now();
             hook.on = 0;
+            if (hook.n >= HOOK_MAX) { free(all); free(col); return -1; }
+            hook.t[hook.n] = now();
             stride = hook.n % D == 0 ? hook.n / D : 0;
             if (stride < 1) { free(all); free(col); return -1; }
             for (t = 0; t < D; t++) {
