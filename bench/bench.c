@@ -18,6 +18,8 @@
      train  M - 100 T r w            fwd + bwd + Adam, seconds per step
      sample M fast|naive B T r w [P] seconds per call drawing B samples
      perpos M fast|naive B T r w [P] seconds per sampled place, bins of 28
+     tfm    - cache|naive B T r w N  seconds to generate N tokens per sequence
+     tfmpos - cache|naive 1 T r w N  seconds per token, bins of 28 positions
      quit
    M is made | fvsbn | nade | rnade. "fast" is ar.h's own sampler; "naive"
    recomputes from scratch at every place: MADE D full passes through
@@ -603,6 +605,58 @@ static void xcheck(const char *dir)
     printf("wrote %s/index.json\n", dir);
 }
 
+/* ---- Transformer decoding: KV cache against full recomputation -----------------
+   The MNIST shape: 784 binary tokens behind a start token (V = 3), d 64,
+   4 heads, 2 layers. "naive" reruns ar_tfm_logits over the whole prefix
+   for every new token; "cache" is ar_tfm_step. */
+typedef struct { ar_tfm m; ar_graph g; int B, n, naive; int toks[784]; float scratch[8]; ar_rng r; } tfm_ctx;
+
+static tfm_ctx *get_tfm(void)
+{
+    static tfm_ctx *t;
+    if (!t) {
+        ar_tfm_cfg cfg = ar_tfm_default(3, 784);
+        int i;
+        t = (tfm_ctx *)xmalloc(sizeof *t);
+        if (ar_tfm_init(&t->m, &cfg) != AR_OK || ar_graph_init(&t->g, 0) != AR_OK) die("tfm", t->m.err);
+        ar_rng_seed(&t->r, 9);
+        for (i = 0; i < t->m.ps.n; i++) ar_init_uniform(t->m.ps.t[i], &t->r, -0.1f, 0.1f);
+        ar_graph_set_grad(&t->g, 0);
+    }
+    return t;
+}
+
+/* Generates n tokens for B sequences (naive: B = 1, its inputs kept in
+   toks); if stamps, the time after each token. */
+static void tfm_generate(tfm_ctx *t, double *stamps)
+{
+    ar_sampler smp = {1.0f, 0, 0.0f};
+    float logits[SMAX * 3];
+    int b, i, tok[SMAX];
+    ar_tfm_cache c;
+    if (t->naive && t->B != 1) die("tfm", "naive decoding is measured at batch 1");
+    if (!t->naive && ar_tfm_cache_init(&c, &t->m, t->B) != AR_OK) die("tfm", "cache");
+    for (b = 0; b < t->B; b++) tok[b] = 2; /* the start token */
+    for (i = 0; i < t->n; i++) {
+        const float *lg = logits;
+        if (t->naive) { /* inputs: start, then the tokens drawn so far */
+            ar_tensor *all;
+            t->toks[i] = tok[0];
+            ar_graph_reset(&t->g);
+            all = ar_tfm_logits(&t->m, &t->g, t->toks, 1, i + 1);
+            if (!all) die("tfm", t->g.err);
+            memcpy(logits, all->x + (size_t)i * 3, 3 * sizeof(float));
+        } else if (ar_tfm_step(&t->m, &c, tok, logits) != AR_OK) {
+            die("tfm", t->m.err);
+        }
+        for (b = 0; b < t->B; b++) tok[b] = ar_sample_logits(lg + b * 3, 3, &smp, &t->r, t->scratch);
+        if (stamps) stamps[i] = now();
+    }
+    if (!t->naive) ar_tfm_cache_free(&c);
+}
+
+static void tfm_run(void *ctx) { tfm_generate((tfm_ctx *)ctx, NULL); }
+
 /* ---- commands ---------------------------------------------------------------- */
 
 static void json_str(FILE *f, const char *s)
@@ -671,6 +725,31 @@ static int command(const char *line, FILE *f)
                 for (i = 0; i < nb; i++) fprintf(f, "%s%.4e", i ? "," : "", bins[i]);
                 fprintf(f, "]}");
             }
+        }
+    } else if ((!strcmp(task, "tfm") || !strcmp(task, "tfmpos")) && batch >= 1 && batch <= SMAX && places >= 1 &&
+               places <= 784) {
+        tfm_ctx *t = get_tfm();
+        t->B = batch;
+        t->n = places;
+        t->naive = !strcmp(algo, "naive");
+        if (!strcmp(task, "tfm")) {
+            fprintf(f, "{\"sec\":%.6e,\"tokens\":%d}", timeit(tfm_run, t, warm, reps), places);
+        } else { /* median per bin of 28 positions over reps */
+            static double st[785], bins[64][28];
+            int rr, i, nb = places / 28;
+            for (rr = 0; rr < warm; rr++) tfm_generate(t, NULL);
+            for (rr = 0; rr < reps && rr < 64; rr++) {
+                double t0 = now();
+                tfm_generate(t, st);
+                for (i = 0; i < nb; i++) bins[rr][i] = (st[28 * i + 27] - (i ? st[28 * i - 1] : t0)) / 28;
+            }
+            fprintf(f, "{\"bin\":28,\"places\":%d,\"sec\":[", nb * 28);
+            for (i = 0; i < nb; i++) {
+                double v[64];
+                for (rr = 0; rr < reps && rr < 64; rr++) v[rr] = bins[rr][i];
+                fprintf(f, "%s%.4e", i ? "," : "", median(v, rr));
+            }
+            fprintf(f, "]}");
         }
     } else {
         openblas_set_num_threads(prev);

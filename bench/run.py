@@ -145,6 +145,13 @@ def plan(quick, T):
                 add(Row("sample", f"{TITLE[m]}: naive sample B={B}, O(HD^2)", T, "samples/s",
                         c=f"sample {m} naive {B} {T} {1 if B == 100 or q else 3} {0 if B == 100 else 1}",
                         value=per_sec(B), key=f"naive_{m}_{B}"))
+    # Transformer decoding (ar.h only: no PyTorch peer for it yet)
+    n = 112
+    for B, algo in ((1, "cache"), (16, "cache"), (1, "naive")):
+        add(Row("sample", f"Transformer d64 4h 2L: {n} tokens, B={B}, " +
+                ("KV cache" if algo == "cache" else "prefix recomputed per token"), T, "tokens/s",
+                c=f"tfm - {algo} {B} {T} {1 if algo == 'naive' else (3 if q else 7)} {0 if algo == 'naive' else 1} {n}",
+                value=lambda res, B=B: B * res["tokens"] / res["sec"], key=f"tfm_{algo}_{B}"))
     return rows
 
 
@@ -160,6 +167,8 @@ def per_place_plan(quick, T):
     out.append(("ar.h made naive (D passes)", "c", f"perpos made naive 1 {T} {1 if quick else 3} {0 if quick else 1} {places}"))
     out.append(("ar.h nade naive O(HD^2)", "c", f"perpos nade naive 1 {T} {3 if quick else 5} 0"))
     out.append(("ar.h rnade naive O(HD^2)", "c", f"perpos rnade naive 1 {T} {3 if quick else 5} 0"))
+    out.append(("ar.h tfm KV cache", "c", f"tfmpos - cache 1 {T} {3 if quick else 7} 1 {D}"))
+    out.append(("ar.h tfm recompute", "c", f"tfmpos - naive 1 {T} 1 0 {112 if quick else 224}"))
     return out
 
 
@@ -189,8 +198,8 @@ def plot(curves, path):
         import matplotlib.pyplot as plt
     except ImportError:
         return "matplotlib missing (apt-get install python3-matplotlib): no PNG"
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.8), sharey=True)
-    groups = [("MADE / FVSBN", ("made", "fvsbn")), ("NADE / RNADE", ("nade", "rnade"))]
+    fig, axes = plt.subplots(1, 3, figsize=(17, 4.8), sharey=True)
+    groups = [("MADE / FVSBN", ("made", "fvsbn")), ("NADE / RNADE", ("nade", "rnade")), ("Transformer", ("tfm",))]
     for ax, (title, names) in zip(axes, groups):
         for name, c in curves.items():
             if c.get("sec") and name.split()[1] in names:
