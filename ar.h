@@ -92,7 +92,7 @@ FILE FORMAT
     (in bounds, contiguous, covering the data) and the file size, and copies
     into the parameters only when everything matched.
 
-    Model checkpoints carry "ar.model" (made, fvsbn, nade, rnade),
+    Model checkpoints carry "ar.model" (made, fvsbn, nade, rnade, transformer),
     "ar.version" and the configuration in __metadata__, so ar_<model>_load
     rebuilds the model the file describes.
 
@@ -584,6 +584,10 @@ ARDEF ar_tensor *ar_tfm_logits(ar_tfm *m, ar_graph *g, const int *tokens, int B,
 /* -log p(targets | inputs) per sequence [B] in nats; inputs are the targets
    shifted right behind a start token. All [B,n], borrowed until reset. */
 ARDEF ar_tensor *ar_tfm_nll(ar_tfm *m, ar_graph *g, const int *inputs, const int *targets, int B, int n);
+/* Weights and configuration; load as ar_made_load. */
+ARDEF ar_status ar_tfm_save(ar_tfm *m, const char *path);
+ARDEF ar_status ar_tfm_load(ar_tfm *m, const char *path);
+ARDEF ar_status ar_tfm_load_mem(ar_tfm *m, const unsigned char *buf, size_t len);
 ARDEF ar_status ar_tfm_cache_init(ar_tfm_cache *c, const ar_tfm *m, int B);
 ARDEF void ar_tfm_cache_free(ar_tfm_cache *c);
 /* Feeds tokens[B] at position c->len and writes the next-token logits
@@ -4120,6 +4124,87 @@ ARDEF ar_tensor *ar_tfm_logits(ar_tfm *m, ar_graph *g, const int *tokens, int B,
 ARDEF ar_tensor *ar_tfm_nll(ar_tfm *m, ar_graph *g, const int *inputs, const int *targets, int B, int n)
 {
     return ar_sum(g, ar_cross_entropy(g, ar_tfm_logits(m, g, inputs, B, n), targets), 1);
+}
+
+
+static const char *const ar__tfm_keys[7] = {"V", "T", "d", "heads", "layers", "ffn", "pos"};
+
+ARDEF ar_status ar_tfm_save(ar_tfm *m, const char *path)
+{
+    ar_meta meta;
+    char num[32];
+    int v[7], i;
+    ar_status s;
+    if (!m || !m->ps.x) return AR_ERR_ARG;
+    v[0] = m->cfg.V; v[1] = m->cfg.T; v[2] = m->cfg.d; v[3] = m->cfg.heads;
+    v[4] = m->cfg.layers; v[5] = m->cfg.ffn; v[6] = m->cfg.pos;
+    ar_meta_init(&meta);
+    s = ar_meta_set(&meta, "ar.model", "transformer");
+    if (s == AR_OK) s = ar_meta_set(&meta, "ar.version", ar_version());
+    for (i = 0; i < 7 && s == AR_OK; i++) {
+        snprintf(num, sizeof num, "%d", v[i]);
+        s = ar_meta_set(&meta, ar__tfm_keys[i], num);
+    }
+    snprintf(num, sizeof num, "%llu", (unsigned long long)m->cfg.seed);
+    if (s == AR_OK) s = ar_meta_set(&meta, "seed", num);
+    if (s != AR_OK) ar__seterr(m->err, "ar_tfm_save: out of memory");
+    else if ((s = ar_params_save(&m->ps, path, &meta)) != AR_OK) memcpy(m->err, m->ps.err, AR_ERR_LEN);
+    ar_meta_free(&meta);
+    return s;
+}
+
+ARDEF ar_status ar_tfm_load_mem(ar_tfm *m, const unsigned char *buf, size_t len)
+{
+    ar_meta meta;
+    ar_tfm_cfg cfg;
+    ar_tfm tmp;
+    uint64_t v[8];
+    size_t need;
+    int i;
+    ar_status s;
+    if (!m) return AR_ERR_ARG;
+    if ((s = ar__model_meta(buf, len, "transformer", NULL, &meta, m->err)) != AR_OK) return s;
+    s = AR_ERR_FORMAT;
+    for (i = 0; i < 7; i++)
+        if (!ar__meta_u64(&meta, ar__tfm_keys[i], &v[i]) || v[i] > (1 << 24)) break;
+    if (i < 7 || !ar__meta_u64(&meta, "seed", &v[7])) {
+        ar__seterr(m->err, "missing or malformed configuration in __metadata__");
+        goto done;
+    }
+    memset(&cfg, 0, sizeof cfg);
+    cfg.V = (int)v[0]; cfg.T = (int)v[1]; cfg.d = (int)v[2]; cfg.heads = (int)v[3];
+    cfg.layers = (int)v[4]; cfg.ffn = (int)v[5]; cfg.pos = (int)v[6]; cfg.seed = v[7];
+    /* at least the embeddings and one block's weights must be in the file */
+    need = (size_t)cfg.V * cfg.d + (size_t)cfg.layers * (4 * (size_t)cfg.d * cfg.d + 2 * (size_t)cfg.d * cfg.ffn);
+    if (!ar__fits(need, len) || (size_t)cfg.T * cfg.T / 16 > len) {
+        ar__seterr(m->err, "the configuration needs more parameters than the file holds");
+        goto done;
+    }
+    if ((s = ar_tfm_init(&tmp, &cfg)) != AR_OK) {
+        memcpy(m->err, tmp.err, AR_ERR_LEN);
+        if (s != AR_ERR_NOMEM) s = AR_ERR_FORMAT;
+        goto done;
+    }
+    if ((s = ar_params_load_mem(&tmp.ps, buf, len, NULL)) != AR_OK) {
+        memcpy(m->err, tmp.ps.err, AR_ERR_LEN);
+        ar_tfm_free(&tmp);
+        goto done;
+    }
+    ar_tfm_free(m);
+    *m = tmp;
+done:
+    ar_meta_free(&meta);
+    return s;
+}
+
+static ar_status ar__tfm_load_mem(void *m, const unsigned char *buf, size_t len)
+{
+    return ar_tfm_load_mem((ar_tfm *)m, buf, len);
+}
+
+ARDEF ar_status ar_tfm_load(ar_tfm *m, const char *path)
+{
+    return m ? ar__load_file(m, m->err, path, ar__tfm_load_mem) : AR_ERR_ARG;
 }
 
 ARDEF ar_status ar_tfm_cache_init(ar_tfm_cache *c, const ar_tfm *m, int B)

@@ -1,4 +1,5 @@
-/* Train MADE, FVSBN, NADE or RNADE on MNIST, report test NLL, write samples.
+/* Train MADE, FVSBN, NADE, RNADE or a Transformer on MNIST, report test NLL,
+   write samples.
 
    train [--model made|fvsbn|nade|rnade] [--hidden 500[,500...]] [--masks K]
          [--components K]
@@ -54,31 +55,78 @@ static int hex_rng(const char *s, ar_rng *r)
 }
 
 /* The models share one shape of API; this picks the one being trained. */
-typedef struct { int nade; ar_made made; ar_nade nd; } ex_model;
+/* The models share one shape of API; this picks the one being trained.
+   The Transformer reads pixels as tokens 0/1 behind a start token 2. */
+enum { M_MADE, M_NADE, M_TFM };
+typedef struct { int kind; ar_made made; ar_nade nd; ar_tfm tf; } ex_model;
 
-static ar_params *m_params(ex_model *m) { return m->nade ? &m->nd.ps : &m->made.ps; }
-static const char *m_err(ex_model *m) { return m->nade ? m->nd.err : m->made.err; }
-static int m_D(ex_model *m) { return m->nade ? m->nd.cfg.D : m->made.cfg.D; }
+static ar_params *m_params(ex_model *m)
+{
+    return m->kind == M_TFM ? &m->tf.ps : m->kind == M_NADE ? &m->nd.ps : &m->made.ps;
+}
+static const char *m_err(ex_model *m) { return m->kind == M_TFM ? m->tf.err : m->kind == M_NADE ? m->nd.err : m->made.err; }
+static int m_D(ex_model *m) { return m->kind == M_TFM ? m->tf.cfg.T : m->kind == M_NADE ? m->nd.cfg.D : m->made.cfg.D; }
 static ar_tensor *m_nll(ex_model *m, ar_graph *g, const float *x, int N)
 {
-    return m->nade ? ar_nade_nll(&m->nd, g, x, N) : ar_made_nll(&m->made, g, x, N);
+    if (m->kind == M_TFM) { /* tokens live in the arena until the next reset */
+        int D = m->tf.cfg.T, *in = (int *)ar_graph_alloc(g, 2 * (size_t)N * D * sizeof(int)), *tg = in + (size_t)N * D;
+        size_t k;
+        if (!in) return NULL;
+        for (k = 0; k < (size_t)N * D; k++) {
+            tg[k] = x[k] != 0;
+            in[k] = k % D ? tg[k - 1] : 2;
+        }
+        return ar_tfm_nll(&m->tf, g, in, tg, N, D);
+    }
+    return m->kind == M_NADE ? ar_nade_nll(&m->nd, g, x, N) : ar_made_nll(&m->made, g, x, N);
 }
 static ar_status m_log_prob(ex_model *m, ar_graph *g, const float *x, int N, float *out)
 {
-    return m->nade ? ar_nade_log_prob(&m->nd, g, x, N, out) : ar_made_log_prob(&m->made, g, x, N, out);
+    if (m->kind == M_TFM) {
+        ar_tensor *nll;
+        int n;
+        ar_graph_set_grad(g, 0);
+        nll = m_nll(m, g, x, N);
+        ar_graph_set_grad(g, 1);
+        if (!nll) return g->status;
+        for (n = 0; n < N; n++) out[n] = -nll->x[n];
+        return AR_OK;
+    }
+    return m->kind == M_NADE ? ar_nade_log_prob(&m->nd, g, x, N, out) : ar_made_log_prob(&m->made, g, x, N, out);
 }
-static ar_status m_sample(ex_model *m, ar_graph *g, int N, ar_rng *r, float *x, float *probs)
+/* N samples into x; for the Transformer the first n_given pixels of each
+   come from given (completion) and probs is left alone. */
+static ar_status m_sample(ex_model *m, ar_graph *g, int N, ar_rng *r, float *x, float *probs, const float *given,
+                          int n_given)
 {
-    return m->nade ? ar_nade_sample(&m->nd, g, N, r, 1.0f, NULL, NULL, x, probs)
-                   : ar_made_sample(&m->made, g, N, r, 1.0f, NULL, NULL, x, probs);
+    if (m->kind == M_TFM) {
+        int D = m->tf.cfg.T, *tok = (int *)malloc(sizeof(int) * (size_t)N * D * 2), *pre = tok + (size_t)N * D;
+        ar_sampler smp = {1.0f, 0, 0.0f};
+        ar_tfm_cache c;
+        ar_status s;
+        size_t k;
+        int n, t;
+        if (!tok || ar_tfm_cache_init(&c, &m->tf, N) != AR_OK) { free(tok); return AR_ERR_NOMEM; }
+        for (n = 0; n < N; n++)
+            for (t = 0; t < n_given; t++) pre[(size_t)n * n_given + t] = given[(size_t)n * D + t] != 0;
+        s = ar_tfm_sample(&m->tf, &c, D, 2, n_given ? pre : NULL, n_given, &smp, r, tok);
+        for (k = 0; s == AR_OK && k < (size_t)N * D; k++) x[k] = (float)tok[k];
+        ar_tfm_cache_free(&c);
+        free(tok);
+        return s;
+    }
+    return m->kind == M_NADE ? ar_nade_sample(&m->nd, g, N, r, 1.0f, NULL, NULL, x, probs)
+                             : ar_made_sample(&m->made, g, N, r, 1.0f, NULL, NULL, x, probs);
 }
 static ar_status m_save(ex_model *m, const char *path)
 {
-    return m->nade ? ar_nade_save(&m->nd, path) : ar_made_save(&m->made, path);
+    return m->kind == M_TFM ? ar_tfm_save(&m->tf, path) : m->kind == M_NADE ? ar_nade_save(&m->nd, path)
+                                                                             : ar_made_save(&m->made, path);
 }
 static ar_status m_load(ex_model *m, const char *path)
 {
-    return m->nade ? ar_nade_load(&m->nd, path) : ar_made_load(&m->made, path);
+    return m->kind == M_TFM ? ar_tfm_load(&m->tf, path) : m->kind == M_NADE ? ar_nade_load(&m->nd, path)
+                                                                             : ar_made_load(&m->made, path);
 }
 /* ---- RNADE's data: dequantize, then logit ---------------------------------- */
 #define LAMBDA 1e-6
@@ -102,7 +150,7 @@ static void from_logit(float *v, size_t n)
     for (i = 0; i < n; i++) v[i] = (float)((1 / (1 + exp(-(double)v[i])) - LAMBDA) / (1 - 2 * LAMBDA));
 }
 
-static float *m_out_bias(ex_model *m) { return m->nade ? m->nd.b->x : m->made.c->x; }
+static float *m_out_bias(ex_model *m) { return m->kind == M_NADE ? m->nd.b->x : m->made.c->x; }
 
 static double evaluate(ex_model *m, ar_graph *g, const float *x, int n, int batch, int ensemble)
 {
@@ -135,7 +183,8 @@ int main(int argc, char **argv)
 {
     const char *model = ex_arg(argc, argv, "--model", "made"), *dir = ex_arg(argc, argv, "--data", ".data/mnist");
     const char *out = ex_arg(argc, argv, "--out", "."), *hidden = ex_arg(argc, argv, "--hidden", "500");
-    int epochs = (int)ex_num(argc, argv, "--epochs", 20), batch = (int)ex_num(argc, argv, "--batch", 100);
+    int tfm = !strcmp(model, "tfm"), eval_batch = tfm ? 8 : 500; /* attention over 784 positions is memory-hungry */
+    int epochs = (int)ex_num(argc, argv, "--epochs", 20), batch = (int)ex_num(argc, argv, "--batch", tfm ? 16 : 100);
     int components = (int)ex_num(argc, argv, "--components", 10), real;
     double logdet_valid = 0, logdet_test = 0;
     int patience = (int)ex_num(argc, argv, "--patience", 10), n_masks = (int)ex_num(argc, argv, "--masks", 1);
@@ -156,8 +205,10 @@ int main(int argc, char **argv)
     int *perm, epoch, i, bad = 0, D;
     double best = 1e30, t0 = ex_now(), nll_test;
     if (ex_flag(argc, argv, "--help") ||
-        (strcmp(model, "made") && strcmp(model, "fvsbn") && strcmp(model, "nade") && strcmp(model, "rnade"))) {
-        fprintf(stderr, "usage: %s [--model made|fvsbn|nade|rnade] [--components K] [--hidden 500[,500]] [--masks K] [--order-agnostic] [--direct|--no-direct]\n"
+        (strcmp(model, "made") && strcmp(model, "fvsbn") && strcmp(model, "nade") && strcmp(model, "rnade") &&
+         strcmp(model, "tfm"))) {
+        fprintf(stderr, "usage: %s [--model made|fvsbn|nade|rnade|tfm] [--components K] [--hidden 500[,500]] [--masks K] [--order-agnostic] [--direct|--no-direct]\n"
+                        "          [--d 64] [--heads 4] [--layers 2] [--ffn 256] [--pos learned|sinusoidal] (tfm)\n"
                         "          [--epochs E] [--batch B] [--lr LR] [--wd L2] [--patience P] [--seed S] [--data DIR] [--out DIR] [--resume] [--max-steps N]\n",
                 argv[0]);
         return 2;
@@ -192,15 +243,24 @@ int main(int argc, char **argv)
     ncfg.H = atoi(hidden);
     ncfg.seed = seed;
     memset(&m, 0, sizeof m);
-    m.nade = !strcmp(model, "nade") || real;
+    m.kind = !strcmp(model, "tfm") ? M_TFM : !strcmp(model, "nade") || real ? M_NADE : M_MADE;
     snprintf(ckpt, sizeof ckpt, "%s/%s.safetensors", out, model);
     snprintf(last, sizeof last, "%s/%s-last.safetensors", out, model);
     snprintf(lastopt, sizeof lastopt, "%s/%s-last.opt.safetensors", out, model);
-    if ((m.nade ? ar_nade_init(&m.nd, &ncfg) : ar_made_init(&m.made, &cfg)) != AR_OK) {
+    if (m.kind == M_TFM) {
+        ar_tfm_cfg tc = ar_tfm_default(3, D);
+        tc.d = (int)ex_num(argc, argv, "--d", tc.d);
+        tc.heads = (int)ex_num(argc, argv, "--heads", tc.heads);
+        tc.layers = (int)ex_num(argc, argv, "--layers", tc.layers);
+        tc.ffn = (int)ex_num(argc, argv, "--ffn", tc.ffn);
+        tc.pos = strcmp(ex_arg(argc, argv, "--pos", "learned"), "sinusoidal") ? AR_POS_LEARNED : AR_POS_SINUSOIDAL;
+        tc.seed = seed;
+        if (ar_tfm_init(&m.tf, &tc) != AR_OK) { fprintf(stderr, "%s\n", m.tf.err); return 1; }
+    } else if ((m.kind == M_NADE ? ar_nade_init(&m.nd, &ncfg) : ar_made_init(&m.made, &cfg)) != AR_OK) {
         fprintf(stderr, "%s\n", m_err(&m));
         return 1;
     }
-    if (!real) { /* output biases at the data's pixel marginals: training starts near 206 nats, not 543 */
+    if (!real && m.kind != M_TFM) { /* output biases at the data's pixel marginals: training starts near 206 nats, not 543 */
         int d, k;
         for (d = 0; d < D; d++) {
             double p = 0;
@@ -242,7 +302,8 @@ int main(int argc, char **argv)
     xb = (float *)malloc(sizeof(float) * (size_t)batch * D);
     perm = (int *)malloc(sizeof(int) * (size_t)data.n_train);
     printf("%s: D=%d hidden=%s masks=%d%s%s, %zu parameters, %d train / %d valid / %d test, batch %d, Adam lr %g\n",
-           model, D, m.nade || cfg.n_hidden ? hidden : "-", m.nade ? 1 : cfg.n_masks, cfg.direct ? ", direct" : "",
+           model, D, m.kind != M_MADE || cfg.n_hidden ? hidden : "-", m.kind != M_MADE ? 1 : cfg.n_masks,
+           cfg.direct ? ", direct" : "",
            cfg.order_agnostic ? ", order-agnostic" : "", m_params(&m)->total, data.n_train, data.n_valid, data.n_test,
            batch, (double)lr);
     for (epoch = start_epoch; epoch <= epochs && bad < patience; epoch++) {
@@ -259,7 +320,7 @@ int main(int argc, char **argv)
                 if (real) train -= to_logit(src, xb + (size_t)k * D, (size_t)D, &steprng) / batch;
                 else memcpy(xb + (size_t)k * D, src, sizeof(float) * D);
             }
-            if (!m.nade && cfg.n_masks > 1)
+            if (m.kind == M_MADE && cfg.n_masks > 1)
                 ar_made_set_mask(&m.made, (int)ar_rng_below(&steprng, (uint32_t)cfg.n_masks));
             ar_graph_reset(&g);
             nll = m_nll(&m, &g, xb, batch);
@@ -299,7 +360,7 @@ int main(int argc, char **argv)
             printf("interrupted in epoch %d: saved %s and %s (continue with --resume)\n", epoch, last, lastopt);
             return 130;
         }
-        valid = evaluate(&m, &g, data.valid, data.n_valid, 500, 0) - logdet_valid; /* NLL of x, not y */
+        valid = evaluate(&m, &g, data.valid, data.n_valid, eval_batch, 0) - logdet_valid; /* NLL of x, not y */
         if (valid < best) {
             best = valid;
             bad = 0;
@@ -315,7 +376,7 @@ int main(int argc, char **argv)
     remove(last); /* finished: an old interrupted state must not be resumed */
     remove(lastopt);
     if (m_load(&m, ckpt) != AR_OK) { fprintf(stderr, "%s\n", m_err(&m)); return 1; }
-    nll_test = evaluate(&m, &g, data.test, data.n_test, 500, 1) - logdet_test;
+    nll_test = evaluate(&m, &g, data.test, data.n_test, eval_batch, 1) - logdet_test;
     if (best == 1e30) best = NAN; /* no epoch ran (--epochs 0): nothing validated */
     if (real)
         printf("test log-likelihood %.2f nats per example of dequantized x in [0,1]^%d; "
@@ -323,14 +384,20 @@ int main(int argc, char **argv)
                -nll_test, D, (nll_test + D * log(256.0)) / (D * 0.69314718055994531), best, ex_now() - t0);
     else
         printf("test NLL %.2f nats per example, %.4f bits/dim (%s, %d mask%s, best valid %.2f, %.0fs)\n", nll_test,
-               nll_test / (D * 0.69314718055994531), model, m.nade ? 1 : cfg.n_masks,
-               !m.nade && cfg.n_masks > 1 ? "s in the ensemble" : "", best, ex_now() - t0);
+               nll_test / (D * 0.69314718055994531), model, m.kind != M_MADE ? 1 : cfg.n_masks,
+               m.kind == M_MADE && cfg.n_masks > 1 ? "s in the ensemble" : "", best, ex_now() - t0);
     samples = (float *)malloc(sizeof(float) * 100 * D);
     probs = (float *)malloc(sizeof(float) * 100 * D);
     ar_graph_reset(&g);
-    if (m_sample(&m, &g, 100, &rng, samples, probs) != AR_OK) {
-        fprintf(stderr, "sampling: %s\n", g.err);
+    if (m_sample(&m, &g, 100, &rng, samples, probs, NULL, 0) != AR_OK) {
+        fprintf(stderr, "sampling: %s %s\n", g.err, m_err(&m));
         return 1;
+    }
+    if (m.kind == M_TFM) { /* completion: the top half of 100 test digits given, the rest drawn */
+        if (m_sample(&m, &g, 100, &rng, probs, NULL, data.test, D / 2) != AR_OK) {
+            fprintf(stderr, "completion: %s\n", m_err(&m));
+            return 1;
+        }
     }
     if (real) {
         from_logit(samples, (size_t)100 * D);
@@ -339,13 +406,14 @@ int main(int argc, char **argv)
     snprintf(png, sizeof png, "%s/%s-samples.png", out, model);
     if (ex_write_grid(png, samples, 100, data.rows, data.cols, 10)) fprintf(stderr, "cannot write %s\n", png);
     else printf("wrote %s\n", png);
-    snprintf(png, sizeof png, "%s/%s-probs.png", out, model);
+    snprintf(png, sizeof png, "%s/%s-%s.png", out, model, m.kind == M_TFM ? "completions" : "probs");
     if (ex_write_grid(png, probs, 100, data.rows, data.cols, 10)) fprintf(stderr, "cannot write %s\n", png);
     else printf("wrote %s\n", png);
     free(samples); free(probs); free(xb); free(perm);
     ar_graph_free(&g);
     ar_made_free(&m.made);
     ar_nade_free(&m.nd);
+    ar_tfm_free(&m.tf);
     ar_mnist_free(&data);
     return 0;
 }

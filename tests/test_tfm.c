@@ -212,6 +212,31 @@ static void test_tfm_sample(void)
     ar_tfm_free(&m);
 }
 
+static void test_tfm_checkpoint(void)
+{
+    const char *path = "/tmp/ar_test_tfm.safetensors";
+    int tok[2 * 5] = {0, 1, 2, 1, 0, 2, 2, 1, 0, 1};
+    ar_tfm a, b;
+    ar_nade wrong;
+    ar_graph g;
+    ar_tensor *la, *lb;
+    CHECK(make_tfm(&a, 3, 5, 8, 2, 2, AR_POS_SINUSOIDAL, 31, 0.3f));
+    CHECK(ar_tfm_save(&a, path) == AR_OK);
+    memset(&b, 0, sizeof b);
+    memset(&wrong, 0, sizeof wrong);
+    CHECK_MSG(ar_tfm_load(&b, path) == AR_OK, "%s", b.err);
+    CHECK(b.cfg.layers == 2 && b.cfg.pos == AR_POS_SINUSOIDAL && b.cfg.d == 8);
+    CHECK(ar_graph_init(&g, 0) == AR_OK);
+    la = ar_tfm_logits(&a, &g, tok, 2, 5);
+    lb = ar_tfm_logits(&b, &g, tok, 2, 5);
+    CHECK(la && lb && memcmp(la->x, lb->x, la->n * sizeof(float)) == 0);
+    CHECK(ar_nade_load(&wrong, path) == AR_ERR_FORMAT && strstr(wrong.err, "ar.model = transformer"));
+    remove(path);
+    ar_graph_free(&g);
+    ar_tfm_free(&a);
+    ar_tfm_free(&b);
+}
+
 void tests_tfm(void)
 {
     t_run("tfm/gradcheck", test_tfm_gradcheck);
@@ -220,4 +245,5 @@ void tests_tfm(void)
     t_run("tfm/cache_equals_full", test_tfm_cache_equals_full);
     t_run("tfm/sampler", test_sampler);
     t_run("tfm/sample", test_tfm_sample);
+    t_run("tfm/checkpoint", test_tfm_checkpoint);
 }

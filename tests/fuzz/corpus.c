@@ -107,6 +107,17 @@ int main(int argc, char **argv)
     buf = slurp(tmp, &len);
     put3(dir, "model", "nade", buf, len);
     free(buf);
+    {
+        ar_tfm t;
+        ar_tfm_cfg tc = ar_tfm_default(3, 6);
+        tc.d = 4; tc.heads = 2; tc.layers = 1; tc.ffn = 5;
+        ar_tfm_init(&t, &tc);
+        ar_tfm_save(&t, tmp);
+        ar_tfm_free(&t);
+        buf = slurp(tmp, &len);
+        put3(dir, "model", "transformer", buf, len);
+        free(buf);
+    }
     remove(tmp);
     return 0;
 }

@@ -44,7 +44,7 @@ static int fuzz_idx(const uint8_t *data, size_t size)
     return 0;
 }
 
-/* Model checkpoints: made/fvsbn/nade/rnade, then a likelihood if small. */
+/* Model checkpoints: made/fvsbn/nade/rnade/transformer, then a likelihood if small. */
 static int fuzz_model(const uint8_t *data, size_t size)
 {
     ar_made m;
@@ -63,6 +63,15 @@ static int fuzz_model(const uint8_t *data, size_t size)
     ar_graph_reset(&g);
     if (ar_nade_load_mem(&n, data, size) == AR_OK && n.cfg.D <= 64)
         FUZZ_CHECK(ar_nade_log_prob(&n, &g, x, 1, lp) == AR_OK || g.status == AR_ERR_NOMEM);
+    ar_graph_reset(&g);
+    {
+        ar_tfm t;
+        int tok[4] = {0, 0, 0, 0};
+        memset(&t, 0, sizeof t);
+        if (ar_tfm_load_mem(&t, data, size) == AR_OK && t.cfg.T >= 4 && t.cfg.V >= 1)
+            FUZZ_CHECK(ar_tfm_logits(&t, &g, tok, 1, 4) != NULL || g.status == AR_ERR_NOMEM);
+        ar_tfm_free(&t);
+    }
     ar_made_free(&m);
     ar_nade_free(&n);
     ar_graph_free(&g);
