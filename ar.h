@@ -193,6 +193,7 @@ ARDEF void ar_rng_shuffle(ar_rng *r, int *a, int n);
     X(SIGMOID, sigmoid) X(TANH, tanh) X(RELU, relu) X(GELU, gelu)              \
     X(SOFTPLUS, softplus) X(EXP, exp) X(LOG, log) X(LOG_SIGMOID, log_sigmoid)  \
     X(SOFTMAX, softmax) X(LOG_SOFTMAX, log_softmax) X(LOGSUMEXP, logsumexp)    \
+    X(CAUSAL_SOFTMAX, causal_softmax)                                          \
     X(LAYERNORM, layernorm) X(EMBEDDING, embedding) X(SLICE, slice)            \
     X(CONCAT, concat) X(RESHAPE, reshape) X(PERMUTE, permute)                  \
     X(MASKED_FILL, masked_fill)                                                \
@@ -283,6 +284,9 @@ ARDEF ar_tensor *ar_log_sigmoid(ar_graph *g, ar_tensor *x);
 ARDEF ar_tensor *ar_softmax(ar_graph *g, ar_tensor *x);
 ARDEF ar_tensor *ar_log_softmax(ar_graph *g, ar_tensor *x);
 ARDEF ar_tensor *ar_logsumexp(ar_graph *g, ar_tensor *x); /* [...,C] -> [...] */
+/* Attention weights in one pass: x[...,T,T] -> softmax over j <= t of
+   scale * x[...,t,j], and 0 for j > t (scale, causal mask and softmax fused). */
+ARDEF ar_tensor *ar_causal_softmax(ar_graph *g, ar_tensor *x, float scale);
 /* x[...,C], gain[C] and bias[C] each optional (NULL) */
 ARDEF ar_tensor *ar_layernorm(ar_graph *g, ar_tensor *x, ar_tensor *gain, ar_tensor *bias, float eps);
 /* W[V,C], ids of shape `shape` with values in [0,V) -> [shape..., C] */
@@ -565,7 +569,6 @@ typedef struct ar_tfm {
     ar_tfm_layer L[AR_TFM_MAX_LAYERS];
     ar_tensor *lnfg, *lnfb, *Wout, *bout; /* head [V,d], [V] */
     float *sinus;                       /* owns: [T,d] sinusoidal table or NULL */
-    float *causal;                      /* owns: [T,T] mask, 1 where j <= t */
     char err[AR_ERR_LEN];
 } ar_tfm;
 
@@ -1460,6 +1463,50 @@ static void ar__rowwise_bwd(ar_tensor *t)
 ARDEF ar_tensor *ar_softmax(ar_graph *g, ar_tensor *x) { return ar__rowwise(g, AR_OP_SOFTMAX, x); }
 ARDEF ar_tensor *ar_log_softmax(ar_graph *g, ar_tensor *x) { return ar__rowwise(g, AR_OP_LOG_SOFTMAX, x); }
 ARDEF ar_tensor *ar_logsumexp(ar_graph *g, ar_tensor *x) { return ar__rowwise(g, AR_OP_LOGSUMEXP, x); }
+
+/* ---- causal softmax: scale, mask j > t and softmax in one pass ----------- */
+
+ARDEF ar_tensor *ar_causal_softmax(ar_graph *g, ar_tensor *x, float scale)
+{
+    ar_tensor *t;
+    int T;
+    size_t r, j;
+    if (!ar__check(g, "ar_causal_softmax", x, NULL, 1)) return NULL;
+    if (x->nd < 2 || x->shape[x->nd - 1] != x->shape[x->nd - 2]) {
+        ar__fail(g, AR_ERR_SHAPE, "ar_causal_softmax: need [...,T,T] scores");
+        return NULL;
+    }
+    t = ar__node(g, AR_OP_CAUSAL_SOFTMAX, x->nd, x->shape, x, NULL, NULL, NULL);
+    if (!t) return NULL;
+    t->fp[0] = scale;
+    T = AR__LAST(x);
+    for (r = 0; r < AR__ROWS(x); r++) { /* row r is query position r % T: keys 0..r%T */
+        const float *xr = x->x + r * T;
+        float *y = t->x + r * T, m = -INFINITY;
+        size_t n = r % (size_t)T + 1;
+        double s = 0;
+        for (j = 0; j < n; j++) m = scale * xr[j] > m ? scale * xr[j] : m;
+        for (j = 0; j < n; j++) s += ar__expf(scale * xr[j] - m);
+        for (j = 0; j < n; j++) y[j] = (float)(ar__expf(scale * xr[j] - m) / s);
+        for (j = n; j < (size_t)T; j++) y[j] = 0;
+    }
+    return t;
+}
+
+static void ar__causal_softmax_bwd(ar_tensor *t)
+{
+    ar_tensor *x = t->src[0];
+    int T = AR__LAST(x);
+    size_t r, j;
+    for (r = 0; r < AR__ROWS(x); r++) { /* dx = scale y (dy - <dy,y>) over the kept keys */
+        const float *y = t->x + r * T, *dy = t->g + r * T;
+        float *dx = x->g + r * T;
+        size_t n = r % (size_t)T + 1;
+        double s = 0;
+        for (j = 0; j < n; j++) s += dy[j] * y[j];
+        for (j = 0; j < n; j++) dx[j] += t->fp[0] * y[j] * (dy[j] - (float)s);
+    }
+}
 
 /* ---- layernorm over the last axis --------------------------------------- */
 
@@ -4008,7 +4055,6 @@ ARDEF void ar_tfm_free(ar_tfm *m)
     if (!m) return;
     ar_params_free(&m->ps);
     AR_FREE(m->sinus);
-    AR_FREE(m->causal);
     memset(m, 0, sizeof *m);
 }
 
@@ -4057,13 +4103,10 @@ ARDEF ar_status ar_tfm_init(ar_tfm *m, const ar_tfm_cfg *cfg)
     AR__P1(m->bout, "head.b", cfg->V);
 #undef AR__P1
 #undef AR__P2
-    m->causal = (float *)AR_MALLOC((size_t)cfg->T * cfg->T * sizeof(float));
     if (cfg->pos == AR_POS_SINUSOIDAL) m->sinus = (float *)AR_MALLOC((size_t)cfg->T * cfg->d * sizeof(float));
     if (!m->tok || (cfg->pos == AR_POS_LEARNED && !m->pos) || !m->lnfg || !m->lnfb || !m->Wout || !m->bout ||
-        !m->causal || (cfg->pos == AR_POS_SINUSOIDAL && !m->sinus) || ar_params_alloc(&m->ps) != AR_OK)
+        (cfg->pos == AR_POS_SINUSOIDAL && !m->sinus) || ar_params_alloc(&m->ps) != AR_OK)
         goto nomem;
-    for (t = 0; t < cfg->T; t++)
-        for (j = 0; j < cfg->T; j++) m->causal[(size_t)t * cfg->T + j] = (float)(j <= t);
     for (t = 0; m->sinus && t < cfg->T; t++) /* sin on even, cos on odd features */
         for (j = 0; j < cfg->d; j++) {
             double f = pow(10000.0, -(double)(j - j % 2) / cfg->d);
@@ -4085,8 +4128,7 @@ nomem:
 
 ARDEF ar_tensor *ar_tfm_logits(ar_tfm *m, ar_graph *g, const int *tokens, int B, int n)
 {
-    int d, H, dh, l, t, j, s3[3], s4[4], perm[4] = {0, 2, 1, 3};
-    float *mask;
+    int d, H, dh, l, s3[3], s4[4], perm[4] = {0, 2, 1, 3};
     ar_tensor *x;
     if (!ar__check(g, "ar_tfm_logits", NULL, NULL, 0)) return NULL;
     if (!m || !m->ps.x || !tokens || B < 1 || n < 1 || n > m->cfg.T) {
@@ -4095,10 +4137,6 @@ ARDEF ar_tensor *ar_tfm_logits(ar_tfm *m, ar_graph *g, const int *tokens, int B,
         return NULL;
     }
     d = m->cfg.d; H = m->cfg.heads; dh = d / H;
-    mask = (float *)ar_graph_alloc(g, (size_t)n * n * sizeof(float)); /* the top-left n x n of the causal mask */
-    if (!mask) { ar__fail(g, AR_ERR_NOMEM, "ar_tfm_logits: out of memory"); return NULL; }
-    for (t = 0; t < n; t++)
-        for (j = 0; j < n; j++) mask[(size_t)t * n + j] = (float)(j <= t);
     s3[0] = B; s3[1] = n;
     x = ar_embedding(g, m->tok, tokens, 2, s3);
     s3[0] = n; s3[1] = d;
@@ -4111,8 +4149,7 @@ ARDEF ar_tensor *ar_tfm_logits(ar_tfm *m, ar_graph *g, const int *tokens, int B,
         ar_tensor *q = ar_permute(g, ar_reshape(g, ar_slice(g, h, 2, 0, d), 4, s4), perm);         /* [B,H,n,dh] */
         ar_tensor *k = ar_permute(g, ar_reshape(g, ar_slice(g, h, 2, d, d), 4, s4), perm);
         ar_tensor *v = ar_permute(g, ar_reshape(g, ar_slice(g, h, 2, 2 * d, d), 4, s4), perm);
-        ar_tensor *a = ar_scale(g, ar_matmul(g, q, k, 0, 1), 1.0f / sqrtf((float)dh));              /* [B,H,n,n] */
-        a = ar_softmax(g, ar_masked_fill(g, a, mask, (size_t)n * n, -INFINITY));
+        ar_tensor *a = ar_causal_softmax(g, ar_matmul(g, q, k, 0, 1), 1.0f / sqrtf((float)dh));     /* [B,H,n,n] */
         a = ar_reshape(g, ar_permute(g, ar_matmul(g, a, v, 0, 0), perm), 3, s3);                    /* [B,n,d] */
         x = ar_add(g, x, ar_linear(g, a, L->Wo, L->bo));
         h = ar_gelu(g, ar_linear(g, ar_layernorm(g, x, L->ln2g, L->ln2b, 1e-5f), L->W1, L->b1));
@@ -4176,7 +4213,7 @@ ARDEF ar_status ar_tfm_load_mem(ar_tfm *m, const unsigned char *buf, size_t len)
     cfg.layers = (int)v[4]; cfg.ffn = (int)v[5]; cfg.pos = (int)v[6]; cfg.seed = v[7];
     /* at least the embeddings and one block's weights must be in the file */
     need = (size_t)cfg.V * cfg.d + (size_t)cfg.layers * (4 * (size_t)cfg.d * cfg.d + 2 * (size_t)cfg.d * cfg.ffn);
-    if (!ar__fits(need, len) || (size_t)cfg.T * cfg.T / 16 > len) {
+    if (!ar__fits(need, len) || (size_t)cfg.T * cfg.d > len) { /* sinusoidal table [T,d] */
         ar__seterr(m->err, "the configuration needs more parameters than the file holds");
         goto done;
     }

@@ -87,6 +87,7 @@ static const gc_case cases[] = {
     {AR_OP_SOFTMAX, "masked_rows", 1, {3}, {{2, 3, 5}}, -1, 1},
     {AR_OP_LOG_SOFTMAX, "masked_rows", 1, {3}, {{2, 3, 5}}, -1, 1},
     {AR_OP_LOGSUMEXP, "masked_rows", 1, {3}, {{2, 3, 5}}, -1, 1},
+    {AR_OP_CAUSAL_SOFTMAX, "", 1, {4}, {{2, 2, 4, 4}}, -2, 2},
     {AR_OP_BCE_LOGITS, "", 1, {2}, {{3, 5}}, -3, 3},
     {AR_OP_BCE_LOGITS, "3d", 1, {3}, {{2, 2, 4}}, -3, 3},
     {AR_OP_CROSS_ENTROPY, "", 1, {3}, {{2, 3, 6}}, -2, 2},
@@ -135,6 +136,7 @@ static ar_tensor *gc_loss(ar_graph *g, void *ctx)
             y = ar_masked_fill(g, ar_masked_fill(g, y, k->mask, 5, 0), k->rmask, 15, 0);
         if (c->what[0] && c->op == AR_OP_LOGSUMEXP) y = ar_masked_fill(g, y, k->rmask + 15, 3, 0);
         break;
+    case AR_OP_CAUSAL_SOFTMAX: y = ar_causal_softmax(g, a, 0.7f); break;
     case AR_OP_LAYERNORM:
         y = !strcmp(c->what, "bias_only") ? ar_layernorm(g, a, NULL, b, 1e-5f) : ar_layernorm(g, a, b, k->p[2], 1e-5f);
         break;
