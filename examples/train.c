@@ -375,7 +375,10 @@ int main(int argc, char **argv)
     }
     remove(last); /* finished: an old interrupted state must not be resumed */
     remove(lastopt);
-    if (m_load(&m, ckpt) != AR_OK) { fprintf(stderr, "%s\n", m_err(&m)); return 1; }
+    if (best < 1e30 && m_load(&m, ckpt) != AR_OK) { /* the best weights, if an epoch was validated */
+        fprintf(stderr, "%s\n", m_err(&m));
+        return 1;
+    }
     nll_test = evaluate(&m, &g, data.test, data.n_test, eval_batch, 1) - logdet_test;
     if (best == 1e30) best = NAN; /* no epoch ran (--epochs 0): nothing validated */
     if (real)
