@@ -307,7 +307,7 @@ int main(int argc, char **argv)
            cfg.order_agnostic ? ", order-agnostic" : "", m_params(&m)->total, data.n_train, data.n_valid, data.n_test,
            batch, (double)lr);
     for (epoch = start_epoch; epoch <= epochs && bad < patience; epoch++) {
-        double te = ex_now(), train = 0, valid;
+        double te = ex_now(), tick = te, train = 0, valid;
         int steps = 0;
         epoch_rng = shuf; /* the permutation depends only on this state */
         for (i = 0; i < data.n_train; i++) perm[i] = i;
@@ -335,6 +335,13 @@ int main(int argc, char **argv)
             }
             if (ar_optim_step(&opt, m_params(&m)) != AR_OK) { fprintf(stderr, "%s\n", m_params(&m)->err); return 1; }
             train += loss->x[0];
+            if (ex_now() - tick > 30) { /* long epochs: a progress line every 30 s */
+                double done = (double)(i + batch) / data.n_train;
+                tick = ex_now();
+                printf("  epoch %d: %3.0f%%  running train NLL %.2f  %.0f ex/s  epoch ETA %.0fs\n", epoch, 100 * done,
+                       train / (steps + 1), (steps + 1) * batch / (tick - te), (tick - te) / done * (1 - done));
+                fflush(stdout);
+            }
             if (stop_requested || (max_steps && ++done_steps >= max_steps)) break;
         }
         if (i + batch <= data.n_train) { /* interrupted: save where we are */
