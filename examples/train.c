@@ -301,8 +301,12 @@ int main(int argc, char **argv)
     if (ar_graph_init(&g, 0) != AR_OK) return 1;
     xb = (float *)malloc(sizeof(float) * (size_t)batch * D);
     perm = (int *)malloc(sizeof(int) * (size_t)data.n_train);
+    if (m.kind == M_TFM)
+        printf("tfm: %d tokens, d %d, %d heads, %d layers, ffn %d, %s positions\n", D, m.tf.cfg.d, m.tf.cfg.heads,
+               m.tf.cfg.layers, m.tf.cfg.ffn, m.tf.cfg.pos == AR_POS_LEARNED ? "learned" : "sinusoidal");
     printf("%s: D=%d hidden=%s masks=%d%s%s, %zu parameters, %d train / %d valid / %d test, batch %d, Adam lr %g\n",
-           model, D, m.kind != M_MADE || cfg.n_hidden ? hidden : "-", m.kind != M_MADE ? 1 : cfg.n_masks,
+           model, D, m.kind == M_TFM ? "-" : m.kind != M_MADE || cfg.n_hidden ? hidden : "-",
+           m.kind != M_MADE ? 1 : cfg.n_masks,
            cfg.direct ? ", direct" : "",
            cfg.order_agnostic ? ", order-agnostic" : "", m_params(&m)->total, data.n_train, data.n_valid, data.n_test,
            batch, (double)lr);
