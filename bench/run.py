@@ -24,6 +24,17 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 MODELS = ["made", "fvsbn", "nade", "rnade"]
 TITLE = {"made": "MADE 784-500-784", "fvsbn": "FVSBN 784", "nade": "NADE H=500", "rnade": "RNADE H=500 K=10"}
 D = 784
+H, K = 500, 10
+# Flops of the products in one training example (the input needs no
+# gradient: MADE 2 forward + 3 backward products of D x H, FVSBN 1 + 1 of
+# D x D, NADE per place 2 + 4 vector products of H, RNADE the same with 3K
+# outputs) and weights per model, for the fraction-of-the-machine notes:
+# achieved GFLOP/s against peak sgemm for training, weight bytes streamed
+# per batch-1 sample against the copy bandwidth.
+TRAIN_FLOPS = {"made": 5 * 2 * D * H, "fvsbn": 2 * 2 * D * D,
+               "nade": 6 * 2 * H * D, "rnade": (9 * K + 3) * 2 * H * D}
+WEIGHTS = {"made": 2 * D * H + H + D, "fvsbn": D * D + D, "nade": 2 * D * H + H + D,
+           "rnade": D * H + H + 3 * K * D * H + 3 * K * D}
 
 
 class Server:
@@ -316,6 +327,16 @@ def main():
             gf = 5 * 2.0 * 100 * 784 * 500 / (cv / 1e3) / 1e9
             say(f"{'  ar.h step / raw sgemm x5 (same rounds)':<58} {r.threads:>3} {fmt(med(paired)):>10} {'':>10} "
                 f"{'x':<10}   step at {gf:.1f} GFLOP/s = {100 * gf / peak:.0f}% of peak sgemm")
+        if r.key.startswith("train_") and cv:
+            m = r.key.split("_")[1]
+            peak = med(bykey[f"sgemm{r.threads}"].vals["c"])
+            gf = TRAIN_FLOPS[m] * cv / 1e9
+            say(f"{'':<58}     ar.h at {gf:.1f} GFLOP/s = {100 * gf / peak:.0f}% of peak sgemm ({r.threads} threads)")
+        if r.key.startswith("sample_") and r.key.endswith("_1") and cv:
+            m = r.key.split("_")[1]
+            gbs = WEIGHTS[m] * 4 * cv / 1e9
+            bw = med(bykey["bw"].vals["c"])
+            say(f"{'':<58}     ar.h reads {gbs:.2f} GB/s of weights = {100 * gbs / bw:.0f}% of copy bandwidth")
         if r.key.startswith("train_") and r.vals["t"] and r.raw["t"][0].get("algo") not in (None, "masked-linear"):
             algos = sorted({x["algo"] for x in r.raw["t"]})
             say(f"{'':<58}     torch formulation: {'/'.join(algos)}"
