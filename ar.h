@@ -197,7 +197,8 @@ ARDEF void ar_rng_shuffle(ar_rng *r, int *a, int n);
     X(LAYERNORM, layernorm) X(EMBEDDING, embedding) X(SLICE, slice)            \
     X(CONCAT, concat) X(RESHAPE, reshape) X(PERMUTE, permute)                  \
     X(MASKED_FILL, masked_fill)                                                \
-    X(BCE_LOGITS, bce_logits) X(CROSS_ENTROPY, cross_entropy) X(NADE, nade)
+    X(BCE_LOGITS, bce_logits) X(CROSS_ENTROPY, cross_entropy) X(NADE, nade)    \
+    X(CONV1D, conv1d)
 
 typedef enum ar_op {
 #define AR__ENUM(E, n) AR_OP_##E,
@@ -263,6 +264,12 @@ ARDEF const char *ar_op_name(ar_op op);
 ARDEF ar_tensor *ar_matmul(ar_graph *g, ar_tensor *a, ar_tensor *b, int trans_a, int trans_b);
 /* x[...,I] W[O,I] b[O] or NULL -> x W^T + b [...,O] */
 ARDEF ar_tensor *ar_linear(ar_graph *g, ar_tensor *x, ar_tensor *W, ar_tensor *b);
+/* Causal dilated 1-D convolution over time, channels last:
+   x[N,T,Ci] W[Co,k,Ci] b[Co] or NULL -> y[N,T,Co],
+   y[n,t] = b + sum_i W[:,i,:] x[n, t - shift - (k-1-i) dilation] (zero
+   before the start). shift 0: y_t sees x_<=t; shift 1: x_<t (a first layer
+   that must not see its own target). One sgemm over im2col columns. */
+ARDEF ar_tensor *ar_conv1d(ar_graph *g, ar_tensor *x, ar_tensor *W, ar_tensor *b, int dilation, int shift);
 /* Elementwise. b has a's shape, or a's trailing dims (broadcast over the
    leading ones, e.g. a bias row), or one element. */
 ARDEF ar_tensor *ar_add(ar_graph *g, ar_tensor *a, ar_tensor *b);
@@ -1228,6 +1235,80 @@ static void ar__linear_bwd(ar_tensor *t)
     if (db)
         for (r = 0; r < rows; r++)
             for (j = 0; j < Out; j++) db[j] += t->g[r * Out + j];
+}
+
+/* ---- causal dilated conv1d: im2col, then one sgemm ------------------------ */
+
+/* cols[(n,t), i*Ci + c] = x[n, t - shift - (k-1-i) d, c] or 0; backward
+   (to_cols = 0) scatter-adds the columns' gradient back into dx. */
+static void ar__conv1d_cols(const ar_tensor *t, float *x, float *cols, int to_cols)
+{
+    const ar_tensor *in = t->src[0], *W = t->src[1];
+    int N = in->shape[0], T = in->shape[1], Ci = in->shape[2], k = W->shape[1], d = t->ip[0], sh = t->ip[1];
+    int n, tt, i, c;
+    for (n = 0; n < N; n++)
+        for (tt = 0; tt < T; tt++)
+            for (i = 0; i < k; i++) {
+                int src = tt - sh - (k - 1 - i) * d;
+                float *col = cols + ((size_t)n * T + tt) * k * Ci + (size_t)i * Ci;
+                float *xs = x + ((size_t)n * T + src) * Ci;
+                if (src < 0) {
+                    if (to_cols) memset(col, 0, (size_t)Ci * sizeof(float));
+                } else if (to_cols) {
+                    memcpy(col, xs, (size_t)Ci * sizeof(float));
+                } else {
+                    for (c = 0; c < Ci; c++) xs[c] += col[c];
+                }
+            }
+}
+
+ARDEF ar_tensor *ar_conv1d(ar_graph *g, ar_tensor *x, ar_tensor *W, ar_tensor *b, int dilation, int shift)
+{
+    int shape[3], Co, KC;
+    size_t rows, r;
+    ar_tensor *t;
+    if (!ar__check(g, "ar_conv1d", x, W, 2)) return NULL;
+    if (x->nd != 3 || W->nd != 3 || W->shape[2] != x->shape[2] || (b && (b->nd != 1 || b->shape[0] != W->shape[0]))) {
+        ar__fail(g, AR_ERR_SHAPE, "ar_conv1d: need x [N,T,Ci], W [Co,k,Ci] and b [Co] with matching Ci and Co");
+        return NULL;
+    }
+    if (dilation < 1 || shift < 0 || shift > 1) {
+        ar__fail(g, AR_ERR_ARG, "ar_conv1d: dilation %d must be >= 1 and shift %d 0 or 1", dilation, shift);
+        return NULL;
+    }
+    Co = W->shape[0];
+    KC = W->shape[1] * W->shape[2];
+    rows = (size_t)x->shape[0] * x->shape[1];
+    if (rows > 0x7fffffff) { ar__fail(g, AR_ERR_RANGE, "ar_conv1d: too many rows for BLAS"); return NULL; }
+    shape[0] = x->shape[0]; shape[1] = x->shape[1]; shape[2] = Co;
+    t = ar__node(g, AR_OP_CONV1D, 3, shape, x, W, b, NULL);
+    if (!t) return NULL;
+    t->ip[0] = dilation;
+    t->ip[1] = shift;
+    /* the columns (kept for dW), and room for their gradient when x needs one */
+    t->save = (float *)ar_graph_alloc(g, rows * (size_t)KC * ((x->flags & AR_F_GRAD) ? 2 : 1) * sizeof(float));
+    if (!t->save) { ar__fail(g, AR_ERR_NOMEM, "ar_conv1d: out of memory"); return NULL; }
+    ar__conv1d_cols(t, x->x, t->save, 1);
+    for (r = 0; b && r < rows; r++) memcpy(t->x + r * Co, b->x, (size_t)Co * sizeof(float));
+    ar__gemm(0, 1, (int)rows, Co, KC, 1, t->save, KC, W->x, KC, b ? 1.0f : 0.0f, t->x, Co);
+    return t;
+}
+
+static void ar__conv1d_bwd(ar_tensor *t)
+{
+    ar_tensor *x = t->src[0], *W = t->src[1], *b = t->src[2];
+    float *dx = AR__DX(x), *dW = AR__DX(W), *db = AR__DX(b);
+    int Co = W->shape[0], KC = W->shape[1] * W->shape[2], j;
+    size_t rows = (size_t)x->shape[0] * x->shape[1], r;
+    if (dW) ar__gemm(1, 0, Co, KC, (int)rows, 1, t->g, Co, t->save, KC, 1, dW, KC); /* dY^T cols */
+    if (db)
+        for (r = 0; r < rows; r++)
+            for (j = 0; j < Co; j++) db[j] += t->g[r * Co + j];
+    if (dx) { /* dcols = dY W, then scattered back to time steps */
+        float *dcols = t->save + rows * (size_t)KC;
+        ar__gemm(0, 0, (int)rows, KC, Co, 1, t->g, Co, W->x, KC, 0, dcols, KC);
+        ar__conv1d_cols(t, dx, dcols, 0);
+    }
 }
 
 /* ---- elementwise binary with b broadcast over a's leading dims --------- */

@@ -46,6 +46,9 @@ static const gc_case cases[] = {
     {AR_OP_MATMUL, "batched_trans_a", 2, {3, 3}, {{2, 4, 3}, {2, 4, 5}}, -1, 1},
     {AR_OP_LINEAR, "bias", 3, {2, 2, 1}, {{3, 4}, {5, 4}, {5}}, -1, 1},
     {AR_OP_LINEAR, "no_bias_3d", 2, {3, 2}, {{2, 3, 4}, {5, 4}}, -1, 1},
+    {AR_OP_CONV1D, "k2d1s0", 3, {3, 3, 1}, {{2, 5, 3}, {4, 2, 3}, {4}}, -1, 1},
+    {AR_OP_CONV1D, "k3d2s1", 3, {3, 3, 1}, {{2, 7, 2}, {3, 3, 2}, {3}}, -1, 1},
+    {AR_OP_CONV1D, "k2d3s0", 2, {3, 3}, {{1, 8, 2}, {2, 2, 2}}, -1, 1},
     {AR_OP_ADD, "same", 2, {2, 2}, {{3, 4}, {3, 4}}, -1, 1},
     {AR_OP_ADD, "row", 2, {2, 1}, {{3, 4}, {4}}, -1, 1},
     {AR_OP_ADD, "scalar", 2, {3, 1}, {{2, 3, 2}, {1}}, -1, 1},
@@ -107,6 +110,7 @@ static ar_tensor *gc_loss(ar_graph *g, void *ctx)
         break;
     }
     case AR_OP_LINEAR: y = ar_linear(g, a, b, k->p[2]); break;
+    case AR_OP_CONV1D: y = ar_conv1d(g, a, b, k->p[2], c->what[3] - '0', c->what[5] - '0'); break;
     case AR_OP_ADD: y = ar_add(g, a, b); break;
     case AR_OP_SUB: y = ar_sub(g, a, b); break;
     case AR_OP_MUL: y = ar_mul(g, a, b); break;
@@ -265,6 +269,56 @@ static void test_matmul_forward(void)
                 CHECK_NEAR(y->x[p * 15 + i * 5 + j], s, 1e-5);
                 CHECK_NEAR(yt->x[p * 15 + i * 5 + j], s, 1e-5);
             }
+    ar_graph_free(&g);
+}
+
+/* conv1d against its definition, the causal cut, and the receptive field of
+   a dilated stack (1 + shift + sum (k-1) d_l) read off the gradient. */
+static void test_conv1d_forward_and_causality(void)
+{
+    enum { T = 20, C = 2 };
+    float x[T * C], W1[3 * 2 * C], W2[3 * 2 * 3], b1[3] = {0.5f, -1, 0.25f};
+    ar_graph g;
+    ar_params ps;
+    ar_tensor *y, *px, *w1, *w2, *z;
+    int t, i, c, o, first = T, last = -1;
+    for (i = 0; i < T * C; i++) x[i] = (float)((i * 7) % 5) - 2;
+    for (i = 0; i < 3 * 2 * C; i++) W1[i] = (float)((i * 3) % 7) / 7 - 0.4f;
+    for (i = 0; i < 18; i++) W2[i] = (float)((i * 5) % 9) / 9 - 0.5f;
+    CHECK(ar_graph_init(&g, 0) == AR_OK);
+    y = ar_conv1d(&g, ar_input(&g, x, 3, S(1, T, C)), ar_input(&g, W1, 3, S(3, 2, C)), ar_input(&g, b1, 1, S(3)), 3, 1);
+    CHECK(y && y->shape[2] == 3);
+    for (t = 0; t < T; t++)
+        for (o = 0; o < 3; o++) {
+            double s = b1[o];
+            for (i = 0; i < 2; i++) {
+                int src = t - 1 - (1 - i) * 3;
+                for (c = 0; src >= 0 && c < C; c++) s += W1[(o * 2 + i) * C + c] * x[src * C + c];
+            }
+            CHECK_NEAR(y->x[t * 3 + o], s, 1e-5);
+        }
+    /* two layers: kernel 2 dilation 2 with shift 1, then kernel 3 dilation 4 */
+    ar_params_init(&ps);
+    px = ar_params_add(&ps, "x", 3, S(1, T, C));
+    w1 = ar_params_add(&ps, "w1", 3, S(3, 2, C));
+    w2 = ar_params_add(&ps, "w2", 3, S(2, 3, 3));
+    CHECK(ar_params_alloc(&ps) == AR_OK);
+    memcpy(px->x, x, sizeof x);
+    memcpy(w1->x, W1, sizeof W1);
+    memcpy(w2->x, W2, sizeof W2);
+    ar_graph_reset(&g);
+    z = ar_conv1d(&g, ar_tanh(&g, ar_conv1d(&g, px, w1, NULL, 2, 1)), w2, NULL, 4, 0);
+    z = ar_sum(&g, ar_slice(&g, z, 1, 15, 1), AR_ALL); /* output at t = 15 */
+    ar_params_zero_grad(&ps);
+    CHECK(ar_backward(&g, z) == AR_OK);
+    for (t = 0; t < T; t++)
+        if (px->g[t * C] != 0 || px->g[t * C + 1] != 0) {
+            first = t < first ? t : first;
+            last = t > last ? t : last;
+        }
+    /* sees x up to 15 - 1 and back (2-1)*2 + (3-1)*4 = 10 more steps */
+    CHECK_MSG(last == 14 && first == 4, "output 15 sees inputs %d..%d, expected 4..14", first, last);
+    ar_params_free(&ps);
     ar_graph_free(&g);
 }
 
@@ -475,6 +529,7 @@ void tests_ops(void)
     t_run("ops/gradcheck_all_ops", test_gradcheck_all_ops);
     t_run("ops/gradcheck_detects_wrong_gradient", test_gradcheck_detects_wrong_gradient);
     t_run("ops/matmul_forward", test_matmul_forward);
+    t_run("ops/conv1d_forward_and_causality", test_conv1d_forward_and_causality);
     t_run("ops/elementwise_forward", test_elementwise_forward);
     t_run("ops/exp_family_accuracy", test_exp_family_accuracy);
     t_run("ops/softmax_family_forward", test_softmax_family_forward);
