@@ -19,6 +19,7 @@
      sample M fast|naive B T r w [P] seconds per call drawing B samples
      perpos M fast|naive B T r w [P] seconds per sampled place, bins of 28
      tfm    - cache|naive B T r w N  seconds to generate N tokens per sequence
+     tfm    - train B T r w 784      seconds per training step on B x 784 tokens
      tfmpos - cache|naive 1 T r w N  seconds per token, bins of 28 positions
      quit
    M is made | fvsbn | nade | rnade. "fast" is ar.h's own sampler; "naive"
@@ -657,6 +658,30 @@ static void tfm_generate(tfm_ctx *t, double *stamps)
 
 static void tfm_run(void *ctx) { tfm_generate((tfm_ctx *)ctx, NULL); }
 
+/* One training step on B sequences of 784 tokens (the trainer's shape). */
+static void tfm_train_step(void *ctx)
+{
+    static int in[16 * 784], tg[16 * 784], ready;
+    static ar_optim opt;
+    tfm_ctx *t = (tfm_ctx *)ctx;
+    ar_tensor *loss;
+    int i;
+    if (!ready) {
+        for (i = 0; i < 16 * 784; i++) {
+            tg[i] = ar_rng_bernoulli(&t->r, 0.13f);
+            in[i] = i % 784 ? tg[i - 1] : 2;
+        }
+        opt = ar_optim_adam(1e-3f);
+        ready = 1;
+    }
+    ar_graph_set_grad(&t->g, 1);
+    ar_graph_reset(&t->g);
+    loss = ar_mean(&t->g, ar_tfm_nll(&t->m, &t->g, in, tg, t->B, 784), AR_ALL);
+    ar_params_zero_grad(&t->m.ps);
+    if (ar_backward(&t->g, loss) != AR_OK || ar_optim_step(&opt, &t->m.ps) != AR_OK) die("tfm", t->g.err);
+    ar_graph_set_grad(&t->g, 0);
+}
+
 /* ---- commands ---------------------------------------------------------------- */
 
 static void json_str(FILE *f, const char *s)
@@ -732,7 +757,10 @@ static int command(const char *line, FILE *f)
         t->B = batch;
         t->n = places;
         t->naive = !strcmp(algo, "naive");
-        if (!strcmp(task, "tfm")) {
+        if (!strcmp(task, "tfm") && !strcmp(algo, "train")) {
+            if (batch > 16) die("tfm", "training is measured at batch <= 16");
+            fprintf(f, "{\"sec\":%.6e,\"tokens\":%d}", timeit(tfm_train_step, t, warm, reps), 784);
+        } else if (!strcmp(task, "tfm")) {
             fprintf(f, "{\"sec\":%.6e,\"tokens\":%d}", timeit(tfm_run, t, warm, reps), places);
         } else { /* median per bin of 28 positions over reps */
             static double st[785], bins[64][28];

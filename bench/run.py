@@ -137,6 +137,9 @@ def plan(quick, T):
                 cr, tr, algo = (5 if q else 11), (5 if q else 11), "-"
             add(Row("train", f"{TITLE[m]}: train B=100 fwd+bwd+Adam", th, "ex/s", c=f"train {m} - 100 {th} {cr} 1",
                     t=f"train {m} {algo} 100 {th} {tr} 1", value=per_sec(100), key=f"train_{m}_{th}"))
+    # the Transformer (ar.h only: no PyTorch peer for it yet)
+    add(Row("train", "Transformer d64 4h 2L: train B=16 x 784 tokens", T, "tokens/s",
+            c=f"tfm - train 16 {T} {2 if q else 5} 1 784", value=lambda res: 16 * 784 / res["sec"], key="train_tfm"))
     # sampling
     places = 112 if q else D
     for m in MODELS:
@@ -327,7 +330,7 @@ def main():
             gf = 5 * 2.0 * 100 * 784 * 500 / (cv / 1e3) / 1e9
             say(f"{'  ar.h step / raw sgemm x5 (same rounds)':<58} {r.threads:>3} {fmt(med(paired)):>10} {'':>10} "
                 f"{'x':<10}   step at {gf:.1f} GFLOP/s = {100 * gf / peak:.0f}% of peak sgemm")
-        if r.key.startswith("train_") and cv:
+        if r.key.startswith("train_") and r.key != "train_tfm" and cv:
             m = r.key.split("_")[1]
             peak = med(bykey[f"sgemm{r.threads}"].vals["c"])
             gf = TRAIN_FLOPS[m] * cv / 1e9
