@@ -6,8 +6,9 @@ ABOUT
       - MADE (masked autoencoder; any depth and ordering; connectivity- and
         order-agnostic mask ensembles) and FVSBN (MADE without hidden layers),
       - NADE (binary) and RNADE (real-valued, mixtures of Gaussians),
-      - a Transformer decoder (multi-head causal self-attention) with
-        KV-cache decoding and temperature/top-k/top-p sampling,
+      - a Transformer decoder (multi-head causal self-attention; learned,
+        sinusoidal or rotary positions) with KV-cache decoding and
+        temperature/top-k/top-p sampling,
     built on a core that is usable on its own:
       - an explicit-state random number generator,
       - float32 tensors (row-major, contiguous, batch-first, up to 4 dims)
@@ -198,7 +199,7 @@ ARDEF void ar_rng_shuffle(ar_rng *r, int *a, int n);
     X(CONCAT, concat) X(RESHAPE, reshape) X(PERMUTE, permute)                  \
     X(MASKED_FILL, masked_fill)                                                \
     X(BCE_LOGITS, bce_logits) X(CROSS_ENTROPY, cross_entropy) X(NADE, nade)    \
-    X(CONV1D, conv1d)
+    X(CONV1D, conv1d) X(ROPE, rope)
 
 typedef enum ar_op {
 #define AR__ENUM(E, n) AR_OP_##E,
@@ -304,6 +305,10 @@ ARDEF ar_tensor *ar_reshape(ar_graph *g, ar_tensor *x, int nd, const int *shape)
 /* Reorders axes: output axis i is input axis perm[i] (a copy, e.g. [B,T,H,D]
    to [B,H,T,D] with perm {0,2,1,3}). */
 ARDEF ar_tensor *ar_permute(ar_graph *g, ar_tensor *x, const int *perm);
+/* Rotary position embedding of x[...,n,dh] (dh even): the pair (2i, 2i+1)
+   at position p rotates by p * 10000^(-2i/dh); positions are the index on
+   the second-to-last axis plus offset. */
+ARDEF ar_tensor *ar_rope(ar_graph *g, ar_tensor *x, int offset);
 /* y = mask ? x : value, mask of n_mask == x's trailing elements (broadcast) */
 ARDEF ar_tensor *ar_masked_fill(ar_graph *g, ar_tensor *x, const float *mask, size_t n_mask, float value);
 /* Losses, one value per row: logits[...,D] -> [...].
@@ -548,19 +553,20 @@ ARDEF ar_status ar_nade_load_mem(ar_nade *m, const unsigned char *buf, size_t le
 /* ==== Models: Transformer decoder ======================================== */
 
 /* A decoder-only Transformer over tokens in [0,V): token embedding plus a
-   learned or sinusoidal position embedding, pre-LayerNorm blocks of
+   learned or sinusoidal position embedding (or rotary: queries and keys
+   rotated by position), pre-LayerNorm blocks of
    multi-head causal self-attention and a GELU MLP with residuals, a final
    LayerNorm and an output head. Position t sees tokens 0..t only.
    ar_tfm_step decodes with a KV cache: one new position costs
    O(layers * (d^2 + len * d)), not a full recomputation. */
 #define AR_TFM_MAX_LAYERS 16
-enum { AR_POS_LEARNED = 0, AR_POS_SINUSOIDAL = 1 };
+enum { AR_POS_LEARNED = 0, AR_POS_SINUSOIDAL = 1, AR_POS_ROTARY = 2 };
 
 typedef struct ar_tfm_cfg {
     int V, T;          /* vocabulary, maximum length */
     int d, heads;      /* width (a multiple of heads) and attention heads */
     int layers, ffn;   /* blocks, MLP hidden width */
-    int pos;           /* AR_POS_LEARNED or AR_POS_SINUSOIDAL */
+    int pos;           /* AR_POS_LEARNED, AR_POS_SINUSOIDAL or AR_POS_ROTARY (q, k rotated) */
     uint64_t seed;     /* initial weights */
 } ar_tfm_cfg;
 
@@ -1847,6 +1853,52 @@ ARDEF ar_tensor *ar_permute(ar_graph *g, ar_tensor *x, const int *perm)
 }
 
 static void ar__permute_bwd(ar_tensor *t) { ar__permute_copy(t, t->g, t->src[0]->g, 1); }
+
+/* ---- rotary position embedding -------------------------------------------- */
+
+/* Rotates v[0..dh) for position pos; inverse rotates back (the backward). */
+static void ar__rope_row(float *v, int dh, int pos, int inverse)
+{
+    int i;
+    for (i = 0; i < dh / 2; i++) {
+        double a = pos * pow(10000.0, -2.0 * i / dh);
+        float c = (float)cos(a), s = inverse ? -(float)sin(a) : (float)sin(a), x0 = v[2 * i], x1 = v[2 * i + 1];
+        v[2 * i] = x0 * c - x1 * s;
+        v[2 * i + 1] = x0 * s + x1 * c;
+    }
+}
+
+ARDEF ar_tensor *ar_rope(ar_graph *g, ar_tensor *x, int offset)
+{
+    ar_tensor *t;
+    int dh, n;
+    size_t r;
+    if (!ar__check(g, "ar_rope", x, NULL, 1)) return NULL;
+    if (x->nd < 2 || AR__LAST(x) % 2 || AR__LAST(x) > 4096 || offset < 0) {
+        ar__fail(g, AR_ERR_SHAPE, "ar_rope: need [...,n,dh] with dh even and at most 4096, and offset >= 0");
+        return NULL;
+    }
+    t = ar__node(g, AR_OP_ROPE, x->nd, x->shape, x, NULL, NULL, NULL);
+    if (!t) return NULL;
+    t->ip[0] = offset;
+    dh = AR__LAST(x);
+    n = x->shape[x->nd - 2];
+    memcpy(t->x, x->x, x->n * sizeof(float));
+    for (r = 0; r < AR__ROWS(x); r++) ar__rope_row(t->x + r * dh, dh, (int)(r % (size_t)n) + offset, 0);
+    return t;
+}
+
+static void ar__rope_bwd(ar_tensor *t)
+{
+    int dh = AR__LAST(t), n = t->shape[t->nd - 2], j;
+    size_t r;
+    float row[4096], *dx = t->src[0]->g;
+    for (r = 0; r < AR__ROWS(t); r++) { /* dx = R^T dy: the inverse rotation */
+        for (j = 0; j < dh; j++) row[j] = t->g[r * dh + j];
+        ar__rope_row(row, dh, (int)(r % (size_t)n) + t->ip[0], 1);
+        for (j = 0; j < dh; j++) dx[r * dh + j] += row[j];
+    }
+}
 
 /* ---- masked fill -------------------------------------------------------- */
 
@@ -4149,9 +4201,10 @@ ARDEF ar_status ar_tfm_init(ar_tfm *m, const ar_tfm_cfg *cfg)
     if (!cfg || cfg->V < 1 || cfg->T < 1 || cfg->T > (1 << 16) || cfg->d < 1 || cfg->heads < 1 ||
         cfg->d % cfg->heads || cfg->layers < 1 || cfg->layers > AR_TFM_MAX_LAYERS || cfg->ffn < 1 ||
         cfg->V > (1 << 24) || cfg->d > (1 << 16) || cfg->ffn > (1 << 20) ||
-        (cfg->pos != AR_POS_LEARNED && cfg->pos != AR_POS_SINUSOIDAL)) {
+        (cfg->pos != AR_POS_LEARNED && cfg->pos != AR_POS_SINUSOIDAL && cfg->pos != AR_POS_ROTARY) ||
+        (cfg->pos == AR_POS_ROTARY && ((cfg->d / cfg->heads) % 2 || cfg->d / cfg->heads > 4096))) {
         ar__seterr(m->err, "ar_tfm_init: need V >= 1, 1 <= T <= 65536, d a multiple of heads, 1..%d layers, "
-                           "ffn >= 1 and a known position embedding", AR_TFM_MAX_LAYERS);
+                           "ffn >= 1 and a known position embedding (rotary: even head size)", AR_TFM_MAX_LAYERS);
         return AR_ERR_ARG;
     }
     m->cfg = *cfg;
@@ -4221,7 +4274,8 @@ ARDEF ar_tensor *ar_tfm_logits(ar_tfm *m, ar_graph *g, const int *tokens, int B,
     s3[0] = B; s3[1] = n;
     x = ar_embedding(g, m->tok, tokens, 2, s3);
     s3[0] = n; s3[1] = d;
-    x = ar_add(g, x, m->pos ? ar_slice(g, m->pos, 0, 0, n) : ar_input(g, m->sinus, 2, s3));
+    if (m->cfg.pos != AR_POS_ROTARY)
+        x = ar_add(g, x, m->pos ? ar_slice(g, m->pos, 0, 0, n) : ar_input(g, m->sinus, 2, s3));
     s3[0] = B; s3[1] = n; s3[2] = d;
     s4[0] = B; s4[1] = n; s4[2] = H; s4[3] = dh;
     for (l = 0; l < m->cfg.layers; l++) {
@@ -4229,6 +4283,10 @@ ARDEF ar_tensor *ar_tfm_logits(ar_tfm *m, ar_graph *g, const int *tokens, int B,
         ar_tensor *h = ar_linear(g, ar_layernorm(g, x, L->ln1g, L->ln1b, 1e-5f), L->Wqkv, L->bqkv); /* [B,n,3d] */
         ar_tensor *q = ar_permute(g, ar_reshape(g, ar_slice(g, h, 2, 0, d), 4, s4), perm);         /* [B,H,n,dh] */
         ar_tensor *k = ar_permute(g, ar_reshape(g, ar_slice(g, h, 2, d, d), 4, s4), perm);
+        if (m->cfg.pos == AR_POS_ROTARY) {
+            q = ar_rope(g, q, 0);
+            k = ar_rope(g, k, 0);
+        }
         ar_tensor *v = ar_permute(g, ar_reshape(g, ar_slice(g, h, 2, 2 * d, d), 4, s4), perm);
         ar_tensor *a = ar_causal_softmax(g, ar_matmul(g, q, k, 0, 1), 1.0f / sqrtf((float)dh));     /* [B,H,n,n] */
         a = ar_reshape(g, ar_permute(g, ar_matmul(g, a, v, 0, 0), perm), 3, s3);                    /* [B,n,d] */
@@ -4380,7 +4438,7 @@ ARDEF ar_status ar_tfm_step(ar_tfm *m, ar_tfm_cache *c, const int *tokens, float
     for (b = 0; b < B; b++)
         for (j = 0; j < d; j++)
             x[(size_t)b * d + j] = m->tok->x[(size_t)tokens[b] * d + j] +
-                                   (m->pos ? m->pos->x : m->sinus)[(size_t)t * d + j];
+                                   (m->cfg.pos == AR_POS_ROTARY ? 0.0f : (m->pos ? m->pos->x : m->sinus)[(size_t)t * d + j]);
     for (l = 0; l < m->cfg.layers; l++) {
         const ar_tfm_layer *L = &m->L[l];
         for (b = 0; b < B; b++)
@@ -4389,9 +4447,13 @@ ARDEF ar_status ar_tfm_step(ar_tfm *m, ar_tfm_cache *c, const int *tokens, float
         for (b = 0; b < B; b++)
             for (hd = 0; hd < H; hd++) {
                 size_t base = (((size_t)l * B + b) * H + hd) * (size_t)T * dh; /* this head's [T,dh] */
-                const float *q = qkv + (size_t)b * 3 * d + hd * dh;
+                float *q = qkv + (size_t)b * 3 * d + hd * dh;
                 float *K = c->k + base, *Vv = c->v + base, *o = att + (size_t)b * d + hd * dh, mx = -INFINITY;
                 double s = 0;
+                if (m->cfg.pos == AR_POS_ROTARY) { /* rotate q and k for position t, as ar_rope does */
+                    ar__rope_row(q, dh, t, 0);
+                    ar__rope_row(q + d, dh, t, 0);
+                }
                 memcpy(K + (size_t)t * dh, q + d, (size_t)dh * sizeof(float));
                 memcpy(Vv + (size_t)t * dh, q + 2 * d, (size_t)dh * sizeof(float));
                 ar__gemm(0, 1, 1, t + 1, dh, 1, q, dh, K, dh, 0, sc, t + 1); /* q K^T */

@@ -208,7 +208,7 @@ int main(int argc, char **argv)
         (strcmp(model, "made") && strcmp(model, "fvsbn") && strcmp(model, "nade") && strcmp(model, "rnade") &&
          strcmp(model, "tfm"))) {
         fprintf(stderr, "usage: %s [--model made|fvsbn|nade|rnade|tfm] [--components K] [--hidden 500[,500]] [--masks K] [--order-agnostic] [--direct|--no-direct]\n"
-                        "          [--d 64] [--heads 4] [--layers 2] [--ffn 256] [--pos learned|sinusoidal] (tfm)\n"
+                        "          [--d 64] [--heads 4] [--layers 2] [--ffn 256] [--pos learned|sinusoidal|rotary] (tfm)\n"
                         "          [--epochs E] [--batch B] [--lr LR] [--wd L2] [--patience P] [--seed S] [--data DIR] [--out DIR] [--resume] [--max-steps N]\n",
                 argv[0]);
         return 2;
@@ -253,7 +253,10 @@ int main(int argc, char **argv)
         tc.heads = (int)ex_num(argc, argv, "--heads", tc.heads);
         tc.layers = (int)ex_num(argc, argv, "--layers", tc.layers);
         tc.ffn = (int)ex_num(argc, argv, "--ffn", tc.ffn);
-        tc.pos = strcmp(ex_arg(argc, argv, "--pos", "learned"), "sinusoidal") ? AR_POS_LEARNED : AR_POS_SINUSOIDAL;
+        {
+            const char *pos = ex_arg(argc, argv, "--pos", "learned");
+            tc.pos = !strcmp(pos, "sinusoidal") ? AR_POS_SINUSOIDAL : !strcmp(pos, "rotary") ? AR_POS_ROTARY : AR_POS_LEARNED;
+        }
         tc.seed = seed;
         if (ar_tfm_init(&m.tf, &tc) != AR_OK) { fprintf(stderr, "%s\n", m.tf.err); return 1; }
     } else if ((m.kind == M_NADE ? ar_nade_init(&m.nd, &ncfg) : ar_made_init(&m.made, &cfg)) != AR_OK) {
@@ -303,7 +306,8 @@ int main(int argc, char **argv)
     perm = (int *)malloc(sizeof(int) * (size_t)data.n_train);
     if (m.kind == M_TFM)
         printf("tfm: %d tokens, d %d, %d heads, %d layers, ffn %d, %s positions\n", D, m.tf.cfg.d, m.tf.cfg.heads,
-               m.tf.cfg.layers, m.tf.cfg.ffn, m.tf.cfg.pos == AR_POS_LEARNED ? "learned" : "sinusoidal");
+               m.tf.cfg.layers, m.tf.cfg.ffn,
+               m.tf.cfg.pos == AR_POS_LEARNED ? "learned" : m.tf.cfg.pos == AR_POS_ROTARY ? "rotary" : "sinusoidal");
     printf("%s: D=%d hidden=%s masks=%d%s%s, %zu parameters, %d train / %d valid / %d test, batch %d, Adam lr %g\n",
            model, D, m.kind == M_TFM ? "-" : m.kind != M_MADE || cfg.n_hidden ? hidden : "-",
            m.kind != M_MADE ? 1 : cfg.n_masks,

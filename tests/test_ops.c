@@ -85,6 +85,7 @@ static const gc_case cases[] = {
     {AR_OP_RESHAPE, "", 1, {3}, {{2, 3, 4}}, -1, 1},
     {AR_OP_PERMUTE, "0213", 1, {4}, {{2, 3, 2, 4}}, -1, 1},
     {AR_OP_PERMUTE, "210", 1, {3}, {{2, 3, 4}}, -1, 1},
+    {AR_OP_ROPE, "", 1, {4}, {{2, 2, 3, 6}}, -1, 1},
     {AR_OP_MASKED_FILL, "", 1, {2}, {{3, 5}}, -1, 1},
     {AR_OP_MASKED_FILL, "2d_mask", 1, {3}, {{2, 3, 5}}, -1, 1},
     {AR_OP_SOFTMAX, "masked_rows", 1, {3}, {{2, 3, 5}}, -1, 1},
@@ -148,6 +149,7 @@ static ar_tensor *gc_loss(ar_graph *g, void *ctx)
     case AR_OP_SLICE: y = c->what[4] == '0' ? ar_slice(g, a, 0, 1, 2) : ar_slice(g, a, c->what[4] - '0', 2, 3); break;
     case AR_OP_CONCAT: y = ar_concat(g, a, b, c->what[4] - '0'); break;
     case AR_OP_RESHAPE: y = ar_reshape(g, a, 2, S(4, 6)); break;
+    case AR_OP_ROPE: y = ar_rope(g, a, 5); break;
     case AR_OP_PERMUTE: {
         int perm[4], i;
         for (i = 0; c->what[i]; i++) perm[i] = c->what[i] - '0';

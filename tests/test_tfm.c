@@ -28,7 +28,7 @@ static ar_tensor *tfm_loss(ar_graph *g, void *c)
 static void test_tfm_gradcheck(void)
 {
     int p;
-    for (p = 0; p < 2; p++) {
+    for (p = 0; p < 3; p++) { /* learned, sinusoidal, rotary */
         ar_tfm m;
         ar_graph g;
         tfm_ctx k;
@@ -113,7 +113,7 @@ static void test_tfm_cache_equals_full(void)
     enum { V = 7, T = 9, B = 3 };
     int tok[B * T], step[B], p, b, t, v;
     float lg[B * V];
-    for (p = 0; p < 2; p++) {
+    for (p = 0; p < 3; p++) {
         ar_tfm m;
         ar_graph g;
         ar_tfm_cache c, c1;
