@@ -1197,12 +1197,20 @@ static void ar__matmul_bwd(ar_tensor *t)
     }
 }
 
-/* ---- linear: x[...,In] W[Out,In] b[Out] -> [...,Out] ---------------------------- */
+/* ---- linear: x[...,I] W[O,I] b[O] -> [...,O] ---------------------------- */
+
+/* y = x W^T + b over rows (b may be NULL): the linear forward, also used by
+   the Transformer's cached decoding so both compute it the same way. */
+static void ar__rows_linear(const float *x, int rows, const ar_tensor *W, const ar_tensor *b, float *y)
+{
+    int O = W->shape[0], In = W->shape[1], r;
+    for (r = 0; b && r < rows; r++) memcpy(y + (size_t)r * O, b->x, (size_t)O * sizeof(float));
+    ar__gemm(0, 1, rows, O, In, 1, x, In, W->x, In, b ? 1.0f : 0.0f, y, O);
+}
 
 ARDEF ar_tensor *ar_linear(ar_graph *g, ar_tensor *x, ar_tensor *W, ar_tensor *b)
 {
     int shape[AR_MAX_DIM], i, Out, In;
-    size_t rows, r;
     ar_tensor *t;
     if (!ar__check(g, "ar_linear", x, W, 2)) return NULL;
     In = AR__LAST(x);
@@ -1223,10 +1231,7 @@ ARDEF ar_tensor *ar_linear(ar_graph *g, ar_tensor *x, ar_tensor *W, ar_tensor *b
     shape[x->nd - 1] = Out;
     t = ar__node(g, AR_OP_LINEAR, x->nd, shape, x, W, b, NULL);
     if (!t) return NULL;
-    rows = AR__ROWS(x);
-    if (b)
-        for (r = 0; r < rows; r++) memcpy(t->x + r * Out, b->x, (size_t)Out * sizeof(float));
-    ar__gemm(0, 1, (int)rows, Out, In, 1, x->x, In, W->x, In, b ? 1.0f : 0.0f, t->x, Out);
+    ar__rows_linear(x->x, (int)AR__ROWS(x), W, b, t->x);
     return t;
 }
 
@@ -4409,14 +4414,6 @@ ARDEF void ar_tfm_cache_free(ar_tfm_cache *c)
     AR_FREE(c->v);
     AR_FREE(c->work);
     memset(c, 0, sizeof *c);
-}
-
-/* y = x W^T + b over rows, as ar_linear computes it. */
-static void ar__rows_linear(const float *x, int rows, const ar_tensor *W, const ar_tensor *b, float *y)
-{
-    int O = W->shape[0], In = W->shape[1], r;
-    for (r = 0; r < rows; r++) memcpy(y + (size_t)r * O, b->x, (size_t)O * sizeof(float));
-    ar__gemm(0, 1, rows, O, In, 1, x, In, W->x, In, 1, y, O);
 }
 
 ARDEF ar_status ar_tfm_step(ar_tfm *m, ar_tfm_cache *c, const int *tokens, float *logits)
