@@ -44,6 +44,15 @@ static unsigned char *slurp(const char *path, size_t *len)
     return b;
 }
 
+/* The checkpoint just saved at tmp, and its damaged copies, as model inputs. */
+static void put_saved(const char *dir, const char *name, const char *tmp)
+{
+    size_t len;
+    unsigned char *buf = slurp(tmp, &len);
+    put3(dir, "model", name, buf, len);
+    free(buf);
+}
+
 int main(int argc, char **argv)
 {
     const char *dir = argc > 1 ? argv[1] : "corpus";
@@ -81,32 +90,24 @@ int main(int argc, char **argv)
     ar_made_init(&m, &mc);
     ar_made_save(&m, tmp);
     ar_made_free(&m);
-    buf = slurp(tmp, &len);
-    put3(dir, "model", "made", buf, len);
-    free(buf);
+    put_saved(dir, "made", tmp);
     mc = ar_fvsbn_default(5);
     ar_made_init(&m, &mc);
     ar_made_save(&m, tmp);
     ar_made_free(&m);
-    buf = slurp(tmp, &len);
-    put3(dir, "model", "fvsbn", buf, len);
-    free(buf);
+    put_saved(dir, "fvsbn", tmp);
     nc = ar_rnade_default(4, 2);
     nc.H = 3;
     ar_nade_init(&n, &nc);
     ar_nade_save(&n, tmp);
     ar_nade_free(&n);
-    buf = slurp(tmp, &len);
-    put3(dir, "model", "rnade", buf, len);
-    free(buf);
+    put_saved(dir, "rnade", tmp);
     nc = ar_nade_default(5);
     nc.H = 3;
     ar_nade_init(&n, &nc);
     ar_nade_save(&n, tmp);
     ar_nade_free(&n);
-    buf = slurp(tmp, &len);
-    put3(dir, "model", "nade", buf, len);
-    free(buf);
+    put_saved(dir, "nade", tmp);
     {
         ar_tfm t;
         ar_tfm_cfg tc = ar_tfm_default(3, 6);
@@ -114,9 +115,7 @@ int main(int argc, char **argv)
         ar_tfm_init(&t, &tc);
         ar_tfm_save(&t, tmp);
         ar_tfm_free(&t);
-        buf = slurp(tmp, &len);
-        put3(dir, "model", "transformer", buf, len);
-        free(buf);
+        put_saved(dir, "transformer", tmp);
     }
     remove(tmp);
     return 0;
