@@ -307,6 +307,10 @@ ARDEF ar_tensor *ar_logsumexp(ar_graph *g, ar_tensor *x); /* [...,C] -> [...] */
 /* Attention weights in one pass: x[...,T,T] -> softmax over j <= t of
    scale * x[...,t,j], and 0 for j > t (scale, causal mask and softmax fused). */
 ARDEF ar_tensor *ar_causal_softmax(ar_graph *g, ar_tensor *x, float scale);
+/* The same for any autoregressive order: query t sees key j when
+   rank[j] <= rank[t] (rank [T], a permutation of [0,T), borrowed until
+   reset); rank[j] = j is ar_causal_softmax. */
+ARDEF ar_tensor *ar_causal_softmax_order(ar_graph *g, ar_tensor *x, float scale, const int *rank);
 /* x[...,C], gain[C] and bias[C] each optional (NULL) */
 ARDEF ar_tensor *ar_layernorm(ar_graph *g, ar_tensor *x, ar_tensor *gain, ar_tensor *bias, float eps);
 /* W[V,C], ids of shape `shape` with values in [0,V) -> [shape..., C] */
@@ -579,6 +583,9 @@ typedef struct ar_tfm_cfg {
     int d, heads;      /* width (a multiple of heads) and attention heads */
     int layers, ffn;   /* blocks, MLP hidden width */
     int pos;           /* AR_POS_LEARNED, AR_POS_SINUSOIDAL or AR_POS_ROTARY (q, k rotated) */
+    const int *order;  /* NULL: positions in order 0..T-1; else a permutation of
+                          [0,T), order[t] = position generated at step t (the
+                          attention mask follows it; copied by init) */
     uint64_t seed;     /* initial weights */
 } ar_tfm_cfg;
 
@@ -594,6 +601,8 @@ typedef struct ar_tfm {
     ar_tfm_layer L[AR_TFM_MAX_LAYERS];
     ar_tensor *lnfg, *lnfb, *Wout, *bout; /* head [V,d], [V] */
     float *sinus;                       /* owns: [T,d] sinusoidal table or NULL */
+    int *order, *rank;                  /* owns: [T] each with a custom order (cfg.order
+                                           points at order), else NULL */
     char err[AR_ERR_LEN];
 } ar_tfm;
 
@@ -607,19 +616,25 @@ typedef struct ar_tfm_cache {
 ARDEF ar_tfm_cfg ar_tfm_default(int V, int T); /* d 64, 4 heads, 2 layers, ffn 256, learned */
 ARDEF ar_status ar_tfm_init(ar_tfm *m, const ar_tfm_cfg *cfg);
 ARDEF void ar_tfm_free(ar_tfm *m);
-/* Logits [B,n,V] for tokens [B,n] (n <= T), position t from tokens <= t. */
+/* Logits [B,n,V] for tokens [B,n] (n <= T; n = T with a custom order),
+   position t from the tokens at positions up to t in the order. */
 ARDEF ar_tensor *ar_tfm_logits(ar_tfm *m, ar_graph *g, const int *tokens, int B, int n);
 /* -log p(targets | inputs) per sequence [B] in nats; inputs are the targets
-   shifted right behind a start token. All [B,n], borrowed until reset. */
+   shifted one step along the order behind a start token (ar_tfm_inputs).
+   All [B,n], borrowed until reset. */
 ARDEF ar_tensor *ar_tfm_nll(ar_tfm *m, ar_graph *g, const int *inputs, const int *targets, int B, int n);
+/* inputs[b, order[t]] = targets[b, order[t-1]], and start at step 0: the
+   teacher-forcing inputs for targets [B,n] (natural order: a shift right). */
+ARDEF ar_status ar_tfm_inputs(const ar_tfm *m, const int *targets, int B, int n, int start, int *inputs);
 /* Weights and configuration; load as ar_made_load. */
 ARDEF ar_status ar_tfm_save(ar_tfm *m, const char *path);
 ARDEF ar_status ar_tfm_load(ar_tfm *m, const char *path);
 ARDEF ar_status ar_tfm_load_mem(ar_tfm *m, const unsigned char *buf, size_t len);
 ARDEF ar_status ar_tfm_cache_init(ar_tfm_cache *c, const ar_tfm *m, int B);
 ARDEF void ar_tfm_cache_free(ar_tfm_cache *c);
-/* Feeds tokens[B] at position c->len and writes the next-token logits
-   [B,V]; errors (full cache, bad token) in m->err. c->len = 0 restarts. */
+/* Feeds tokens[B] at step c->len (position order[c->len]) and writes the
+   logits [B,V] of that position's token; errors (full cache, bad token) in
+   m->err. c->len = 0 restarts. */
 ARDEF ar_status ar_tfm_step(ar_tfm *m, ar_tfm_cache *c, const int *tokens, float *logits);
 
 /* Drawing a token from logits: temperature <= 0 is argmax; top_k > 0 keeps
@@ -628,9 +643,10 @@ ARDEF ar_status ar_tfm_step(ar_tfm *m, ar_tfm_cache *c, const int *tokens, float
 typedef struct ar_sampler { float temperature; int top_k; float top_p; } ar_sampler;
 /* scratch: 2V floats. Returns the token, or -1 for bad arguments. */
 ARDEF int ar_sample_logits(const float *logits, int V, const ar_sampler *s, ar_rng *r, float *scratch);
-/* c->B sequences of n tokens into out [B,n], each starting from `start`;
-   the first n_prefix tokens of every sequence are taken from prefix
-   [B,n_prefix] instead of drawn (completion). Restarts the cache. */
+/* c->B sequences of n tokens into out [B,n] (by position), each starting
+   from `start`; the tokens of the first n_prefix steps are taken from
+   prefix [B,n_prefix] (in step order) instead of drawn (completion). With a
+   custom order n must be T. Restarts the cache. */
 ARDEF ar_status ar_tfm_sample(ar_tfm *m, ar_tfm_cache *c, int n, int start, const int *prefix, int n_prefix,
                               const ar_sampler *s, ar_rng *r, int *out);
 
@@ -1468,10 +1484,13 @@ static void ar__conv_bwd(ar_tensor *t)
 
 /* ---- gated activation: [..., 2F] -> tanh(first F) * sigmoid(last F) ------- */
 
+/* tanh(v) = 2 sigmoid(2v) - 1: the inline sigmoid vectorizes, tanhf does not */
+static float ar__tanh_fast(float v) { return 2 * ar__sigmoid(2 * v) - 1; }
+
 static void ar__gate_row(const float *a, int F, float *y)
 {
     int j;
-    for (j = 0; j < F; j++) y[j] = tanhf(a[j]) * ar__sigmoid(a[F + j]);
+    for (j = 0; j < F; j++) y[j] = ar__tanh_fast(a[j]) * ar__sigmoid(a[F + j]);
 }
 
 ARDEF ar_tensor *ar_gate(ar_graph *g, ar_tensor *x)
@@ -1502,7 +1521,7 @@ static void ar__gate_bwd(ar_tensor *t)
         const float *a = x->x + r * 2 * F, *dy = t->g + r * F;
         float *da = x->g + r * 2 * F;
         for (j = 0; j < F; j++) {
-            float th = tanhf(a[j]), s = ar__sigmoid(a[F + j]);
+            float th = ar__tanh_fast(a[j]), s = ar__sigmoid(a[F + j]);
             da[j] += dy[j] * s * (1 - th * th);
             da[F + j] += dy[j] * th * s * (1 - s);
         }
@@ -1747,6 +1766,11 @@ ARDEF ar_tensor *ar_logsumexp(ar_graph *g, ar_tensor *x) { return ar__rowwise(g,
 
 ARDEF ar_tensor *ar_causal_softmax(ar_graph *g, ar_tensor *x, float scale)
 {
+    return ar_causal_softmax_order(g, x, scale, NULL);
+}
+
+ARDEF ar_tensor *ar_causal_softmax_order(ar_graph *g, ar_tensor *x, float scale, const int *rank)
+{
     ar_tensor *t;
     int T;
     size_t r, j;
@@ -1755,18 +1779,28 @@ ARDEF ar_tensor *ar_causal_softmax(ar_graph *g, ar_tensor *x, float scale)
         ar__fail(g, AR_ERR_SHAPE, "ar_causal_softmax: need [...,T,T] scores");
         return NULL;
     }
+    T = AR__LAST(x);
+    for (j = 0; rank && j < (size_t)T; j++)
+        if (rank[j] < 0 || rank[j] >= T) {
+            ar__fail(g, AR_ERR_RANGE, "ar_causal_softmax_order: rank[%zu] = %d is outside [0,%d)", j, rank[j], T);
+            return NULL;
+        }
     t = ar__node(g, AR_OP_CAUSAL_SOFTMAX, x->nd, x->shape, x, NULL, NULL, NULL);
     if (!t) return NULL;
     t->fp[0] = scale;
-    T = AR__LAST(x);
-    for (r = 0; r < AR__ROWS(x); r++) { /* row r is query position r % T: keys 0..r%T */
+    t->aux = rank;
+    for (r = 0; r < AR__ROWS(x); r++) { /* query q = r % T sees keys 0..q, or those ranked <= q's rank */
         const float *xr = x->x + r * T;
         float *y = t->x + r * T, m = -INFINITY;
-        size_t n = r % (size_t)T + 1;
+        size_t q = r % (size_t)T, n = rank ? (size_t)T : q + 1;
         double s = 0;
-        for (j = 0; j < n; j++) m = scale * xr[j] > m ? scale * xr[j] : m;
-        for (j = 0; j < n; j++) s += ar__expf(scale * xr[j] - m);
-        for (j = 0; j < n; j++) y[j] = (float)(ar__expf(scale * xr[j] - m) / s);
+        for (j = 0; j < n; j++)
+            if (!rank || rank[j] <= rank[q]) m = scale * xr[j] > m ? scale * xr[j] : m;
+        for (j = 0; j < n; j++) {
+            y[j] = !rank || rank[j] <= rank[q] ? ar__expf(scale * xr[j] - m) : 0;
+            s += y[j];
+        }
+        for (j = 0; j < n; j++) y[j] = (float)(y[j] / s);
         for (j = n; j < (size_t)T; j++) y[j] = 0;
     }
     return t;
@@ -1780,7 +1814,7 @@ static void ar__causal_softmax_bwd(ar_tensor *t)
     for (r = 0; r < AR__ROWS(x); r++) { /* dx = scale y (dy - <dy,y>) over the kept keys */
         const float *y = t->x + r * T, *dy = t->g + r * T;
         float *dx = x->g + r * T;
-        size_t n = r % (size_t)T + 1;
+        size_t n = t->aux ? (size_t)T : r % (size_t)T + 1; /* masked keys have y = 0: no gradient */
         double s = 0;
         for (j = 0; j < n; j++) s += dy[j] * y[j];
         for (j = 0; j < n; j++) dx[j] += t->fp[0] * y[j] * (dy[j] - (float)s);
@@ -3353,13 +3387,13 @@ static int ar__meta_ints(const ar_meta *meta, const char *const *keys, uint64_t 
     return 1;
 }
 
-/* Saves ps with the model kind, library version and n named integers (the
-   configuration) as metadata; errors into err. */
+/* Saves ps with the model kind, library version, n named integers (the
+   configuration) and an optional order [D] as metadata; errors into err. */
 static ar_status ar__model_save(ar_params *ps, const char *path, const char *kind, const char *const *keys,
-                                const uint64_t *v, int n, char *err)
+                                const uint64_t *v, int n, const int *order, int D, char *err)
 {
     ar_meta meta;
-    char num[32];
+    char num[32], *ord = order ? ar__ints_str(order, D) : NULL;
     int i;
     ar_status s;
     ar_meta_init(&meta);
@@ -3369,6 +3403,8 @@ static ar_status ar__model_save(ar_params *ps, const char *path, const char *kin
         snprintf(num, sizeof num, "%llu", (unsigned long long)v[i]);
         s = ar_meta_set(&meta, keys[i], num);
     }
+    if (s == AR_OK && order) s = ord ? ar_meta_set(&meta, "order", ord) : AR_ERR_NOMEM;
+    AR_FREE(ord);
     if (s != AR_OK) ar__seterr(err, "saving %s: out of memory", kind);
     else if ((s = ar_params_save(ps, path, &meta)) != AR_OK) memcpy(err, ps->err, AR_ERR_LEN);
     ar_meta_free(&meta);
@@ -4411,6 +4447,8 @@ ARDEF void ar_tfm_free(ar_tfm *m)
     if (!m) return;
     ar_params_free(&m->ps);
     AR_FREE(m->sinus);
+    AR_FREE(m->order);
+    AR_FREE(m->rank);
     memset(m, 0, sizeof *m);
 }
 
@@ -4431,7 +4469,25 @@ ARDEF ar_status ar_tfm_init(ar_tfm *m, const ar_tfm_cfg *cfg)
         return AR_ERR_ARG;
     }
     m->cfg = *cfg;
+    m->cfg.order = NULL;
     ar_params_init(&m->ps);
+    if (cfg->order) { /* a permutation of [0,T), and its inverse */
+        m->order = (int *)AR_MALLOC((size_t)cfg->T * sizeof(int));
+        m->rank = (int *)AR_MALLOC((size_t)cfg->T * sizeof(int));
+        if (!m->order || !m->rank) goto nomem;
+        for (t = 0; t < cfg->T; t++) m->rank[t] = -1;
+        for (t = 0; t < cfg->T; t++) {
+            if (cfg->order[t] < 0 || cfg->order[t] >= cfg->T || m->rank[cfg->order[t]] >= 0) {
+                ar_tfm_free(m);
+                ar__seterr(m->err, "ar_tfm_init: order is not a permutation of [0,%d) (order[%d] = %d)", cfg->T, t,
+                           cfg->order[t]);
+                return AR_ERR_ARG;
+            }
+            m->rank[cfg->order[t]] = t;
+            m->order[t] = cfg->order[t];
+        }
+        m->cfg.order = m->order;
+    }
 #define AR__P2(field, nm, a, b) (s[0] = (a), s[1] = (b), (field) = ar_params_add(&m->ps, nm, 2, s))
 #define AR__P1(field, nm, a) (s[0] = (a), (field) = ar_params_add(&m->ps, nm, 1, s))
     AR__P2(m->tok, "tok", cfg->V, cfg->d);
@@ -4488,9 +4544,9 @@ ARDEF ar_tensor *ar_tfm_logits(ar_tfm *m, ar_graph *g, const int *tokens, int B,
     int d, H, dh, l, s3[3], s4[4], perm[4] = {0, 2, 1, 3};
     ar_tensor *x;
     if (!ar__check(g, "ar_tfm_logits", NULL, NULL, 0)) return NULL;
-    if (!m || !m->ps.x || !tokens || B < 1 || n < 1 || n > m->cfg.T) {
-        ar__fail(g, AR_ERR_ARG, "ar_tfm_logits: need a model, tokens, B >= 1 and 1 <= n <= T (n = %d, T = %d)", n,
-                 m && m->ps.x ? m->cfg.T : 0);
+    if (!m || !m->ps.x || !tokens || B < 1 || n < 1 || n > m->cfg.T || (m->order && n != m->cfg.T)) {
+        ar__fail(g, AR_ERR_ARG, "ar_tfm_logits: need a model, tokens, B >= 1 and 1 <= n <= T (n = T with a custom "
+                                "order; n = %d, T = %d)", n, m && m->ps.x ? m->cfg.T : 0);
         return NULL;
     }
     d = m->cfg.d; H = m->cfg.heads; dh = d / H;
@@ -4511,7 +4567,7 @@ ARDEF ar_tensor *ar_tfm_logits(ar_tfm *m, ar_graph *g, const int *tokens, int B,
             k = ar_rope(g, k, 0);
         }
         ar_tensor *v = ar_permute(g, ar_reshape(g, ar_slice(g, h, 2, 2 * d, d), 4, s4), perm);
-        ar_tensor *a = ar_causal_softmax(g, ar_matmul(g, q, k, 0, 1), 1.0f / sqrtf((float)dh));     /* [B,H,n,n] */
+        ar_tensor *a = ar_causal_softmax_order(g, ar_matmul(g, q, k, 0, 1), 1.0f / sqrtf((float)dh), m->rank);
         a = ar_reshape(g, ar_permute(g, ar_matmul(g, a, v, 0, 0), perm), 3, s3);                    /* [B,n,d] */
         x = ar_add(g, x, ar_linear(g, a, L->Wo, L->bo));
         h = ar_gelu(g, ar_linear(g, ar_layernorm(g, x, L->ln2g, L->ln2b, 1e-5f), L->W1, L->b1));
@@ -4525,31 +4581,29 @@ ARDEF ar_tensor *ar_tfm_nll(ar_tfm *m, ar_graph *g, const int *inputs, const int
     return ar_sum(g, ar_cross_entropy(g, ar_tfm_logits(m, g, inputs, B, n), targets), 1);
 }
 
+ARDEF ar_status ar_tfm_inputs(const ar_tfm *m, const int *targets, int B, int n, int start, int *inputs)
+{
+    int b, t;
+    if (!m || !m->ps.x || !targets || !inputs || B < 1 || n < 1 || n > m->cfg.T || (m->order && n != m->cfg.T))
+        return AR_ERR_ARG;
+    for (b = 0; b < B; b++)
+        for (t = 0; t < n; t++) {
+            int p = m->order ? m->order[t] : t;
+            inputs[(size_t)b * n + p] = t ? targets[(size_t)b * n + (m->order ? m->order[t - 1] : t - 1)] : start;
+        }
+    return AR_OK;
+}
 
-static const char *const ar__tfm_keys[7] = {"V", "T", "d", "heads", "layers", "ffn", "pos"};
+
+static const char *const ar__tfm_keys[8] = {"V", "T", "d", "heads", "layers", "ffn", "pos", "seed"};
 
 ARDEF ar_status ar_tfm_save(ar_tfm *m, const char *path)
 {
-    ar_meta meta;
-    char num[32];
-    int v[7], i;
-    ar_status s;
+    uint64_t v[8];
     if (!m || !m->ps.x) return AR_ERR_ARG;
-    v[0] = m->cfg.V; v[1] = m->cfg.T; v[2] = m->cfg.d; v[3] = m->cfg.heads;
-    v[4] = m->cfg.layers; v[5] = m->cfg.ffn; v[6] = m->cfg.pos;
-    ar_meta_init(&meta);
-    s = ar_meta_set(&meta, "ar.model", "transformer");
-    if (s == AR_OK) s = ar_meta_set(&meta, "ar.version", ar_version());
-    for (i = 0; i < 7 && s == AR_OK; i++) {
-        snprintf(num, sizeof num, "%d", v[i]);
-        s = ar_meta_set(&meta, ar__tfm_keys[i], num);
-    }
-    snprintf(num, sizeof num, "%llu", (unsigned long long)m->cfg.seed);
-    if (s == AR_OK) s = ar_meta_set(&meta, "seed", num);
-    if (s != AR_OK) ar__seterr(m->err, "ar_tfm_save: out of memory");
-    else if ((s = ar_params_save(&m->ps, path, &meta)) != AR_OK) memcpy(m->err, m->ps.err, AR_ERR_LEN);
-    ar_meta_free(&meta);
-    return s;
+    v[0] = (uint64_t)m->cfg.V; v[1] = (uint64_t)m->cfg.T; v[2] = (uint64_t)m->cfg.d; v[3] = (uint64_t)m->cfg.heads;
+    v[4] = (uint64_t)m->cfg.layers; v[5] = (uint64_t)m->cfg.ffn; v[6] = (uint64_t)m->cfg.pos; v[7] = m->cfg.seed;
+    return ar__model_save(&m->ps, path, "transformer", ar__tfm_keys, v, 8, m->order, m->cfg.T, m->err);
 }
 
 ARDEF ar_status ar_tfm_load_mem(ar_tfm *m, const unsigned char *buf, size_t len)
@@ -4559,14 +4613,12 @@ ARDEF ar_status ar_tfm_load_mem(ar_tfm *m, const unsigned char *buf, size_t len)
     ar_tfm tmp;
     uint64_t v[8];
     size_t need;
-    int i;
+    int *order = NULL;
     ar_status s;
     if (!m) return AR_ERR_ARG;
     if ((s = ar__model_meta(buf, len, "transformer", NULL, &meta, m->err)) != AR_OK) return s;
     s = AR_ERR_FORMAT;
-    for (i = 0; i < 7; i++)
-        if (!ar__meta_u64(&meta, ar__tfm_keys[i], &v[i]) || v[i] > (1 << 24)) break;
-    if (i < 7 || !ar__meta_u64(&meta, "seed", &v[7])) {
+    if (!ar__meta_ints(&meta, ar__tfm_keys, v, 7, 1 << 24) || !ar__meta_ints(&meta, ar__tfm_keys + 7, v + 7, 1, UINT64_MAX)) {
         ar__seterr(m->err, "missing or malformed configuration in __metadata__");
         goto done;
     }
@@ -4579,7 +4631,11 @@ ARDEF ar_status ar_tfm_load_mem(ar_tfm *m, const unsigned char *buf, size_t len)
         ar__seterr(m->err, "the configuration needs more parameters than the file holds");
         goto done;
     }
-    if ((s = ar_tfm_init(&tmp, &cfg)) != AR_OK) {
+    if ((s = ar__meta_order(&meta, cfg.T, &order, m->err)) != AR_OK) goto done;
+    cfg.order = order;
+    s = ar_tfm_init(&tmp, &cfg);
+    AR_FREE(order); /* init keeps its own copy */
+    if (s != AR_OK) {
         memcpy(m->err, tmp.err, AR_ERR_LEN);
         if (s != AR_ERR_NOMEM) s = AR_ERR_FORMAT;
         goto done;
@@ -4636,12 +4692,13 @@ ARDEF void ar_tfm_cache_free(ar_tfm_cache *c)
 
 ARDEF ar_status ar_tfm_step(ar_tfm *m, ar_tfm_cache *c, const int *tokens, float *logits)
 {
-    int B, d, H, dh, T, t, l, b, hd, j, r;
+    int B, d, H, dh, T, t, pos, l, b, hd, j, r;
     float *x, *h, *att, *qkv, *u, *sc, scale;
     if (!m || !m->ps.x) return AR_ERR_ARG;
     if (!c || !c->k || !tokens || !logits) { ar__seterr(m->err, "ar_tfm_step: need a cache, tokens and logits"); return AR_ERR_ARG; }
     B = c->B; d = m->cfg.d; H = m->cfg.heads; dh = d / H; T = m->cfg.T; t = c->len;
     if (t >= T) { ar__seterr(m->err, "ar_tfm_step: the cache is full (%d positions)", T); return AR_ERR_RANGE; }
+    pos = m->order ? m->order[t] : t; /* the cache holds steps 0..t: exactly what this position may see */
     for (b = 0; b < B; b++)
         if (tokens[b] < 0 || tokens[b] >= m->cfg.V) {
             ar__seterr(m->err, "ar_tfm_step: tokens[%d] = %d is outside [0,%d)", b, tokens[b], m->cfg.V);
@@ -4653,7 +4710,7 @@ ARDEF ar_status ar_tfm_step(ar_tfm *m, ar_tfm_cache *c, const int *tokens, float
     for (b = 0; b < B; b++)
         for (j = 0; j < d; j++)
             x[(size_t)b * d + j] = m->tok->x[(size_t)tokens[b] * d + j] +
-                                   (m->cfg.pos == AR_POS_ROTARY ? 0.0f : (m->pos ? m->pos->x : m->sinus)[(size_t)t * d + j]);
+                                   (m->cfg.pos == AR_POS_ROTARY ? 0.0f : (m->pos ? m->pos->x : m->sinus)[(size_t)pos * d + j]);
     for (l = 0; l < m->cfg.layers; l++) {
         const ar_tfm_layer *L = &m->L[l];
         for (b = 0; b < B; b++)
@@ -4665,9 +4722,9 @@ ARDEF ar_status ar_tfm_step(ar_tfm *m, ar_tfm_cache *c, const int *tokens, float
                 float *q = qkv + (size_t)b * 3 * d + hd * dh;
                 float *K = c->k + base, *Vv = c->v + base, *o = att + (size_t)b * d + hd * dh, mx = -INFINITY;
                 double s = 0;
-                if (m->cfg.pos == AR_POS_ROTARY) { /* rotate q and k for position t, as ar_rope does */
-                    ar__rope_row(q, dh, t, 0);
-                    ar__rope_row(q + d, dh, t, 0);
+                if (m->cfg.pos == AR_POS_ROTARY) { /* rotate q and k for the position, as ar_rope does */
+                    ar__rope_row(q, dh, pos, 0);
+                    ar__rope_row(q + d, dh, pos, 0);
                 }
                 memcpy(K + (size_t)t * dh, q + d, (size_t)dh * sizeof(float));
                 memcpy(Vv + (size_t)t * dh, q + 2 * d, (size_t)dh * sizeof(float));
@@ -4733,9 +4790,9 @@ ARDEF ar_status ar_tfm_sample(ar_tfm *m, ar_tfm_cache *c, int n, int start, cons
     ar_status st = AR_OK;
     if (!m || !m->ps.x) return AR_ERR_ARG;
     if (!c || !c->k || !s || !r || !out || n < 1 || n > m->cfg.T || n_prefix < 0 || n_prefix > n ||
-        (n_prefix && !prefix) || start < 0 || start >= m->cfg.V) {
-        ar__seterr(m->err, "ar_tfm_sample: need a cache, sampler, rng, out, 1 <= n <= T, a valid start token "
-                           "and 0 <= n_prefix <= n");
+        (n_prefix && !prefix) || start < 0 || start >= m->cfg.V || (m->order && n != m->cfg.T)) {
+        ar__seterr(m->err, "ar_tfm_sample: need a cache, sampler, rng, out, 1 <= n <= T (n = T with a custom "
+                           "order), a valid start token and 0 <= n_prefix <= n");
         return AR_ERR_ARG;
     }
     V = m->cfg.V;
@@ -4760,7 +4817,7 @@ ARDEF ar_status ar_tfm_sample(ar_tfm *m, ar_tfm_cache *c, int n, int start, cons
                 st = AR_ERR_RANGE;
                 break;
             }
-            out[(size_t)b * n + t] = tok[b] = x;
+            out[(size_t)b * n + (m->order ? m->order[t] : t)] = tok[b] = x;
         }
     }
     AR_FREE(logits);
@@ -5267,7 +5324,7 @@ ARDEF ar_status ar_cnn_save(ar_cnn *m, const char *path)
     v[3] = (uint64_t)m->cfg.levels; v[4] = (uint64_t)m->cfg.channels; v[5] = (uint64_t)m->cfg.layers;
     v[6] = (uint64_t)m->cfg.kernel; v[7] = (uint64_t)m->cfg.first_kernel; v[8] = (uint64_t)m->cfg.dilations;
     v[9] = (uint64_t)m->cfg.coords; v[10] = m->cfg.seed;
-    return ar__model_save(&m->ps, path, "cnn", ar__cnn_keys, v, 11, m->err);
+    return ar__model_save(&m->ps, path, "cnn", ar__cnn_keys, v, 11, NULL, 0, m->err);
 }
 
 ARDEF ar_status ar_cnn_load_mem(ar_cnn *m, const unsigned char *buf, size_t len)

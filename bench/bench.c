@@ -21,8 +21,12 @@
      tfm    - cache|naive B T r w N  seconds to generate N tokens per sequence
      tfm    - train B T r w 784      seconds per training step on B x 784 tokens
      tfmpos - cache|naive 1 T r w N  seconds per token, bins of 28 positions
+     cnn    K cache|naive B T r w [P] seconds to sample B images (naive: the
+                                    first P pixels, scaled by 784 / P)
+     cnn    K train B T r w        seconds per training step on B images
      quit
-   M is made | fvsbn | nade | rnade. "fast" is ar.h's own sampler; "naive"
+   M is made | fvsbn | nade | rnade; K is pixelcnn | gated | wavenet, in
+   the trainer's default shapes. "fast" is ar.h's own sampler; "naive"
    recomputes from scratch at every place: MADE D full passes through
    ar_made_logits, NADE/RNADE the O(H D^2) recomputation of the hidden
    activations (both written here, over ar.h's weights). PLACES < D times
@@ -682,6 +686,48 @@ static void tfm_train_step(void *ctx)
     ar_graph_set_grad(&t->g, 0);
 }
 
+/* ---- convolutional models: cached sampling against full recomputation --------
+   The trainer's default shapes on 28 x 28 binary images. "naive" is
+   ar_cnn_sample's reference path (a whole forward pass per pixel), "cache"
+   computes each layer at the new pixel only. */
+static const char *cnn_name[3] = {"pixelcnn", "gated", "wavenet"};
+typedef struct { ar_cnn m; ar_graph g; ar_optim opt; int B, places, naive; float *x; ar_rng r; } cnn_ctx;
+
+static cnn_ctx *get_cnn(int kind)
+{
+    static cnn_ctx *c[3];
+    if (!c[kind]) {
+        ar_cnn_cfg cfg = ar_cnn_default(kind, 28, 28, kind == AR_CNN_WAVENET ? 20 : kind == AR_CNN_GATED ? 6 : 5);
+        c[kind] = (cnn_ctx *)xmalloc(sizeof *c[kind]);
+        memset(c[kind], 0, sizeof *c[kind]);
+        if (ar_cnn_init(&c[kind]->m, &cfg) != AR_OK || ar_graph_init(&c[kind]->g, 0) != AR_OK) die("cnn", c[kind]->m.err);
+        c[kind]->x = (float *)xmalloc(sizeof(float) * SMAX * 784);
+        c[kind]->opt = ar_optim_adam(1e-3f);
+        ar_rng_seed(&c[kind]->r, 11);
+    }
+    return c[kind];
+}
+
+static void cnn_sample(void *ctx)
+{
+    cnn_ctx *c = (cnn_ctx *)ctx;
+    int given = c->naive ? 784 - c->places : 0;
+    memset(c->x, 0, sizeof(float) * (size_t)c->B * 784); /* given pixels: a blank top */
+    if (ar_cnn_sample(&c->m, c->B, given, !c->naive, &c->r, c->x, NULL) != AR_OK) die("cnn", c->m.err);
+}
+
+static void cnn_train_step(void *ctx)
+{
+    cnn_ctx *c = (cnn_ctx *)ctx;
+    ar_tensor *loss;
+    size_t i;
+    for (i = 0; i < (size_t)c->B * 784; i++) c->x[i] = (float)ar_rng_bernoulli(&c->r, 0.13f);
+    ar_graph_reset(&c->g);
+    loss = ar_mean(&c->g, ar_cnn_nll(&c->m, &c->g, c->x, c->B), AR_ALL);
+    ar_params_zero_grad(&c->m.ps);
+    if (ar_backward(&c->g, loss) != AR_OK || ar_optim_step(&c->opt, &c->m.ps) != AR_OK) die("cnn", c->g.err);
+}
+
 /* ---- commands ---------------------------------------------------------------- */
 
 static void json_str(FILE *f, const char *s)
@@ -779,6 +825,20 @@ static int command(const char *line, FILE *f)
             }
             fprintf(f, "]}");
         }
+    } else if (!strcmp(task, "cnn") && batch >= 1 && batch <= SMAX) {
+        int k;
+        cnn_ctx *c;
+        for (k = 0; k < 3 && strcmp(model, cnn_name[k]); k++) continue;
+        if (k == 3) {
+            openblas_set_num_threads(prev);
+            return -1;
+        }
+        c = get_cnn(k);
+        c->B = batch;
+        c->naive = !strcmp(algo, "naive");
+        c->places = c->naive && places >= 1 && places < 784 ? places : 784;
+        if (!strcmp(algo, "train")) fprintf(f, "{\"sec\":%.6e}", timeit(cnn_train_step, c, warm, reps));
+        else fprintf(f, "{\"sec\":%.6e,\"places\":%d}", timeit(cnn_sample, c, warm, reps) * 784 / c->places, c->places);
     } else {
         openblas_set_num_threads(prev);
         return -1;
@@ -838,6 +898,21 @@ static int standalone(int quick, const char *json)
                1 / s1, 100 / s100);
         if (jf) fprintf(jf, ",\"%s\":{\"train_ex_s\":%.2f,\"sample_b1_s\":%.2f,\"sample_b100_s\":%.2f}", model_name[k],
                         100 / tr, 1 / s1, 100 / s100);
+    }
+    for (k = 0; k < 3; k++) {
+        double tr, c1, cB, n1;
+        snprintf(cmd, sizeof cmd, "cnn %s train 32 %d %d 1", cnn_name[k], T, quick ? 2 : 5);
+        tr = run_sec(cmd, "sec");
+        snprintf(cmd, sizeof cmd, "cnn %s cache 1 %d %d 1", cnn_name[k], T, quick ? 2 : 5);
+        c1 = run_sec(cmd, "sec");
+        snprintf(cmd, sizeof cmd, "cnn %s cache 32 %d %d 0", cnn_name[k], T, quick ? 1 : 3);
+        cB = run_sec(cmd, "sec");
+        snprintf(cmd, sizeof cmd, "cnn %s naive 1 %d %d 0 %d", cnn_name[k], T, quick ? 1 : 3, quick ? 8 : 28);
+        n1 = run_sec(cmd, "sec");
+        printf("%-52s %9.1f images/s train B=32; sample %.2f | %.1f images/s cached (B=1 | 32), %.4f naive B=1\n",
+               cnn_name[k], 32 / tr, 1 / c1, 32 / cB, 1 / n1);
+        if (jf) fprintf(jf, ",\"%s\":{\"train_img_s\":%.3f,\"cached_b1_img_s\":%.4f,\"cached_b32_img_s\":%.4f,"
+                            "\"naive_b1_img_s\":%.5f}", cnn_name[k], 32 / tr, 1 / c1, 32 / cB, 1 / n1);
     }
     if (jf) { fprintf(jf, "}\n"); fclose(jf); }
     return 0;

@@ -140,6 +140,10 @@ def plan(quick, T):
     # the Transformer (ar.h only: no PyTorch peer for it yet)
     add(Row("train", "Transformer d64 4h 2L: train B=16 x 784 tokens", T, "tokens/s",
             c=f"tfm - train 16 {T} {2 if q else 5} 1 784", value=lambda res: 16 * 784 / res["sec"], key="train_tfm"))
+    # convolutional models, the trainer's shapes (ar.h only: no PyTorch peer for them yet)
+    for k in CNNS:
+        add(Row("train", f"{CNN_TITLE[k]}: train B=32 fwd+bwd+Adam", T, "images/s",
+                c=f"cnn {k} train 32 {T} {2 if q else 5} 1", value=per_sec(32), key=f"train_{k}"))
     # sampling
     places = 112 if q else D
     for m in MODELS:
@@ -166,7 +170,22 @@ def plan(quick, T):
                 ("KV cache" if algo == "cache" else "prefix recomputed per token"), T, "tokens/s",
                 c=f"tfm - {algo} {B} {T} {1 if algo == 'naive' else (3 if q else 7)} {0 if algo == 'naive' else 1} {n}",
                 value=lambda res, B=B: B * res["tokens"] / res["sec"], key=f"tfm_{algo}_{B}"))
+    # convolutional models: a whole forward pass per pixel against one pixel per layer
+    for k in CNNS:
+        for B in (1, 32):
+            add(Row("sample", f"{CNN_TITLE[k]}: sample B={B}, cached (each layer at the new pixel)", T, "images/s",
+                    c=f"cnn {k} cache {B} {T} {2 if q else 5} {0 if B > 1 or q else 1}", value=per_sec(B),
+                    key=f"cnn_cache_{k}_{B}"))
+            p = 4 if q else 16
+            add(Row("sample", f"{CNN_TITLE[k]}: sample B={B}, naive (full forward pass per pixel)", T, "images/s",
+                    c=f"cnn {k} naive {B} {T} 1 0 {p}", value=per_sec(B), key=f"cnn_naive_{k}_{B}",
+                    note=f"timed over {p} pixels, x{D // p}"))
     return rows
+
+
+CNNS = ("pixelcnn", "gated", "wavenet")
+CNN_TITLE = {"pixelcnn": "PixelCNN F64 7x7+5x3x3", "gated": "Gated PixelCNN F32 1+6 layers",
+             "wavenet": "WaveNet F32 1+20 blocks"}
 
 
 def per_place_plan(quick, T):

@@ -54,18 +54,24 @@ static int hex_rng(const char *s, ar_rng *r)
     return i == 4;
 }
 
-/* The models share one shape of API; this picks the one being trained. */
 /* The models share one shape of API; this picks the one being trained.
    The Transformer reads pixels as tokens 0/1 behind a start token 2. */
-enum { M_MADE, M_NADE, M_TFM };
-typedef struct { int kind; ar_made made; ar_nade nd; ar_tfm tf; } ex_model;
+enum { M_MADE, M_NADE, M_TFM, M_CNN };
+typedef struct { int kind; ar_made made; ar_nade nd; ar_tfm tf; ar_cnn cn; } ex_model;
 
 static ar_params *m_params(ex_model *m)
 {
-    return m->kind == M_TFM ? &m->tf.ps : m->kind == M_NADE ? &m->nd.ps : &m->made.ps;
+    return m->kind == M_CNN ? &m->cn.ps : m->kind == M_TFM ? &m->tf.ps : m->kind == M_NADE ? &m->nd.ps : &m->made.ps;
 }
-static const char *m_err(ex_model *m) { return m->kind == M_TFM ? m->tf.err : m->kind == M_NADE ? m->nd.err : m->made.err; }
-static int m_D(ex_model *m) { return m->kind == M_TFM ? m->tf.cfg.T : m->kind == M_NADE ? m->nd.cfg.D : m->made.cfg.D; }
+static const char *m_err(ex_model *m)
+{
+    return m->kind == M_CNN ? m->cn.err : m->kind == M_TFM ? m->tf.err : m->kind == M_NADE ? m->nd.err : m->made.err;
+}
+static int m_D(ex_model *m)
+{
+    return m->kind == M_CNN ? m->cn.cfg.H * m->cn.cfg.W : m->kind == M_TFM ? m->tf.cfg.T
+                            : m->kind == M_NADE ? m->nd.cfg.D : m->made.cfg.D;
+}
 static ar_tensor *m_nll(ex_model *m, ar_graph *g, const float *x, int N)
 {
     if (m->kind == M_TFM) { /* tokens live in the arena until the next reset */
@@ -78,11 +84,12 @@ static ar_tensor *m_nll(ex_model *m, ar_graph *g, const float *x, int N)
         }
         return ar_tfm_nll(&m->tf, g, in, tg, N, D);
     }
+    if (m->kind == M_CNN) return ar_cnn_nll(&m->cn, g, x, N);
     return m->kind == M_NADE ? ar_nade_nll(&m->nd, g, x, N) : ar_made_nll(&m->made, g, x, N);
 }
 static ar_status m_log_prob(ex_model *m, ar_graph *g, const float *x, int N, float *out)
 {
-    if (m->kind == M_TFM) {
+    if (m->kind == M_TFM || m->kind == M_CNN) {
         ar_tensor *nll;
         int n;
         ar_graph_set_grad(g, 0);
@@ -94,8 +101,9 @@ static ar_status m_log_prob(ex_model *m, ar_graph *g, const float *x, int N, flo
     }
     return m->kind == M_NADE ? ar_nade_log_prob(&m->nd, g, x, N, out) : ar_made_log_prob(&m->made, g, x, N, out);
 }
-/* N samples into x; for the Transformer the first n_given pixels of each
-   come from given (completion) and probs is left alone. */
+/* N samples into x; for the Transformer and the convolutional models the
+   first n_given pixels of each come from given (completion); probs gets
+   p(pixel = 1 | pixels before) where the model gives it. */
 static ar_status m_sample(ex_model *m, ar_graph *g, int N, ar_rng *r, float *x, float *probs, const float *given,
                           int n_given)
 {
@@ -115,16 +123,26 @@ static ar_status m_sample(ex_model *m, ar_graph *g, int N, ar_rng *r, float *x, 
         free(tok);
         return s;
     }
+    if (m->kind == M_CNN) {
+        ar_status s;
+        size_t k;
+        if (n_given) memcpy(x, given, sizeof(float) * (size_t)N * m_D(m));
+        s = ar_cnn_sample(&m->cn, N, n_given, 1, r, x, probs);
+        for (k = 0; s == AR_OK && probs && k < (size_t)N * m_D(m); k++) probs[k] = 1 / (1 + expf(-probs[k]));
+        return s;
+    }
     return m->kind == M_NADE ? ar_nade_sample(&m->nd, g, N, r, 1.0f, NULL, NULL, x, probs)
                              : ar_made_sample(&m->made, g, N, r, 1.0f, NULL, NULL, x, probs);
 }
 static ar_status m_save(ex_model *m, const char *path)
 {
+    if (m->kind == M_CNN) return ar_cnn_save(&m->cn, path);
     return m->kind == M_TFM ? ar_tfm_save(&m->tf, path) : m->kind == M_NADE ? ar_nade_save(&m->nd, path)
                                                                              : ar_made_save(&m->made, path);
 }
 static ar_status m_load(ex_model *m, const char *path)
 {
+    if (m->kind == M_CNN) return ar_cnn_load(&m->cn, path);
     return m->kind == M_TFM ? ar_tfm_load(&m->tf, path) : m->kind == M_NADE ? ar_nade_load(&m->nd, path)
                                                                              : ar_made_load(&m->made, path);
 }
@@ -183,8 +201,9 @@ int main(int argc, char **argv)
 {
     const char *model = ex_arg(argc, argv, "--model", "made"), *dir = ex_arg(argc, argv, "--data", ".data/mnist");
     const char *out = ex_arg(argc, argv, "--out", "."), *hidden = ex_arg(argc, argv, "--hidden", "500");
-    int tfm = !strcmp(model, "tfm"), eval_batch = tfm ? 8 : 500; /* attention over 784 positions is memory-hungry */
-    int epochs = (int)ex_num(argc, argv, "--epochs", 20), batch = (int)ex_num(argc, argv, "--batch", tfm ? 16 : 100);
+    int tfm = !strcmp(model, "tfm"), cnn = !strcmp(model, "pixelcnn") || !strcmp(model, "gated") || !strcmp(model, "wavenet");
+    int eval_batch = tfm ? 8 : cnn ? 50 : 500; /* attention over 784 positions is memory-hungry */
+    int epochs = (int)ex_num(argc, argv, "--epochs", 20), batch = (int)ex_num(argc, argv, "--batch", tfm ? 16 : cnn ? 32 : 100);
     int components = (int)ex_num(argc, argv, "--components", 10), real;
     double logdet_valid = 0, logdet_test = 0;
     int patience = (int)ex_num(argc, argv, "--patience", 10), n_masks = (int)ex_num(argc, argv, "--masks", 1);
@@ -206,9 +225,10 @@ int main(int argc, char **argv)
     double best = 1e30, t0 = ex_now(), nll_test;
     if (ex_flag(argc, argv, "--help") ||
         (strcmp(model, "made") && strcmp(model, "fvsbn") && strcmp(model, "nade") && strcmp(model, "rnade") &&
-         strcmp(model, "tfm"))) {
-        fprintf(stderr, "usage: %s [--model made|fvsbn|nade|rnade|tfm] [--components K] [--hidden 500[,500]] [--masks K] [--order-agnostic] [--direct|--no-direct]\n"
+         strcmp(model, "tfm") && !cnn)) {
+        fprintf(stderr, "usage: %s [--model made|fvsbn|nade|rnade|tfm|pixelcnn|gated|wavenet] [--components K] [--hidden 500[,500]] [--masks K] [--order-agnostic] [--direct|--no-direct]\n"
                         "          [--d 64] [--heads 4] [--layers 2] [--ffn 256] [--pos learned|sinusoidal|rotary] (tfm)\n"
+                        "          [--channels F] [--layers L] [--coords] (pixelcnn, gated, wavenet)\n"
                         "          [--epochs E] [--batch B] [--lr LR] [--wd L2] [--patience P] [--seed S] [--data DIR] [--out DIR] [--resume] [--max-steps N]\n",
                 argv[0]);
         return 2;
@@ -243,7 +263,7 @@ int main(int argc, char **argv)
     ncfg.H = atoi(hidden);
     ncfg.seed = seed;
     memset(&m, 0, sizeof m);
-    m.kind = !strcmp(model, "tfm") ? M_TFM : !strcmp(model, "nade") || real ? M_NADE : M_MADE;
+    m.kind = cnn ? M_CNN : !strcmp(model, "tfm") ? M_TFM : !strcmp(model, "nade") || real ? M_NADE : M_MADE;
     snprintf(ckpt, sizeof ckpt, "%s/%s.safetensors", out, model);
     snprintf(last, sizeof last, "%s/%s-last.safetensors", out, model);
     snprintf(lastopt, sizeof lastopt, "%s/%s-last.opt.safetensors", out, model);
@@ -259,11 +279,25 @@ int main(int argc, char **argv)
         }
         tc.seed = seed;
         if (ar_tfm_init(&m.tf, &tc) != AR_OK) { fprintf(stderr, "%s\n", m.tf.err); return 1; }
+    } else if (m.kind == M_CNN) {
+        int kind = !strcmp(model, "pixelcnn") ? AR_CNN_PIXELCNN : !strcmp(model, "gated") ? AR_CNN_GATED : AR_CNN_WAVENET;
+        ar_cnn_cfg cc = ar_cnn_default(kind, data.rows, data.cols, kind == AR_CNN_WAVENET ? 20 : kind == AR_CNN_GATED ? 6 : 5);
+        cc.channels = (int)ex_num(argc, argv, "--channels", cc.channels);
+        cc.layers = (int)ex_num(argc, argv, "--layers", cc.layers);
+        cc.coords = ex_flag(argc, argv, "--coords");
+        cc.seed = seed;
+        if (ar_cnn_init(&m.cn, &cc) != AR_OK) { fprintf(stderr, "%s\n", m.cn.err); return 1; }
     } else if ((m.kind == M_NADE ? ar_nade_init(&m.nd, &ncfg) : ar_made_init(&m.made, &cfg)) != AR_OK) {
         fprintf(stderr, "%s\n", m_err(&m));
         return 1;
     }
-    if (!real && m.kind != M_TFM) { /* output biases at the data's pixel marginals: training starts near 206 nats, not 543 */
+    if (m.kind == M_CNN) { /* one output bias for all pixels: the data's mean */
+        double p = 0;
+        size_t k;
+        for (k = 0; k < (size_t)data.n_train * D; k++) p += data.train[k];
+        p /= (double)data.n_train * D;
+        m.cn.b2->x[0] = (float)log(p / (1 - p));
+    } else if (!real && m.kind != M_TFM) { /* output biases at the data's pixel marginals: training starts near 206 nats, not 543 */
         int d, k;
         for (d = 0; d < D; d++) {
             double p = 0;
@@ -308,8 +342,12 @@ int main(int argc, char **argv)
         printf("tfm: %d tokens, d %d, %d heads, %d layers, ffn %d, %s positions\n", D, m.tf.cfg.d, m.tf.cfg.heads,
                m.tf.cfg.layers, m.tf.cfg.ffn,
                m.tf.cfg.pos == AR_POS_LEARNED ? "learned" : m.tf.cfg.pos == AR_POS_ROTARY ? "rotary" : "sinusoidal");
+    if (m.kind == M_CNN)
+        printf("%s: %d channels, %d layers after the first, receptive field %d %s%s\n", model, m.cn.cfg.channels,
+               m.cn.cfg.layers, ar_cnn_receptive_field(&m.cn.cfg), m.cn.cfg.kind == AR_CNN_WAVENET ? "pixels" : "rows up",
+               m.cn.cfg.coords ? ", coordinate channels" : "");
     printf("%s: D=%d hidden=%s masks=%d%s%s, %zu parameters, %d train / %d valid / %d test, batch %d, Adam lr %g\n",
-           model, D, m.kind == M_TFM ? "-" : m.kind != M_MADE || cfg.n_hidden ? hidden : "-",
+           model, D, m.kind == M_TFM || m.kind == M_CNN ? "-" : m.kind != M_MADE || cfg.n_hidden ? hidden : "-",
            m.kind != M_MADE ? 1 : cfg.n_masks,
            cfg.direct ? ", direct" : "",
            cfg.order_agnostic ? ", order-agnostic" : "", m_params(&m)->total, data.n_train, data.n_valid, data.n_test,
@@ -411,7 +449,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "sampling: %s %s\n", g.err, m_err(&m));
         return 1;
     }
-    if (m.kind == M_TFM) { /* completion: the top half of 100 test digits given, the rest drawn */
+    if (m.kind == M_TFM || m.kind == M_CNN) { /* completion: the top half of 100 test digits given, the rest drawn */
         if (m_sample(&m, &g, 100, &rng, probs, NULL, data.test, D / 2) != AR_OK) {
             fprintf(stderr, "completion: %s\n", m_err(&m));
             return 1;
@@ -424,7 +462,7 @@ int main(int argc, char **argv)
     snprintf(png, sizeof png, "%s/%s-samples.png", out, model);
     if (ex_write_grid(png, samples, 100, data.rows, data.cols, 10)) fprintf(stderr, "cannot write %s\n", png);
     else printf("wrote %s\n", png);
-    snprintf(png, sizeof png, "%s/%s-%s.png", out, model, m.kind == M_TFM ? "completions" : "probs");
+    snprintf(png, sizeof png, "%s/%s-%s.png", out, model, m.kind == M_TFM || m.kind == M_CNN ? "completions" : "probs");
     if (ex_write_grid(png, probs, 100, data.rows, data.cols, 10)) fprintf(stderr, "cannot write %s\n", png);
     else printf("wrote %s\n", png);
     free(samples); free(probs); free(xb); free(perm);
@@ -432,6 +470,7 @@ int main(int argc, char **argv)
     ar_made_free(&m.made);
     ar_nade_free(&m.nd);
     ar_tfm_free(&m.tf);
+    ar_cnn_free(&m.cn);
     ar_mnist_free(&data);
     return 0;
 }

@@ -101,6 +101,7 @@ static const gc_case cases[] = {
     {AR_OP_LOG_SOFTMAX, "masked_rows", 1, {3}, {{2, 3, 5}}, -1, 1},
     {AR_OP_LOGSUMEXP, "masked_rows", 1, {3}, {{2, 3, 5}}, -1, 1},
     {AR_OP_CAUSAL_SOFTMAX, "", 1, {4}, {{2, 2, 4, 4}}, -2, 2},
+    {AR_OP_CAUSAL_SOFTMAX, "order", 1, {3}, {{2, 5, 5}}, -2, 2},
     {AR_OP_BCE_LOGITS, "", 1, {2}, {{3, 5}}, -3, 3},
     {AR_OP_BCE_LOGITS, "3d", 1, {3}, {{2, 2, 4}}, -3, 3},
     {AR_OP_CROSS_ENTROPY, "", 1, {3}, {{2, 3, 6}}, -2, 2},
