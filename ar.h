@@ -1382,14 +1382,15 @@ static void ar__conv_col(const ar__conv *q, float *img, int r, int c, float *col
     int tap, ch;
     for (tap = 0; tap < q->taps; tap++, col += q->Ci) {
         int y = r - q->top + (tap / q->kw) * q->dil, x = c - q->left + (tap % q->kw) * q->dil;
-        float *src = img + ((size_t)y * q->W + x) * q->Ci;
+        float *src;
         if (y < 0 || y >= q->H || x < 0 || x >= q->W) {
             if (!add) memset(col, 0, (size_t)q->Ci * sizeof(float));
-        } else if (!add) {
-            memcpy(col, src, (size_t)q->Ci * sizeof(float));
-        } else {
-            for (ch = 0; ch < q->Ci; ch++) src[ch] += col[ch];
+            continue;
         }
+        src = img + ((size_t)y * q->W + x) * q->Ci; /* formed only inside the image */
+        if (!add) memcpy(col, src, (size_t)q->Ci * sizeof(float));
+        else
+            for (ch = 0; ch < q->Ci; ch++) src[ch] += col[ch];
     }
 }
 

@@ -117,6 +117,29 @@ int main(int argc, char **argv)
         ar_tfm_free(&t);
         put_saved(dir, "transformer", tmp);
     }
+    {
+        static const int order[6] = {5, 0, 4, 1, 3, 2};
+        ar_tfm t;
+        ar_tfm_cfg tc = ar_tfm_default(3, 6);
+        tc.d = 4; tc.heads = 2; tc.layers = 1; tc.ffn = 5; tc.order = order;
+        ar_tfm_init(&t, &tc);
+        ar_tfm_save(&t, tmp);
+        ar_tfm_free(&t);
+        put_saved(dir, "transformer-order", tmp);
+    }
+    {
+        int k;
+        for (k = 0; k < 3; k++) {
+            static const char *const names[3] = {"pixelcnn", "gated", "wavenet"};
+            ar_cnn c;
+            ar_cnn_cfg cc = ar_cnn_default(k, 3, 4, 1);
+            cc.channels = 2; cc.first_kernel = 3; cc.dilations = 2; cc.levels = k == 1 ? 4 : 1;
+            ar_cnn_init(&c, &cc);
+            ar_cnn_save(&c, tmp);
+            ar_cnn_free(&c);
+            put_saved(dir, names[k], tmp);
+        }
+    }
     remove(tmp);
     return 0;
 }

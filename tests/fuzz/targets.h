@@ -44,7 +44,7 @@ static int fuzz_idx(const uint8_t *data, size_t size)
     return 0;
 }
 
-/* Model checkpoints: made/fvsbn/nade/rnade/transformer, then a likelihood if small. */
+/* Model checkpoints: made/fvsbn/nade/rnade/transformer/cnn, then a likelihood if small. */
 static int fuzz_model(const uint8_t *data, size_t size)
 {
     ar_made m;
@@ -66,11 +66,19 @@ static int fuzz_model(const uint8_t *data, size_t size)
     ar_graph_reset(&g);
     {
         ar_tfm t;
-        int tok[4] = {0, 0, 0, 0};
+        int tok[64] = {0};
         memset(&t, 0, sizeof t);
-        if (ar_tfm_load_mem(&t, data, size) == AR_OK && t.cfg.T >= 4 && t.cfg.V >= 1)
-            FUZZ_CHECK(ar_tfm_logits(&t, &g, tok, 1, 4) != NULL || g.status == AR_ERR_NOMEM);
+        if (ar_tfm_load_mem(&t, data, size) == AR_OK && t.cfg.T >= 4 && t.cfg.T <= 64) /* ordered: all T */
+            FUZZ_CHECK(ar_tfm_logits(&t, &g, tok, 1, t.order ? t.cfg.T : 4) != NULL || g.status == AR_ERR_NOMEM);
         ar_tfm_free(&t);
+    }
+    ar_graph_reset(&g);
+    {
+        ar_cnn c;
+        memset(&c, 0, sizeof c);
+        if (ar_cnn_load_mem(&c, data, size) == AR_OK && c.cfg.H * c.cfg.W <= 64 && c.cfg.channels <= 64)
+            FUZZ_CHECK(ar_cnn_nll(&c, &g, x, 1) != NULL || g.status == AR_ERR_NOMEM);
+        ar_cnn_free(&c);
     }
     ar_made_free(&m);
     ar_nade_free(&n);
