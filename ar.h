@@ -6,9 +6,12 @@ ABOUT
       - MADE (masked autoencoder; any depth and ordering; connectivity- and
         order-agnostic mask ensembles) and FVSBN (MADE without hidden layers),
       - NADE (binary) and RNADE (real-valued, mixtures of Gaussians),
-      - a Transformer decoder (multi-head causal self-attention; learned,
-        sinusoidal or rotary positions) with KV-cache decoding and
-        temperature/top-k/top-p sampling,
+      - a Transformer decoder (multi-head masked self-attention in raster or
+        any custom order; learned, sinusoidal or rotary positions) with
+        KV-cache decoding and temperature/top-k/top-p sampling,
+      - PixelCNN, Gated PixelCNN and a WaveNet-style dilated stack over
+        images, binary or categorical pixels, with cached sampling that
+        computes each layer at the new pixel only,
     built on a core that is usable on its own:
       - an explicit-state random number generator,
       - float32 tensors (row-major, contiguous, batch-first, up to 4 dims)
@@ -124,7 +127,7 @@ LICENSE
 #include <stdint.h>
 
 #define AR_VERSION_MAJOR 0
-#define AR_VERSION_MINOR 1
+#define AR_VERSION_MINOR 2
 #define AR_VERSION_PATCH 0
 
 #ifndef AR_MAX_DIM
@@ -368,19 +371,21 @@ ARDEF void ar_init_xavier(ar_tensor *t, ar_rng *r);
 
 /* ==== Optimizers ======================================================== */
 
-typedef enum ar_optim_kind { AR_OPTIM_SGD, AR_OPTIM_ADAM, AR_OPTIM_ADAMW } ar_optim_kind;
+typedef enum ar_optim_kind { AR_OPTIM_SGD, AR_OPTIM_ADAM, AR_OPTIM_ADAMW, AR_OPTIM_ADAGRAD } ar_optim_kind;
 typedef struct ar_optim {
     ar_optim_kind kind;
     float lr;
     float momentum;      /* SGD */
-    float beta1, beta2, eps;
-    float weight_decay;  /* SGD/Adam: L2 added to the gradient; AdamW: decoupled */
+    float beta1, beta2, eps; /* Adam; Adagrad uses eps */
+    float weight_decay;  /* SGD/Adam/Adagrad: L2 added to the gradient; AdamW: decoupled */
     long step;           /* updates done so far */
 } ar_optim;
 
 ARDEF ar_optim ar_optim_sgd(float lr, float momentum);
 ARDEF ar_optim ar_optim_adam(float lr);
 ARDEF ar_optim ar_optim_adamw(float lr, float weight_decay);
+/* Adagrad (the MADE paper's optimizer): x -= lr g / (sqrt(sum of g^2) + eps). */
+ARDEF ar_optim ar_optim_adagrad(float lr);
 /* One update of every parameter from its gradient (PyTorch semantics).
    Errors (out of memory for the moments) are reported in ps->err. */
 ARDEF ar_status ar_optim_step(ar_optim *o, ar_params *ps);
@@ -2491,6 +2496,14 @@ ARDEF ar_optim ar_optim_adamw(float lr, float weight_decay)
     return o;
 }
 
+ARDEF ar_optim ar_optim_adagrad(float lr)
+{
+    ar_optim o = ar_optim_sgd(lr, 0);
+    o.kind = AR_OPTIM_ADAGRAD;
+    o.eps = 1e-10f; /* PyTorch's default */
+    return o;
+}
+
 static ar_status ar__moment(ar_params *ps, float **m)
 {
     if (*m) return AR_OK;
@@ -2510,7 +2523,12 @@ ARDEF ar_status ar_optim_step(ar_optim *o, ar_params *ps)
         ar__seterr(ps->err, "ar_optim_step: lr and weight_decay must be >= 0");
         return AR_ERR_ARG;
     }
-    if ((o->kind != AR_OPTIM_SGD || o->momentum != 0) && ar__moment(ps, &ps->m)) return AR_ERR_NOMEM;
+    if ((int)o->kind < 0 || o->kind > AR_OPTIM_ADAGRAD) {
+        ar__seterr(ps->err, "ar_optim_step: unknown optimizer kind %d", (int)o->kind);
+        return AR_ERR_ARG;
+    }
+    if ((o->kind == AR_OPTIM_ADAM || o->kind == AR_OPTIM_ADAMW || o->momentum != 0) && ar__moment(ps, &ps->m))
+        return AR_ERR_NOMEM;
     if (o->kind != AR_OPTIM_SGD && ar__moment(ps, &ps->v)) return AR_ERR_NOMEM;
     o->step++;
     x = ps->x; g = ps->g; m = ps->m; v = ps->v; n = ps->total;
@@ -2521,6 +2539,12 @@ ARDEF ar_status ar_optim_step(ar_optim *o, ar_params *ps)
             float d = g[i] + wd * x[i];
             if (m) d = m[i] = mu * m[i] + d;
             x[i] -= lr * d;
+        }
+    } else if (o->kind == AR_OPTIM_ADAGRAD) { /* v: the running sum of squared gradients */
+        for (i = 0; i < n; i++) {
+            float d = g[i] + wd * x[i];
+            v[i] += d * d;
+            x[i] -= lr * d / (sqrtf(v[i]) + o->eps);
         }
     } else {
         float b1 = o->beta1, b2 = o->beta2, eps = o->eps;
@@ -3414,7 +3438,7 @@ static ar_status ar__model_save(ar_params *ps, const char *path, const char *kin
 
 /* ---- optimizer state ------------------------------------------------------ */
 
-static const char *const ar__optim_names[3] = {"sgd", "adam", "adamw"};
+static const char *const ar__optim_names[4] = {"sgd", "adam", "adamw", "adagrad"};
 
 /* A parameter set of flat "m"/"v" tensors shaped for ps (has: bit 0 m, bit 1 v). */
 static ar_status ar__optim_tensors(ar_params *st, const ar_params *ps, int has)
@@ -3437,7 +3461,7 @@ ARDEF ar_status ar_optim_save(const ar_optim *o, ar_params *ps, const ar_rng *rn
     int i, has;
     ar_status s = AR_OK;
     if (!ps) return AR_ERR_ARG;
-    if (!o || !ps->x || (int)o->kind < 0 || o->kind > AR_OPTIM_ADAMW) {
+    if (!o || !ps->x || (int)o->kind < 0 || o->kind > AR_OPTIM_ADAGRAD) {
         ar__seterr(ps->err, "ar_optim_save: need a valid optimizer and allocated parameters");
         return AR_ERR_ARG;
     }
@@ -3513,8 +3537,8 @@ ARDEF ar_status ar_optim_load(ar_optim *o, ar_params *ps, ar_rng *rng, ar_meta *
     s = AR_ERR_FORMAT;
     memset(&n, 0, sizeof n);
     kind = ar_meta_get(&meta, "optim");
-    for (k = 0; kind && k < 3 && strcmp(kind, ar__optim_names[k]); k++) {}
-    if (!kind || k == 3 || !ar__meta_u64(&meta, "step", &step) || !ar__meta_u64(&meta, "moments", &has) ||
+    for (k = 0; kind && k < 4 && strcmp(kind, ar__optim_names[k]); k++) {}
+    if (!kind || k == 4 || !ar__meta_u64(&meta, "step", &step) || !ar__meta_u64(&meta, "moments", &has) ||
         has > 3 || !ar__meta_float(&meta, "lr", &n.lr) || !ar__meta_float(&meta, "momentum", &n.momentum) ||
         !ar__meta_float(&meta, "beta1", &n.beta1) || !ar__meta_float(&meta, "beta2", &n.beta2) ||
         !ar__meta_float(&meta, "eps", &n.eps) || !ar__meta_float(&meta, "weight_decay", &n.weight_decay)) {
@@ -5456,6 +5480,11 @@ CHANGELOG
                         safetensors checkpoints, IDX/MNIST loading,
                         gradient checking; MADE, FVSBN, NADE, RNADE,
                         Transformer decoder with a KV cache.
+    0.2.0 (2026-11-23)  ar_conv2d (offsets, dilation, masked taps; conv1d
+                        is its H = 1 case), ar_gate; ar_cnn: PixelCNN,
+                        Gated PixelCNN, WaveNet with cached sampling;
+                        Transformer generation orders (cfg.order,
+                        ar_causal_softmax_order, ar_tfm_inputs).
 
 LICENSE
 ------------------------------------------------------------------------------

@@ -78,10 +78,8 @@ static ar_tensor *m_nll(ex_model *m, ar_graph *g, const float *x, int N)
         int D = m->tf.cfg.T, *in = (int *)ar_graph_alloc(g, 2 * (size_t)N * D * sizeof(int)), *tg = in + (size_t)N * D;
         size_t k;
         if (!in) return NULL;
-        for (k = 0; k < (size_t)N * D; k++) {
-            tg[k] = x[k] != 0;
-            in[k] = k % D ? tg[k - 1] : 2;
-        }
+        for (k = 0; k < (size_t)N * D; k++) tg[k] = x[k] != 0;
+        if (ar_tfm_inputs(&m->tf, tg, N, D, 2, in) != AR_OK) return NULL; /* shifted along the order */
         return ar_tfm_nll(&m->tf, g, in, tg, N, D);
     }
     if (m->kind == M_CNN) return ar_cnn_nll(&m->cn, g, x, N);
@@ -116,7 +114,8 @@ static ar_status m_sample(ex_model *m, ar_graph *g, int N, ar_rng *r, float *x, 
         int n, t;
         if (!tok || ar_tfm_cache_init(&c, &m->tf, N) != AR_OK) { free(tok); return AR_ERR_NOMEM; }
         for (n = 0; n < N; n++)
-            for (t = 0; t < n_given; t++) pre[(size_t)n * n_given + t] = given[(size_t)n * D + t] != 0;
+            for (t = 0; t < n_given; t++) /* the given pixels of the first n_given steps */
+                pre[(size_t)n * n_given + t] = given[(size_t)n * D + (m->tf.order ? m->tf.order[t] : t)] != 0;
         s = ar_tfm_sample(&m->tf, &c, D, 2, n_given ? pre : NULL, n_given, &smp, r, tok);
         for (k = 0; s == AR_OK && k < (size_t)N * D; k++) x[k] = (float)tok[k];
         ar_tfm_cache_free(&c);
@@ -227,9 +226,9 @@ int main(int argc, char **argv)
         (strcmp(model, "made") && strcmp(model, "fvsbn") && strcmp(model, "nade") && strcmp(model, "rnade") &&
          strcmp(model, "tfm") && !cnn)) {
         fprintf(stderr, "usage: %s [--model made|fvsbn|nade|rnade|tfm|pixelcnn|gated|wavenet] [--components K] [--hidden 500[,500]] [--masks K] [--order-agnostic] [--direct|--no-direct]\n"
-                        "          [--d 64] [--heads 4] [--layers 2] [--ffn 256] [--pos learned|sinusoidal|rotary] (tfm)\n"
+                        "          [--d 64] [--heads 4] [--layers 2] [--ffn 256] [--pos learned|sinusoidal|rotary] [--order raster|zigzag|random] (tfm)\n"
                         "          [--channels F] [--layers L] [--coords] (pixelcnn, gated, wavenet)\n"
-                        "          [--epochs E] [--batch B] [--lr LR] [--wd L2] [--patience P] [--seed S] [--data DIR] [--out DIR] [--resume] [--max-steps N]\n",
+                        "          [--epochs E] [--batch B] [--lr LR] [--optim adam|adagrad] [--wd L2] [--patience P] [--seed S] [--data DIR] [--out DIR] [--resume] [--max-steps N]\n",
                 argv[0]);
         return 2;
     }
@@ -278,6 +277,24 @@ int main(int argc, char **argv)
             tc.pos = !strcmp(pos, "sinusoidal") ? AR_POS_SINUSOIDAL : !strcmp(pos, "rotary") ? AR_POS_ROTARY : AR_POS_LEARNED;
         }
         tc.seed = seed;
+        {
+            const char *ord = ex_arg(argc, argv, "--order", "raster");
+            static int order[4096];
+            int r, c, k = 0;
+            ar_rng orng;
+            if (D > 4096 || (strcmp(ord, "raster") && strcmp(ord, "zigzag") && strcmp(ord, "random"))) {
+                fprintf(stderr, "--order must be raster, zigzag or random\n");
+                return 2;
+            }
+            for (r = 0; r < data.rows; r++) /* zigzag: rows alternate direction */
+                for (c = 0; c < data.cols; c++) order[k++] = r * data.cols + (r % 2 ? data.cols - 1 - c : c);
+            if (!strcmp(ord, "random")) {
+                for (k = 0; k < D; k++) order[k] = k;
+                ar_rng_seed(&orng, seed + 4);
+                ar_rng_shuffle(&orng, order, D);
+            }
+            if (strcmp(ord, "raster")) tc.order = order;
+        }
         if (ar_tfm_init(&m.tf, &tc) != AR_OK) { fprintf(stderr, "%s\n", m.tf.err); return 1; }
     } else if (m.kind == M_CNN) {
         int kind = !strcmp(model, "pixelcnn") ? AR_CNN_PIXELCNN : !strcmp(model, "gated") ? AR_CNN_GATED : AR_CNN_WAVENET;
@@ -306,7 +323,11 @@ int main(int argc, char **argv)
             m_out_bias(&m)[d] = (float)log(p / (1 - p));
         }
     }
-    opt = ar_optim_adam(lr);
+    {
+        const char *o = ex_arg(argc, argv, "--optim", "adam");
+        if (strcmp(o, "adam") && strcmp(o, "adagrad")) { fprintf(stderr, "--optim must be adam or adagrad\n"); return 2; }
+        opt = !strcmp(o, "adagrad") ? ar_optim_adagrad(lr) : ar_optim_adam(lr);
+    }
     opt.weight_decay = wd; /* L2, as torch.optim.Adam's weight_decay */
     ar_rng_seed(&rng, seed + 1);
     ar_rng_seed(&shuf, seed + 2);
@@ -346,12 +367,12 @@ int main(int argc, char **argv)
         printf("%s: %d channels, %d layers after the first, receptive field %d %s%s\n", model, m.cn.cfg.channels,
                m.cn.cfg.layers, ar_cnn_receptive_field(&m.cn.cfg), m.cn.cfg.kind == AR_CNN_WAVENET ? "pixels" : "rows up",
                m.cn.cfg.coords ? ", coordinate channels" : "");
-    printf("%s: D=%d hidden=%s masks=%d%s%s, %zu parameters, %d train / %d valid / %d test, batch %d, Adam lr %g\n",
+    printf("%s: D=%d hidden=%s masks=%d%s%s, %zu parameters, %d train / %d valid / %d test, batch %d, %s lr %g\n",
            model, D, m.kind == M_TFM || m.kind == M_CNN ? "-" : m.kind != M_MADE || cfg.n_hidden ? hidden : "-",
            m.kind != M_MADE ? 1 : cfg.n_masks,
            cfg.direct ? ", direct" : "",
            cfg.order_agnostic ? ", order-agnostic" : "", m_params(&m)->total, data.n_train, data.n_valid, data.n_test,
-           batch, (double)lr);
+           batch, opt.kind == AR_OPTIM_ADAGRAD ? "Adagrad" : "Adam", (double)lr);
     for (epoch = start_epoch; epoch <= epochs && bad < patience; epoch++) {
         double te = ex_now(), tick = te, train = 0, valid;
         int steps = 0;

@@ -178,12 +178,13 @@ static void test_out_of_memory_everywhere(void)
 static void test_resume_is_bit_identical(void)
 {
     const char *wpath = "/tmp/ar_test_resume.safetensors", *opath = "/tmp/ar_test_resume.opt.safetensors";
-    ar_optim kinds[3];
+    ar_optim kinds[4];
     int k, i;
     kinds[0] = ar_optim_adam(1e-2f);
     kinds[1] = ar_optim_sgd(0.1f, 0.9f);
     kinds[2] = ar_optim_adamw(1e-2f, 0.1f);
-    for (k = 0; k < 3; k++) {
+    kinds[3] = ar_optim_adagrad(1e-2f);
+    for (k = 0; k < 4; k++) {
         mlp a, b;
         ar_graph g;
         ar_rng ra, rb;

@@ -59,6 +59,25 @@ static void test_adamw_and_l2(void)
     ar_params_free(&ps);
 }
 
+/* Adagrad: v += g^2, x -= lr g / (sqrt(v) + eps); steps shrink as v grows. */
+static void test_adagrad(void)
+{
+    ar_params ps;
+    ar_tensor *p;
+    ar_optim o = ar_optim_adagrad(0.5f);
+    set2(&ps, &p, 1.0f, -2.0f, 3.0f, 4.0f);
+    CHECK(ar_optim_step(&o, &ps) == AR_OK);
+    CHECK_NEAR(p->x[0], 1 - 0.5, 1e-6);  /* 0.5 * 3 / 3 */
+    CHECK_NEAR(p->x[1], -2 - 0.5, 1e-6); /* 0.5 * 4 / 4 */
+    CHECK(ar_optim_step(&o, &ps) == AR_OK); /* same gradient: v = 2 g^2 */
+    CHECK_NEAR(p->x[0], 0.5 - 0.5 / sqrt(2.0), 1e-6);
+    ar_params_free(&ps);
+    o.kind = (ar_optim_kind)9;
+    set2(&ps, &p, 1.0f, 1.0f, 1.0f, 1.0f);
+    CHECK(ar_optim_step(&o, &ps) == AR_ERR_ARG && strstr(ps.err, "kind"));
+    ar_params_free(&ps);
+}
+
 static void test_sgd_momentum(void)
 {
     ar_params ps;
@@ -120,20 +139,21 @@ static void test_logistic_regression_converges(void)
 {
     enum { N = 256, D = 5 };
     static float X[N * D], Y[N];
-    float w_true[D] = {2, -1, 0.5f, 0, 3}, final[3];
+    float w_true[D] = {2, -1, 0.5f, 0, 3}, final[4];
     ar_rng r;
     int i, j, k, step;
-    ar_optim opts[3];
+    ar_optim opts[4];
     opts[0] = ar_optim_sgd(0.5f, 0.9f);
     opts[1] = ar_optim_adam(0.05f);
     opts[2] = ar_optim_adamw(0.05f, 1e-4f);
+    opts[3] = ar_optim_adagrad(0.5f);
     ar_rng_seed(&r, 11);
     for (i = 0; i < N; i++) {
         float z = 0.5f;
         for (j = 0; j < D; j++) z += w_true[j] * (X[i * D + j] = ar_rng_normal(&r));
         Y[i] = (float)ar_rng_bernoulli(&r, 1 / (1 + expf(-z)));
     }
-    for (k = 0; k < 3; k++) {
+    for (k = 0; k < 4; k++) {
         ar_params ps;
         ar_graph g;
         ar_tensor *W, *b, *loss = NULL;
@@ -146,7 +166,7 @@ static void test_logistic_regression_converges(void)
             loss = ar_mean(&g, ar_bce_logits(&g, ar_linear(&g, ar_input(&g, X, 2, S(N, D)), W, b), Y), AR_ALL);
             ar_params_zero_grad(&ps);
             CHECK(ar_backward(&g, loss) == AR_OK);
-            CHECK(ar_optim_step(&opts[k], &ps) == AR_OK);
+            CHECK_MSG(ar_optim_step(&opts[k], &ps) == AR_OK, "%s", ps.err);
         }
         final[k] = loss->x[0];
         CHECK_MSG(fabsf(W->x[0] - 2) < 0.8f && fabsf(W->x[4] - 3) < 1.2f, "optimizer %d: w = %g %g", k,
@@ -154,7 +174,7 @@ static void test_logistic_regression_converges(void)
         ar_graph_free(&g);
         ar_params_free(&ps);
     }
-    for (k = 0; k < 3; k++) CHECK_MSG(final[k] < 0.35f, "optimizer %d: final loss %g", k, (double)final[k]);
+    for (k = 0; k < 4; k++) CHECK_MSG(final[k] < 0.35f, "optimizer %d: final loss %g", k, (double)final[k]);
 }
 
 void tests_optim(void)
@@ -162,6 +182,7 @@ void tests_optim(void)
     t_run("optim/adam_matches_hand_computation", test_adam_matches_hand_computation);
     t_run("optim/adamw_and_l2", test_adamw_and_l2);
     t_run("optim/sgd_momentum", test_sgd_momentum);
+    t_run("optim/adagrad", test_adagrad);
     t_run("optim/check_finite", test_check_finite);
     t_run("optim/clip_and_schedule", test_clip_and_schedule);
     t_run("optim/logistic_regression_converges", test_logistic_regression_converges);
