@@ -290,6 +290,67 @@ static void test_matmul_forward(void)
     ar_graph_free(&g);
 }
 
+/* conv2d against its definition for each geometry the models use (masks A
+   and B, the gated stacks' vertical and horizontal kernels, the shifted
+   link, dilation), with NaN in the masked weights (never read), and the
+   raster-order cut: mask A's output at p ignores inputs >= p, mask B's > p. */
+static void test_conv2d_forward_and_masks(void)
+{
+    enum { H = 5, W = 6, Ci = 2, Co = 3 };
+    static const int geo[6][6] = { /* kh kw top left dil taps */
+        {3, 3, 1, 1, 1, 4}, {3, 3, 1, 1, 1, 5}, {2, 3, 1, 1, 1, 0}, {1, 2, 0, 1, 1, 1}, {1, 1, 1, 0, 1, 0},
+        {2, 2, 2, 2, 2, 0}};
+    float x[H * W * Ci], Wt[Co * 9 * Ci], b[Co] = {0.1f, -0.2f, 0.3f};
+    ar_graph g;
+    int k, r, c, o, i, j, ch;
+    for (i = 0; i < H * W * Ci; i++) x[i] = (float)((i * 7) % 5) - 2;
+    CHECK(ar_graph_init(&g, 0) == AR_OK);
+    for (k = 0; k < 6; k++) {
+        int kh = geo[k][0], kw = geo[k][1], top = geo[k][2], left = geo[k][3], dil = geo[k][4];
+        int taps = geo[k][5] ? geo[k][5] : kh * kw;
+        ar_tensor *y;
+        for (i = 0; i < Co * kh * kw * Ci; i++)
+            Wt[i] = (i % (kh * kw * Ci)) / Ci >= taps ? NAN : (float)((i * 3) % 7) / 7 - 0.4f;
+        ar_graph_reset(&g);
+        y = ar_conv2d(&g, ar_input(&g, x, 4, S(1, H, W, Ci)), ar_input(&g, Wt, 4, S(Co, kh, kw, Ci)),
+                      ar_input(&g, b, 1, S(Co)), top, left, dil, geo[k][5]);
+        CHECK_MSG(y != NULL, "%s", g.err);
+        for (r = 0; y && r < H; r++)
+            for (c = 0; c < W; c++)
+                for (o = 0; o < Co; o++) {
+                    double s = b[o];
+                    for (i = 0; i < kh; i++)
+                        for (j = 0; j < kw; j++) {
+                            int yy = r - top + i * dil, xx = c - left + j * dil;
+                            if (i * kw + j >= taps || yy < 0 || yy >= H || xx < 0 || xx >= W) continue;
+                            for (ch = 0; ch < Ci; ch++)
+                                s += Wt[((o * kh + i) * kw + j) * Ci + ch] * x[(yy * W + xx) * Ci + ch];
+                        }
+                    CHECK_NEAR(y->x[(r * W + c) * Co + o], s, 1e-5);
+                }
+        if (k < 2) /* mask A (k = 0) and B (k = 1): output i never moves with input j > i (A: j >= i) */
+            for (j = 0; y && j < H * W; j++) {
+                float x2[H * W * Ci];
+                ar_tensor *y2;
+                int moved = 0, seen = 0;
+                memcpy(x2, x, sizeof x);
+                x2[j * Ci] += 1;
+                y2 = ar_conv2d(&g, ar_input(&g, x2, 4, S(1, H, W, Ci)), ar_input(&g, Wt, 4, S(Co, kh, kw, Ci)),
+                               ar_input(&g, b, 1, S(Co)), top, left, dil, geo[k][5]);
+                CHECK(y2 != NULL);
+                for (i = 0; y2 && i < H * W; i++)
+                    for (o = 0; o < Co; o++) {
+                        int differs = y2->x[i * Co + o] != y->x[i * Co + o];
+                        if (j > i || (j == i && k == 0)) moved += differs;
+                        else seen += differs;
+                    }
+                CHECK_MSG(moved == 0, "mask %c: input %d reaches %d outputs at or before it", k ? 'B' : 'A', j, moved);
+                if (j == 2 * W + 2) CHECK(seen > 0); /* an interior pixel does reach later outputs */
+            }
+    }
+    ar_graph_free(&g);
+}
+
 /* conv1d against its definition, the causal cut, and the receptive field of
    a dilated stack (1 + shift + sum (k-1) d_l) read off the gradient. */
 static void test_conv1d_forward_and_causality(void)
@@ -548,6 +609,7 @@ void tests_ops(void)
     t_run("ops/gradcheck_detects_wrong_gradient", test_gradcheck_detects_wrong_gradient);
     t_run("ops/matmul_forward", test_matmul_forward);
     t_run("ops/conv1d_forward_and_causality", test_conv1d_forward_and_causality);
+    t_run("ops/conv2d_forward_and_masks", test_conv2d_forward_and_masks);
     t_run("ops/elementwise_forward", test_elementwise_forward);
     t_run("ops/exp_family_accuracy", test_exp_family_accuracy);
     t_run("ops/softmax_family_forward", test_softmax_family_forward);
