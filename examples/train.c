@@ -204,6 +204,7 @@ int main(int argc, char **argv)
     int eval_batch = tfm ? 8 : cnn ? 50 : 500; /* attention over 784 positions is memory-hungry */
     int epochs = (int)ex_num(argc, argv, "--epochs", 20), batch = (int)ex_num(argc, argv, "--batch", tfm ? 16 : cnn ? 32 : 100);
     int components = (int)ex_num(argc, argv, "--components", 10), real;
+    int levels = (int)ex_num(argc, argv, "--levels", 1);
     double logdet_valid = 0, logdet_test = 0;
     int patience = (int)ex_num(argc, argv, "--patience", 10), n_masks = (int)ex_num(argc, argv, "--masks", 1);
     float lr = (float)ex_num(argc, argv, "--lr", 1e-3), wd = (float)ex_num(argc, argv, "--wd", 0);
@@ -227,17 +228,25 @@ int main(int argc, char **argv)
          strcmp(model, "tfm") && !cnn)) {
         fprintf(stderr, "usage: %s [--model made|fvsbn|nade|rnade|tfm|pixelcnn|gated|wavenet] [--components K] [--hidden 500[,500]] [--masks K] [--order-agnostic] [--direct|--no-direct]\n"
                         "          [--d 64] [--heads 4] [--layers 2] [--ffn 256] [--pos learned|sinusoidal|rotary] [--order raster|zigzag|random] (tfm)\n"
-                        "          [--channels F] [--layers L] [--coords] (pixelcnn, gated, wavenet)\n"
+                        "          [--channels F] [--layers L] [--coords] [--levels 1|2..256] (pixelcnn, gated, wavenet; levels > 1: 8-bit MNIST)\n"
                         "          [--epochs E] [--batch B] [--lr LR] [--optim adam|adagrad] [--wd L2] [--patience P] [--seed S] [--data DIR] [--out DIR] [--resume] [--max-steps N]\n",
                 argv[0]);
         return 2;
     }
     real = !strcmp(model, "rnade");
-    if (ar_mnist_load(&data, dir, !real, AR_MNIST_SEED) != AR_OK) {
+    if (levels < 1 || levels > 256 || (levels > 1 && !cnn)) {
+        fprintf(stderr, "--levels must be 1 (binary) or 2..256, and is for pixelcnn, gated and wavenet\n");
+        return 2;
+    }
+    if (ar_mnist_load(&data, dir, !real && levels == 1, AR_MNIST_SEED) != AR_OK) {
         fprintf(stderr, "%s\n(run 'make data' to fetch MNIST)\n", data.err);
         return 1;
     }
     D = data.D;
+    if (levels > 1) { /* 8-bit intensities, quantized to `levels` values */
+        size_t k, n = (size_t)(data.n_train + data.n_valid + data.n_test) * D;
+        for (k = 0; k < n; k++) data.train[k] = floorf(floorf(data.train[k] * 255 + 0.5f) * levels / 256);
+    }
     if (real) { /* fixed noise for validation and test, fresh noise per training batch */
         ar_rng noise;
         ar_rng_seed(&noise, AR_MNIST_SEED);
@@ -302,18 +311,25 @@ int main(int argc, char **argv)
         cc.channels = (int)ex_num(argc, argv, "--channels", cc.channels);
         cc.layers = (int)ex_num(argc, argv, "--layers", cc.layers);
         cc.coords = ex_flag(argc, argv, "--coords");
+        cc.levels = levels;
         cc.seed = seed;
         if (ar_cnn_init(&m.cn, &cc) != AR_OK) { fprintf(stderr, "%s\n", m.cn.err); return 1; }
     } else if ((m.kind == M_NADE ? ar_nade_init(&m.nd, &ncfg) : ar_made_init(&m.made, &cfg)) != AR_OK) {
         fprintf(stderr, "%s\n", m_err(&m));
         return 1;
     }
-    if (m.kind == M_CNN) { /* one output bias for all pixels: the data's mean */
+    if (m.kind == M_CNN && levels == 1) { /* one output bias for all pixels: the data's mean */
         double p = 0;
         size_t k;
         for (k = 0; k < (size_t)data.n_train * D; k++) p += data.train[k];
         p /= (double)data.n_train * D;
         m.cn.b2->x[0] = (float)log(p / (1 - p));
+    } else if (m.kind == M_CNN) { /* the log-frequency of each level */
+        size_t k;
+        int v;
+        for (v = 0; v < levels; v++) m.cn.b2->x[v] = 1;
+        for (k = 0; k < (size_t)data.n_train * D; k++) m.cn.b2->x[(int)data.train[k]] += 1;
+        for (v = 0; v < levels; v++) m.cn.b2->x[v] = logf(m.cn.b2->x[v] / ((float)data.n_train * D + levels));
     } else if (!real && m.kind != M_TFM) { /* output biases at the data's pixel marginals: training starts near 206 nats, not 543 */
         int d, k;
         for (d = 0; d < D; d++) {
@@ -466,7 +482,7 @@ int main(int argc, char **argv)
     samples = (float *)malloc(sizeof(float) * 100 * D);
     probs = (float *)malloc(sizeof(float) * 100 * D);
     ar_graph_reset(&g);
-    if (m_sample(&m, &g, 100, &rng, samples, probs, NULL, 0) != AR_OK) {
+    if (m_sample(&m, &g, 100, &rng, samples, levels > 1 ? NULL : probs, NULL, 0) != AR_OK) {
         fprintf(stderr, "sampling: %s %s\n", g.err, m_err(&m));
         return 1;
     }
@@ -479,6 +495,13 @@ int main(int argc, char **argv)
     if (real) {
         from_logit(samples, (size_t)100 * D);
         from_logit(probs, (size_t)100 * D);
+    }
+    if (levels > 1) { /* levels to [0,1] for the image */
+        size_t k;
+        for (k = 0; k < (size_t)100 * D; k++) {
+            samples[k] /= (float)(levels - 1);
+            probs[k] /= (float)(levels - 1);
+        }
     }
     snprintf(png, sizeof png, "%s/%s-samples.png", out, model);
     if (ex_write_grid(png, samples, 100, data.rows, data.cols, 10)) fprintf(stderr, "cannot write %s\n", png);
