@@ -302,6 +302,94 @@ def sample_fn(name, B, places, pp=None):
     return lambda: m.sample(B, pp)
 
 
+# ---- Transformer: the MNIST shape of bench.c (V 3, T 784, d 64, 4 heads, 2 layers) ----
+class Tfm(torch.nn.Module):
+    """Pre-LayerNorm decoder as a PyTorch user writes it: fused
+    scaled_dot_product_attention for training where torch has it (else a
+    masked softmax), a hand-kept KV cache for decoding."""
+
+    def __init__(self, V=3, T=D, d=64, heads=4, layers=2, ffn=256, seed=1):
+        super().__init__()
+        torch.manual_seed(seed)
+        nn = torch.nn
+        self.d, self.h = d, heads
+        self.tok, self.pos = nn.Embedding(V, d), nn.Parameter(0.02 * torch.randn(T, d))
+        self.blocks = nn.ModuleList()
+        for _ in range(layers):
+            self.blocks.append(nn.ModuleDict(dict(ln1=nn.LayerNorm(d), qkv=nn.Linear(d, 3 * d), o=nn.Linear(d, d),
+                                                  ln2=nn.LayerNorm(d), fc1=nn.Linear(d, ffn), fc2=nn.Linear(ffn, d))))
+        self.lnf, self.head = nn.LayerNorm(d), nn.Linear(d, V)
+        self.causal = torch.ones(T, T, dtype=torch.bool).triu(1)
+
+    def forward(self, idx):
+        B, n = idx.shape
+        d, H = self.d, self.h
+        x = self.tok(idx) + self.pos[:n]
+        for b in self.blocks:
+            q, k, v = b["qkv"](b["ln1"](x)).split(d, -1)
+            q, k, v = (t.view(B, n, H, d // H).transpose(1, 2) for t in (q, k, v))
+            if hasattr(F, "scaled_dot_product_attention"):  # torch >= 2.0: fused
+                a = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+            else:
+                sc = (q @ k.transpose(2, 3)) / math.sqrt(d // H)
+                a = torch.softmax(sc.masked_fill(self.causal[:n, :n], float("-inf")), -1) @ v
+            x = x + b["o"](a.transpose(1, 2).reshape(B, n, d))
+            x = x + b["fc2"](F.gelu(b["fc1"](b["ln2"](x))))
+        return self.head(self.lnf(x))
+
+    def step(self, tok, K, Vc, t):
+        """Feeds tok [B] at position t; K, Vc: per layer [B,H,T,dh] caches."""
+        d, H = self.d, self.h
+        B = tok.shape[0]
+        x = self.tok(tok) + self.pos[t]
+        for l, b in enumerate(self.blocks):
+            q, k, v = b["qkv"](b["ln1"](x)).split(d, -1)
+            q, k, v = (z.view(B, H, 1, d // H) for z in (q, k, v))
+            K[l][:, :, t:t + 1], Vc[l][:, :, t:t + 1] = k, v
+            att = torch.softmax(q @ K[l][:, :, :t + 1].transpose(2, 3) / math.sqrt(d // H), -1)
+            x = x + b["o"]((att @ Vc[l][:, :, :t + 1]).reshape(B, d))
+            x = x + b["fc2"](F.gelu(b["fc1"](b["ln2"](x))))
+        return self.head(self.lnf(x))
+
+
+_tfm = {}
+
+
+def tfm_fn(algo, B, n):
+    if "m" not in _tfm:
+        _tfm["m"] = Tfm()
+        _tfm["opt"] = torch.optim.Adam(_tfm["m"].parameters(), 1e-3)
+    m, opt = _tfm["m"], _tfm["opt"]
+    g = torch.Generator().manual_seed(5)
+    if algo == "train":
+        tg = (torch.rand(B, D, generator=g) < PIX_P).long()
+        inp = torch.cat([torch.full((B, 1), 2, dtype=torch.long), tg[:, :-1]], 1)
+
+        def step():
+            with torch.enable_grad():
+                loss = F.cross_entropy(m(inp).reshape(-1, 3), tg.reshape(-1), reduction="sum") / B
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+        return step
+
+    def generate():
+        tok = torch.full((B,), 2, dtype=torch.long)
+        if algo == "naive":  # the whole prefix again for every token
+            seq = tok.view(B, 1)
+            for t in range(n):
+                p = torch.softmax(m(seq)[:, -1], -1)
+                seq = torch.cat([seq, torch.multinomial(p, 1)], 1)
+            return
+        dh = m.d // m.h
+        K = [torch.empty(B, m.h, D, dh) for _ in m.blocks]
+        Vc = [torch.empty(B, m.h, D, dh) for _ in m.blocks]
+        for t in range(n):
+            tok = torch.multinomial(torch.softmax(m.step(tok, K, Vc, t), -1), 1).view(B)
+    return generate
+
+
+
 def bins28(a):
     """Means over bins of 28 places (one image row)."""
     return [float(np.mean(a[i * 28:(i + 1) * 28])) for i in range(len(a) // 28)]
@@ -339,6 +427,8 @@ def command(line):
         fn = sample_fn(model, batch, places)
         return {"sec": timeit(fn, warm, reps) * D / places, "places": places,
                 "algo": "naive" if model == "made" else "per-place"}
+    if task == "tfm":
+        return {"sec": timeit(tfm_fn(algo, batch, places), warm, reps), "tokens": places}
     if task == "perpos":
         n = places if model == "made" else D
         rows = []

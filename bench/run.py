@@ -137,9 +137,10 @@ def plan(quick, T):
                 cr, tr, algo = (5 if q else 11), (5 if q else 11), "-"
             add(Row("train", f"{TITLE[m]}: train B=100 fwd+bwd+Adam", th, "ex/s", c=f"train {m} - 100 {th} {cr} 1",
                     t=f"train {m} {algo} 100 {th} {tr} 1", value=per_sec(100), key=f"train_{m}_{th}"))
-    # the Transformer (ar.h only: no PyTorch peer for it yet)
+    # the Transformer (torch: fused scaled_dot_product_attention)
     add(Row("train", "Transformer d64 4h 2L: train B=16 x 784 tokens", T, "tokens/s",
-            c=f"tfm - train 16 {T} {2 if q else 5} 1 784", value=lambda res: 16 * 784 / res["sec"], key="train_tfm"))
+            c=f"tfm - train 16 {T} {2 if q else 5} 1 784", t=f"tfm - train 16 {T} {2 if q else 5} 1 784",
+            value=lambda res: 16 * 784 / res["sec"], key="train_tfm"))
     # convolutional models, the trainer's shapes (ar.h only: no PyTorch peer for them yet)
     for k in CNNS:
         add(Row("train", f"{CNN_TITLE[k]}: train B=32 fwd+bwd+Adam", T, "images/s",
@@ -163,13 +164,13 @@ def plan(quick, T):
                 add(Row("sample", f"{TITLE[m]}: naive sample B={B}, O(HD^2)", T, "samples/s",
                         c=f"sample {m} naive {B} {T} {1 if B == 100 or q else 3} {0 if B == 100 else 1}",
                         value=per_sec(B), key=f"naive_{m}_{B}"))
-    # Transformer decoding (ar.h only: no PyTorch peer for it yet)
+    # Transformer decoding (torch: a hand-kept KV cache, or the prefix again per token)
     n = 112
     for B, algo in ((1, "cache"), (16, "cache"), (1, "naive")):
+        cmd = f"tfm - {algo} {B} {T} {1 if algo == 'naive' else (3 if q else 7)} {0 if algo == 'naive' else 1} {n}"
         add(Row("sample", f"Transformer d64 4h 2L: {n} tokens, B={B}, " +
                 ("KV cache" if algo == "cache" else "prefix recomputed per token"), T, "tokens/s",
-                c=f"tfm - {algo} {B} {T} {1 if algo == 'naive' else (3 if q else 7)} {0 if algo == 'naive' else 1} {n}",
-                value=lambda res, B=B: B * res["tokens"] / res["sec"], key=f"tfm_{algo}_{B}"))
+                c=cmd, t=cmd, value=lambda res, B=B: B * res["tokens"] / res["sec"], key=f"tfm_{algo}_{B}"))
     # convolutional models: a whole forward pass per pixel against one pixel per layer
     for k in CNNS:
         for B in (1, 32):
