@@ -228,7 +228,8 @@ int main(int argc, char **argv)
          strcmp(model, "tfm") && !cnn)) {
         fprintf(stderr, "usage: %s [--model made|fvsbn|nade|rnade|tfm|pixelcnn|gated|wavenet] [--components K] [--hidden 500[,500]] [--masks K] [--order-agnostic] [--direct|--no-direct]\n"
                         "          [--d 64] [--heads 4] [--layers 2] [--ffn 256] [--pos learned|sinusoidal|rotary] [--order raster|zigzag|random] (tfm)\n"
-                        "          [--channels F] [--layers L] [--coords] [--levels 1|2..256] (pixelcnn, gated, wavenet; levels > 1: 8-bit MNIST)\n"
+                        "          [--channels F] [--layers L] [--kernel 3] [--first-kernel 7] [--dilations 10] [--coords] [--levels 1|2..256]\n"
+                        "          (pixelcnn, gated, wavenet; levels > 1: 8-bit MNIST)\n"
                         "          [--epochs E] [--batch B] [--lr LR] [--optim adam|adagrad] [--wd L2] [--patience P] [--seed S] [--data DIR] [--out DIR] [--resume] [--max-steps N]\n",
                 argv[0]);
         return 2;
@@ -310,6 +311,9 @@ int main(int argc, char **argv)
         ar_cnn_cfg cc = ar_cnn_default(kind, data.rows, data.cols, kind == AR_CNN_WAVENET ? 20 : kind == AR_CNN_GATED ? 6 : 5);
         cc.channels = (int)ex_num(argc, argv, "--channels", cc.channels);
         cc.layers = (int)ex_num(argc, argv, "--layers", cc.layers);
+        cc.kernel = (int)ex_num(argc, argv, "--kernel", cc.kernel);
+        cc.first_kernel = (int)ex_num(argc, argv, "--first-kernel", cc.first_kernel);
+        cc.dilations = (int)ex_num(argc, argv, "--dilations", cc.dilations);
         cc.coords = ex_flag(argc, argv, "--coords");
         cc.levels = levels;
         cc.seed = seed;
