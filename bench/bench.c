@@ -687,9 +687,10 @@ static void tfm_train_step(void *ctx)
 }
 
 /* ---- convolutional models: cached sampling against full recomputation --------
-   The trainer's default shapes on 28 x 28 binary images. "naive" is
-   ar_cnn_sample's reference path (a whole forward pass per pixel), "cache"
-   computes each layer at the new pixel only. */
+   The trainer's default shapes on 28 x 28 binary images. "naive" runs
+   ar_cnn_logits over the whole batch of images for every pixel (a warm
+   arena, as ar_cnn_sample's reference path does within one call); "cache"
+   is ar_cnn_sample, each layer computed at the new pixel only. */
 static const char *cnn_name[3] = {"pixelcnn", "gated", "wavenet"};
 typedef struct { ar_cnn m; ar_graph g; ar_optim opt; int B, places, naive; float *x; ar_rng r; } cnn_ctx;
 
@@ -711,9 +712,21 @@ static cnn_ctx *get_cnn(int kind)
 static void cnn_sample(void *ctx)
 {
     cnn_ctx *c = (cnn_ctx *)ctx;
-    int given = c->naive ? 784 - c->places : 0;
-    memset(c->x, 0, sizeof(float) * (size_t)c->B * 784); /* given pixels: a blank top */
-    if (ar_cnn_sample(&c->m, c->B, given, !c->naive, &c->r, c->x, NULL) != AR_OK) die("cnn", c->m.err);
+    int p, n;
+    memset(c->x, 0, sizeof(float) * (size_t)c->B * 784);
+    if (!c->naive) {
+        if (ar_cnn_sample(&c->m, c->B, 0, 1, &c->r, c->x, NULL) != AR_OK) die("cnn", c->m.err);
+        return;
+    }
+    ar_graph_set_grad(&c->g, 0); /* the arena stays warm across calls */
+    for (p = 0; p < c->places; p++) { /* a whole forward pass per pixel */
+        ar_tensor *lg;
+        ar_graph_reset(&c->g);
+        if (!(lg = ar_cnn_logits(&c->m, &c->g, c->x, c->B))) die("cnn", c->g.err);
+        for (n = 0; n < c->B; n++)
+            c->x[(size_t)n * 784 + p] = (float)ar_rng_bernoulli(&c->r, 1 / (1 + expf(-lg->x[(size_t)n * 784 + p])));
+    }
+    ar_graph_set_grad(&c->g, 1);
 }
 
 static void cnn_train_step(void *ctx)

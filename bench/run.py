@@ -350,7 +350,7 @@ def main():
             gf = 5 * 2.0 * 100 * 784 * 500 / (cv / 1e3) / 1e9
             say(f"{'  ar.h step / raw sgemm x5 (same rounds)':<58} {r.threads:>3} {fmt(med(paired)):>10} {'':>10} "
                 f"{'x':<10}   step at {gf:.1f} GFLOP/s = {100 * gf / peak:.0f}% of peak sgemm")
-        if r.key.startswith("train_") and r.key != "train_tfm" and cv:
+        if r.key.startswith("train_") and r.key.split("_")[1] in TRAIN_FLOPS and cv:
             m = r.key.split("_")[1]
             peak = med(bykey[f"sgemm{r.threads}"].vals["c"])
             gf = TRAIN_FLOPS[m] * cv / 1e9
@@ -372,6 +372,12 @@ def main():
             if f and n and f.vals["c"] and n.vals["c"]:
                 sp = med([x / y for x, y in zip(f.vals["c"], n.vals["c"])])
                 speed.append((f"{TITLE[m]}: {what}, B={B}", sp))
+    for k in CNNS:
+        for B in (1, 32):
+            f, n = bykey.get(f"cnn_cache_{k}_{B}"), bykey.get(f"cnn_naive_{k}_{B}")
+            if f and n and f.vals["c"] and n.vals["c"]:
+                sp = med([x / y for x, y in zip(f.vals["c"], n.vals["c"])])
+                speed.append((f"{CNN_TITLE[k]}: cached over full passes, B={B}", sp))
     if speed:
         say("-- ar.h's samplers against recomputing from scratch (same rounds)")
         for label, sp in speed:
