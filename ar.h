@@ -577,9 +577,12 @@ ARDEF ar_status ar_nade_load_mem(ar_nade *m, const unsigned char *buf, size_t le
    learned or sinusoidal position embedding (or rotary: queries and keys
    rotated by position), pre-LayerNorm blocks of
    multi-head causal self-attention and a GELU MLP with residuals, a final
-   LayerNorm and an output head. Position t sees tokens 0..t only.
-   ar_tfm_step decodes with a KV cache: one new position costs
-   O(layers * (d^2 + len * d)), not a full recomputation. */
+   LayerNorm and an output head. Position t sees tokens 0..t only, or,
+   with cfg.order, the positions generated up to it: the attention mask
+   follows any generation order (zigzag, random, ...), and the input at a
+   position is the token of the position generated just before it.
+   ar_tfm_step decodes with a KV cache, in generation order: one new
+   position costs O(layers * (d^2 + len * d)), not a full recomputation. */
 #define AR_TFM_MAX_LAYERS 16
 enum { AR_POS_LEARNED = 0, AR_POS_SINUSOIDAL = 1, AR_POS_ROTARY = 2 };
 
