@@ -1369,6 +1369,9 @@ typedef struct ar__conv {
     int H, W, Ci, kh, kw, top, left, dil, taps;
 } ar__conv;
 
+/* A 1x1 kernel reading its own position: the input is the column matrix. */
+static int ar__conv_pointwise(const ar__conv *q) { return q->kh * q->kw == 1 && !q->top && !q->left; }
+
 static ar__conv ar__conv_geom(const ar_tensor *x, const ar_tensor *Wt, int top, int left, int dil, int taps)
 {
     ar__conv q;
@@ -1442,6 +1445,10 @@ static ar_tensor *ar__conv_node(ar_graph *g, const char *fn, int nd, ar_tensor *
     t = ar__node(g, AR_OP_CONV, nd, shape, x, Wt, b, NULL);
     if (!t) return NULL;
     t->ip[0] = top; t->ip[1] = left; t->ip[2] = dil; t->ip[3] = q.taps;
+    if (ar__conv_pointwise(&q)) { /* x is its own column matrix */
+        ar__conv_gemm(&q, (int)rows, x->x, Wt->x, b ? b->x : NULL, Co, t->x);
+        return t;
+    }
     /* the columns (kept for dW), and room for their gradient when x needs one */
     t->save = (float *)ar_graph_alloc(g, rows * K * ((x->flags & AR_F_GRAD) ? 2 : 1) * sizeof(float));
     if (!t->save) { ar__fail(g, AR_ERR_NOMEM, "%s: out of memory", fn); return NULL; }
@@ -1475,13 +1482,15 @@ static void ar__conv_bwd(ar_tensor *t)
     ar_tensor *x = t->src[0], *Wt = t->src[1], *b = t->src[2];
     float *dx = AR__DX(x), *dW = AR__DX(Wt), *db = AR__DX(b);
     ar__conv q = ar__conv_geom(x, Wt, t->ip[0], t->ip[1], t->ip[2], t->ip[3]);
-    int Co = Wt->shape[0], K = q.taps * q.Ci, ldw = q.kh * q.kw * q.Ci, j;
+    int Co = Wt->shape[0], K = q.taps * q.Ci, ldw = q.kh * q.kw * q.Ci, j, pointwise = ar__conv_pointwise(&q);
     size_t rows = x->n / (size_t)q.Ci, r;
-    if (dW) ar__gemm(1, 0, Co, K, (int)rows, 1, t->g, Co, t->save, K, 1, dW, ldw); /* dY^T cols */
+    if (dW) ar__gemm(1, 0, Co, K, (int)rows, 1, t->g, Co, pointwise ? x->x : t->save, K, 1, dW, ldw); /* dY^T cols */
     if (db)
         for (r = 0; r < rows; r++)
             for (j = 0; j < Co; j++) db[j] += t->g[r * Co + j];
-    if (dx) { /* dcols = dY W, then scattered back to the input positions */
+    if (dx && pointwise) {
+        ar__gemm(0, 0, (int)rows, K, Co, 1, t->g, Co, Wt->x, ldw, 1, dx, K);
+    } else if (dx) { /* dcols = dY W, then scattered back to the input positions */
         float *dcols = t->save + rows * (size_t)K;
         ar__gemm(0, 0, (int)rows, K, Co, 1, t->g, Co, Wt->x, ldw, 0, dcols, K);
         for (r = 0; r < rows; r++) {

@@ -57,6 +57,7 @@ static const gc_case cases[] = {
     {AR_OP_CONV, "2d 0 2 1 2", 3, {4, 4, 1}, {{2, 3, 5, 2}, {2, 1, 3, 2}, {2}}, -1, 1},
     {AR_OP_CONV, "2d 1 0 1 0", 3, {4, 4, 1}, {{2, 4, 3, 3}, {2, 1, 1, 3}, {2}}, -1, 1},
     {AR_OP_CONV, "2d 2 2 2 0", 2, {4, 4}, {{1, 5, 5, 2}, {2, 2, 2, 2}}, -1, 1},
+    {AR_OP_CONV, "2d 0 0 1 0", 3, {4, 4, 1}, {{2, 3, 4, 3}, {5, 1, 1, 3}, {5}}, -1, 1}, /* 1x1: x is the columns */
     {AR_OP_GATE, "", 1, {3}, {{2, 3, 6}}, -2, 2},
     {AR_OP_ADD, "same", 2, {2, 2}, {{3, 4}, {3, 4}}, -1, 1},
     {AR_OP_ADD, "row", 2, {2, 1}, {{3, 4}, {4}}, -1, 1},
@@ -297,15 +298,15 @@ static void test_matmul_forward(void)
 static void test_conv2d_forward_and_masks(void)
 {
     enum { H = 5, W = 6, Ci = 2, Co = 3 };
-    static const int geo[6][6] = { /* kh kw top left dil taps */
+    static const int geo[7][6] = { /* kh kw top left dil taps */
         {3, 3, 1, 1, 1, 4}, {3, 3, 1, 1, 1, 5}, {2, 3, 1, 1, 1, 0}, {1, 2, 0, 1, 1, 1}, {1, 1, 1, 0, 1, 0},
-        {2, 2, 2, 2, 2, 0}};
+        {2, 2, 2, 2, 2, 0}, {1, 1, 0, 0, 1, 0}};
     float x[H * W * Ci], Wt[Co * 9 * Ci], b[Co] = {0.1f, -0.2f, 0.3f};
     ar_graph g;
     int k, r, c, o, i, j, ch;
     for (i = 0; i < H * W * Ci; i++) x[i] = (float)((i * 7) % 5) - 2;
     CHECK(ar_graph_init(&g, 0) == AR_OK);
-    for (k = 0; k < 6; k++) {
+    for (k = 0; k < 7; k++) {
         int kh = geo[k][0], kw = geo[k][1], top = geo[k][2], left = geo[k][3], dil = geo[k][4];
         int taps = geo[k][5] ? geo[k][5] : kh * kw;
         ar_tensor *y;
