@@ -467,8 +467,10 @@ int main(int argc, char **argv)
                (ex_now() - t0) / epoch * (epochs - epoch), bad ? "" : "  [saved]");
         fflush(stdout);
     }
-    remove(last); /* finished: an old interrupted state must not be resumed */
-    remove(lastopt);
+    if (epoch > start_epoch) { /* trained to the end: an old interrupted state must not be resumed */
+        remove(last);
+        remove(lastopt);
+    } /* else (e.g. --resume --epochs 0 to evaluate) the state stays, to go on from later */
     if (best < 1e30 && m_load(&m, ckpt) != AR_OK) { /* the best weights, if an epoch was validated */
         fprintf(stderr, "%s\n", m_err(&m));
         return 1;
