@@ -4380,30 +4380,12 @@ ARDEF ar_status ar_nade_sample(ar_nade *m, ar_graph *g, int N, ar_rng *rng, floa
 
 ARDEF ar_status ar_nade_save(ar_nade *m, const char *path)
 {
-    ar_meta meta;
-    char num[32], *order = NULL;
-    ar_status s;
+    static const char *const keys[4] = {"D", "H", "K", "seed"};
+    uint64_t v[4];
     if (!m || !m->ps.x) return AR_ERR_ARG;
-    ar_meta_init(&meta);
-    s = ar_meta_set(&meta, "ar.model", m->cfg.K ? "rnade" : "nade");
-    if (s == AR_OK) s = ar_meta_set(&meta, "ar.version", ar_version());
-    snprintf(num, sizeof num, "%d", m->cfg.D);
-    if (s == AR_OK) s = ar_meta_set(&meta, "D", num);
-    snprintf(num, sizeof num, "%d", m->cfg.H);
-    if (s == AR_OK) s = ar_meta_set(&meta, "H", num);
-    snprintf(num, sizeof num, "%d", m->cfg.K);
-    if (s == AR_OK) s = ar_meta_set(&meta, "K", num);
-    snprintf(num, sizeof num, "%llu", (unsigned long long)m->cfg.seed);
-    if (s == AR_OK) s = ar_meta_set(&meta, "seed", num);
-    if (s == AR_OK && m->cfg.order) {
-        order = ar__ints_str(m->order, m->cfg.D);
-        s = order ? ar_meta_set(&meta, "order", order) : AR_ERR_NOMEM;
-    }
-    AR_FREE(order);
-    if (s != AR_OK) ar__seterr(m->err, "ar_nade_save: out of memory");
-    else if ((s = ar_params_save(&m->ps, path, &meta)) != AR_OK) memcpy(m->err, m->ps.err, AR_ERR_LEN);
-    ar_meta_free(&meta);
-    return s;
+    v[0] = (uint64_t)m->cfg.D; v[1] = (uint64_t)m->cfg.H; v[2] = (uint64_t)m->cfg.K; v[3] = m->cfg.seed;
+    return ar__model_save(&m->ps, path, m->cfg.K ? "rnade" : "nade", keys, v, 4, m->cfg.order ? m->order : NULL,
+                          m->cfg.D, m->err);
 }
 
 ARDEF ar_status ar_nade_load_mem(ar_nade *m, const unsigned char *buf, size_t len)
