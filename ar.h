@@ -3336,6 +3336,23 @@ static ar_status ar__model_meta(const unsigned char *buf, size_t len, const char
     return AR_ERR_FORMAT;
 }
 
+/* The tail every model loader shares. `init` is the status of building a
+   temporary model from the file's configuration (its message in
+   init_err); the file's tensors are then read into its parameters. The
+   caller swaps the temporary in only on success, so a failed load leaves
+   its model as it was, and frees the temporary otherwise. */
+static ar_status ar__load_weights(ar_status init, const char *init_err, ar_params *ps, const unsigned char *buf,
+                                  size_t len, char *err)
+{
+    ar_status s;
+    if (init != AR_OK) {
+        memcpy(err, init_err, AR_ERR_LEN);
+        return init == AR_ERR_NOMEM ? init : AR_ERR_FORMAT;
+    }
+    if ((s = ar_params_load_mem(ps, buf, len, NULL)) != AR_OK) memcpy(err, ps->err, AR_ERR_LEN);
+    return s;
+}
+
 /* A configuration whose parameters need more bytes than the file holds is
    rejected before anything is allocated (a small file must not be able to
    ask for a huge allocation). */
@@ -4052,18 +4069,9 @@ ARDEF ar_status ar_made_load_mem(ar_made *m, const unsigned char *buf, size_t le
     }
     if ((s = ar__meta_order(&meta, (int)D, &order, m->err)) != AR_OK) goto done;
     cfg.order = order;
-    if ((s = ar_made_init(&tmp, &cfg)) != AR_OK) {
-        memcpy(m->err, tmp.err, AR_ERR_LEN);
-        if (s != AR_ERR_NOMEM) s = AR_ERR_FORMAT;
-        goto done;
-    }
-    if ((s = ar_params_load_mem(&tmp.ps, buf, len, NULL)) != AR_OK) {
-        memcpy(m->err, tmp.ps.err, AR_ERR_LEN);
-        ar_made_free(&tmp);
-        goto done;
-    }
-    ar_made_free(m);
-    *m = tmp;
+    s = ar__load_weights(ar_made_init(&tmp, &cfg), tmp.err, &tmp.ps, buf, len, m->err);
+    ar_made_free(s == AR_OK ? m : &tmp);
+    if (s == AR_OK) *m = tmp;
 done:
     AR_FREE(order);
     ar_meta_free(&meta);
@@ -4416,18 +4424,9 @@ ARDEF ar_status ar_nade_load_mem(ar_nade *m, const unsigned char *buf, size_t le
     cfg.D = (int)D; cfg.H = (int)H; cfg.K = (int)K; cfg.seed = seed;
     if ((s = ar__meta_order(&meta, (int)D, &order, m->err)) != AR_OK) goto done;
     cfg.order = order;
-    if ((s = ar_nade_init(&tmp, &cfg)) != AR_OK) {
-        memcpy(m->err, tmp.err, AR_ERR_LEN);
-        if (s != AR_ERR_NOMEM) s = AR_ERR_FORMAT;
-        goto done;
-    }
-    if ((s = ar_params_load_mem(&tmp.ps, buf, len, NULL)) != AR_OK) {
-        memcpy(m->err, tmp.ps.err, AR_ERR_LEN);
-        ar_nade_free(&tmp);
-        goto done;
-    }
-    ar_nade_free(m);
-    *m = tmp;
+    s = ar__load_weights(ar_nade_init(&tmp, &cfg), tmp.err, &tmp.ps, buf, len, m->err);
+    ar_nade_free(s == AR_OK ? m : &tmp);
+    if (s == AR_OK) *m = tmp;
 done:
     AR_FREE(order);
     ar_meta_free(&meta);
@@ -4652,21 +4651,11 @@ ARDEF ar_status ar_tfm_load_mem(ar_tfm *m, const unsigned char *buf, size_t len)
     }
     if ((s = ar__meta_order(&meta, cfg.T, &order, m->err)) != AR_OK) goto done;
     cfg.order = order;
-    s = ar_tfm_init(&tmp, &cfg);
-    AR_FREE(order); /* init keeps its own copy */
-    if (s != AR_OK) {
-        memcpy(m->err, tmp.err, AR_ERR_LEN);
-        if (s != AR_ERR_NOMEM) s = AR_ERR_FORMAT;
-        goto done;
-    }
-    if ((s = ar_params_load_mem(&tmp.ps, buf, len, NULL)) != AR_OK) {
-        memcpy(m->err, tmp.ps.err, AR_ERR_LEN);
-        ar_tfm_free(&tmp);
-        goto done;
-    }
-    ar_tfm_free(m);
-    *m = tmp;
+    s = ar__load_weights(ar_tfm_init(&tmp, &cfg), tmp.err, &tmp.ps, buf, len, m->err);
+    ar_tfm_free(s == AR_OK ? m : &tmp);
+    if (s == AR_OK) *m = tmp;
 done:
+    AR_FREE(order); /* init keeps its own copy */
     ar_meta_free(&meta);
     return s;
 }
@@ -4954,6 +4943,7 @@ ARDEF ar_status ar_cnn_init(ar_cnn *m, const ar_cnn_cfg *cfg)
 {
     ar_rng r;
     int l, i, F, Cin, ok;
+    float gain;
     if (!m) return AR_ERR_ARG;
     memset(m, 0, sizeof *m);
     if (!cfg || cfg->kind < AR_CNN_PIXELCNN || cfg->kind > AR_CNN_WAVENET || cfg->H < 1 || cfg->W < 1 ||
@@ -5011,13 +5001,21 @@ ARDEF ar_status ar_cnn_init(ar_cnn *m, const ar_cnn_cfg *cfg)
     }
     if (!ok || ar_params_alloc(&m->ps) != AR_OK) goto nomem;
     ar_rng_seed(&r, cfg->seed);
-    for (i = 0; i < m->ps.n; i++) { /* U(-1/sqrt(fan_in), 1/sqrt(fan_in)) over the used taps, zero biases */
+    /* U(+-sqrt(gain/fan_in)) over the used taps, zero biases. The gated
+       model's vertical stack has no residual path: with gain 1 a signal
+       shrank ~12x in variance per layer and training was far slower (mean
+       train NLL over the first 10k MNIST images 117.7, 9 layers); He's
+       gain 6 gives 103.5 (gain 3: 106.4; gain 12 starts far worse). The
+       residual models keep gain 1: WaveNet with gain 6 trained slower
+       (119.4 against 115 over its first 10k images). */
+    gain = cfg->kind == AR_CNN_GATED ? 6.0f : 1.0f;
+    for (i = 0; i < m->ps.n; i++) {
         ar_tensor *p = m->ps.t[i];
         int fan = p->shape[1] * p->shape[2] * p->shape[3];
         if (p->nd != 4) continue;
         for (l = 0; l <= cfg->layers; l++)
             if (p == m->L[l].W) fan = ar__cnn_conv(m, l, AR__CNN_MAIN, p).taps * p->shape[3];
-        ar_init_uniform(p, &r, -1 / sqrtf((float)fan), 1 / sqrtf((float)fan));
+        ar_init_uniform(p, &r, -sqrtf(gain / (float)fan), sqrtf(gain / (float)fan));
     }
     return AR_OK;
 nomem:
@@ -5371,18 +5369,9 @@ ARDEF ar_status ar_cnn_load_mem(ar_cnn *m, const unsigned char *buf, size_t len)
         ar__seterr(m->err, "the configuration needs more parameters than the file holds");
         goto done;
     }
-    if ((s = ar_cnn_init(&tmp, &cfg)) != AR_OK) {
-        memcpy(m->err, tmp.err, AR_ERR_LEN);
-        if (s != AR_ERR_NOMEM) s = AR_ERR_FORMAT;
-        goto done;
-    }
-    if ((s = ar_params_load_mem(&tmp.ps, buf, len, NULL)) != AR_OK) {
-        memcpy(m->err, tmp.ps.err, AR_ERR_LEN);
-        ar_cnn_free(&tmp);
-        goto done;
-    }
-    ar_cnn_free(m);
-    *m = tmp;
+    s = ar__load_weights(ar_cnn_init(&tmp, &cfg), tmp.err, &tmp.ps, buf, len, m->err);
+    ar_cnn_free(s == AR_OK ? m : &tmp);
+    if (s == AR_OK) *m = tmp;
 done:
     ar_meta_free(&meta);
     return s;

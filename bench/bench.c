@@ -466,11 +466,67 @@ static int per_place(model_ctx *m, int naive, int warm, int reps, int bins, doub
     return 0;
 }
 
+/* ---- convolutional models: cached sampling against full recomputation --------
+   The trainer's default shapes on 28 x 28 binary images. "naive" runs
+   ar_cnn_logits over the whole batch of images for every pixel (a warm
+   arena, as ar_cnn_sample's reference path does within one call); "cache"
+   is ar_cnn_sample, each layer computed at the new pixel only. */
+static const char *cnn_name[3] = {"pixelcnn", "gated", "wavenet"};
+typedef struct { ar_cnn m; ar_graph g; ar_optim opt; int B, places, naive; float *x; ar_rng r; } cnn_ctx;
+
+static cnn_ctx *get_cnn(int kind)
+{
+    static cnn_ctx *c[3];
+    if (!c[kind]) {
+        ar_cnn_cfg cfg = ar_cnn_default(kind, 28, 28, kind == AR_CNN_WAVENET ? 20 : kind == AR_CNN_GATED ? 6 : 5);
+        c[kind] = (cnn_ctx *)xmalloc(sizeof *c[kind]);
+        memset(c[kind], 0, sizeof *c[kind]);
+        if (ar_cnn_init(&c[kind]->m, &cfg) != AR_OK || ar_graph_init(&c[kind]->g, 0) != AR_OK) die("cnn", c[kind]->m.err);
+        c[kind]->x = (float *)xmalloc(sizeof(float) * SMAX * 784);
+        c[kind]->opt = ar_optim_adam(1e-3f);
+        ar_rng_seed(&c[kind]->r, 11);
+    }
+    return c[kind];
+}
+
+static void cnn_sample(void *ctx)
+{
+    cnn_ctx *c = (cnn_ctx *)ctx;
+    int p, n;
+    memset(c->x, 0, sizeof(float) * (size_t)c->B * 784);
+    if (!c->naive) {
+        if (ar_cnn_sample(&c->m, c->B, 0, 1, &c->r, c->x, NULL) != AR_OK) die("cnn", c->m.err);
+        return;
+    }
+    ar_graph_set_grad(&c->g, 0); /* the arena stays warm across calls */
+    for (p = 0; p < c->places; p++) { /* a whole forward pass per pixel */
+        ar_tensor *lg;
+        ar_graph_reset(&c->g);
+        if (!(lg = ar_cnn_logits(&c->m, &c->g, c->x, c->B))) die("cnn", c->g.err);
+        for (n = 0; n < c->B; n++)
+            c->x[(size_t)n * 784 + p] = (float)ar_rng_bernoulli(&c->r, 1 / (1 + expf(-lg->x[(size_t)n * 784 + p])));
+    }
+    ar_graph_set_grad(&c->g, 1);
+}
+
+static void cnn_train_step(void *ctx)
+{
+    cnn_ctx *c = (cnn_ctx *)ctx;
+    ar_tensor *loss;
+    size_t i;
+    for (i = 0; i < (size_t)c->B * 784; i++) c->x[i] = (float)ar_rng_bernoulli(&c->r, 0.13f);
+    ar_graph_reset(&c->g);
+    loss = ar_mean(&c->g, ar_cnn_nll(&c->m, &c->g, c->x, c->B), AR_ALL);
+    ar_params_zero_grad(&c->m.ps);
+    if (ar_backward(&c->g, loss) != AR_OK || ar_optim_step(&c->opt, &c->m.ps) != AR_OK) die("cnn", c->g.err);
+}
+
 /* ---- cross-check files ------------------------------------------------------
    <name>.safetensors: the checkpoint (ar_<model>_save), after 3 Adam steps
    from the seeded initialization; <name>-ref.safetensors: a fixed batch x,
    ar.h's log p(x) for it, and for MADE the ordering, connectivity labels
-   and masks (stored as float32); index.json lists them. */
+   and masks (stored as float32); index.json lists them. The convolutional
+   models follow at the bench's shapes, after 3 steps at batch 4. */
 #define XN 16
 
 typedef struct { const char *name; int kind; int oa; } xcheck_case;
@@ -605,6 +661,32 @@ static void xcheck(const char *dir)
         ar_nade_free(&nd);
         free(x);
     }
+    for (c = 0; c < 3; c++) { /* the convolutional models at the bench's shapes */
+        cnn_ctx *cc = get_cnn((int)c);
+        ar_params ref;
+        ar_meta meta;
+        ar_tensor *tx, *tl, *nll;
+        cc->B = 4;
+        for (i = 0; i < 3; i++) cnn_train_step(cc); /* weights off their initial values */
+        snprintf(path, sizeof path, "%s/%s.safetensors", dir, cnn_name[c]);
+        if (ar_cnn_save(&cc->m, path) != AR_OK) die("xcheck save", cc->m.err);
+        ar_params_init(&ref);
+        tx = ref_add(&ref, "x", XN, 784);
+        tl = ref_add(&ref, "logp", XN, 0);
+        if (ar_params_alloc(&ref) != AR_OK) die("xcheck", ref.err);
+        for (i = 0; i < XN * 784; i++) tx->x[i] = (float)ar_rng_bernoulli(&cc->r, PIX_P);
+        ar_graph_reset(&cc->g);
+        if (!(nll = ar_cnn_nll(&cc->m, &cc->g, tx->x, XN))) die("xcheck nll", cc->g.err);
+        for (i = 0; i < XN; i++) tl->x[i] = -nll->x[i];
+        ar_meta_init(&meta);
+        ar_meta_set(&meta, "model", cnn_name[c]);
+        snprintf(path, sizeof path, "%s/%s-ref.safetensors", dir, cnn_name[c]);
+        if (ar_params_save(&ref, path, &meta) != AR_OK) die("xcheck save", ref.err);
+        fprintf(idx, ",\n{\"name\":\"%s\",\"model\":\"%s\",\"checkpoint\":\"%s/%s.safetensors\",\"ref\":\"%s\"}",
+                cnn_name[c], cnn_name[c], dir, cnn_name[c], path);
+        ar_meta_free(&meta);
+        ar_params_free(&ref);
+    }
     fprintf(idx, "]\n");
     if (fclose(idx) != 0) die("xcheck", "cannot write index.json");
     printf("wrote %s/index.json\n", dir);
@@ -684,61 +766,6 @@ static void tfm_train_step(void *ctx)
     ar_params_zero_grad(&t->m.ps);
     if (ar_backward(&t->g, loss) != AR_OK || ar_optim_step(&opt, &t->m.ps) != AR_OK) die("tfm", t->g.err);
     ar_graph_set_grad(&t->g, 0);
-}
-
-/* ---- convolutional models: cached sampling against full recomputation --------
-   The trainer's default shapes on 28 x 28 binary images. "naive" runs
-   ar_cnn_logits over the whole batch of images for every pixel (a warm
-   arena, as ar_cnn_sample's reference path does within one call); "cache"
-   is ar_cnn_sample, each layer computed at the new pixel only. */
-static const char *cnn_name[3] = {"pixelcnn", "gated", "wavenet"};
-typedef struct { ar_cnn m; ar_graph g; ar_optim opt; int B, places, naive; float *x; ar_rng r; } cnn_ctx;
-
-static cnn_ctx *get_cnn(int kind)
-{
-    static cnn_ctx *c[3];
-    if (!c[kind]) {
-        ar_cnn_cfg cfg = ar_cnn_default(kind, 28, 28, kind == AR_CNN_WAVENET ? 20 : kind == AR_CNN_GATED ? 6 : 5);
-        c[kind] = (cnn_ctx *)xmalloc(sizeof *c[kind]);
-        memset(c[kind], 0, sizeof *c[kind]);
-        if (ar_cnn_init(&c[kind]->m, &cfg) != AR_OK || ar_graph_init(&c[kind]->g, 0) != AR_OK) die("cnn", c[kind]->m.err);
-        c[kind]->x = (float *)xmalloc(sizeof(float) * SMAX * 784);
-        c[kind]->opt = ar_optim_adam(1e-3f);
-        ar_rng_seed(&c[kind]->r, 11);
-    }
-    return c[kind];
-}
-
-static void cnn_sample(void *ctx)
-{
-    cnn_ctx *c = (cnn_ctx *)ctx;
-    int p, n;
-    memset(c->x, 0, sizeof(float) * (size_t)c->B * 784);
-    if (!c->naive) {
-        if (ar_cnn_sample(&c->m, c->B, 0, 1, &c->r, c->x, NULL) != AR_OK) die("cnn", c->m.err);
-        return;
-    }
-    ar_graph_set_grad(&c->g, 0); /* the arena stays warm across calls */
-    for (p = 0; p < c->places; p++) { /* a whole forward pass per pixel */
-        ar_tensor *lg;
-        ar_graph_reset(&c->g);
-        if (!(lg = ar_cnn_logits(&c->m, &c->g, c->x, c->B))) die("cnn", c->g.err);
-        for (n = 0; n < c->B; n++)
-            c->x[(size_t)n * 784 + p] = (float)ar_rng_bernoulli(&c->r, 1 / (1 + expf(-lg->x[(size_t)n * 784 + p])));
-    }
-    ar_graph_set_grad(&c->g, 1);
-}
-
-static void cnn_train_step(void *ctx)
-{
-    cnn_ctx *c = (cnn_ctx *)ctx;
-    ar_tensor *loss;
-    size_t i;
-    for (i = 0; i < (size_t)c->B * 784; i++) c->x[i] = (float)ar_rng_bernoulli(&c->r, 0.13f);
-    ar_graph_reset(&c->g);
-    loss = ar_mean(&c->g, ar_cnn_nll(&c->m, &c->g, c->x, c->B), AR_ALL);
-    ar_params_zero_grad(&c->m.ps);
-    if (ar_backward(&c->g, loss) != AR_OK || ar_optim_step(&c->opt, &c->m.ps) != AR_OK) die("cnn", c->g.err);
 }
 
 /* ---- commands ---------------------------------------------------------------- */

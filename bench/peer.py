@@ -14,8 +14,13 @@ untimed ones. The models, written the way a PyTorch user would:
                 loop over places ("loop") or as an exclusive cumulative sum
                 over a [D,N,H] tensor ("cumsum"); `train` times the ALGO given
                 (best: both, reporting the faster)
+  Transformer   pre-LayerNorm decoder, hand-kept KV cache (class Tfm)
+  PixelCNN, Gated PixelCNN, WaveNet
+                NCHW conv2d/conv1d with padding, masks multiplied into the
+                weights (class Cnn); --xcheck proves each is ar.h's model
 Sampling: NADE/RNADE/FVSBN one place at a time, O(HD) (FVSBN O(D^2));
-MADE has no cheaper sampler in PyTorch than D full forward passes ("naive").
+MADE and the convolutional models have no cheaper sampler in PyTorch than
+D full forward passes ("naive").
 """
 import ctypes
 import json
@@ -389,6 +394,133 @@ def tfm_fn(algo, B, n):
     return generate
 
 
+# ---- convolutional models: the trainer's shapes of bench.c (28 x 28 binary) ----
+class Cnn(torch.nn.Module):
+    """PixelCNN (F 64, 7x7 mask A + 5 residual 3x3 mask B), Gated PixelCNN
+    (F 32, 1 + 6 layers: vertical (k/2+1) x k, horizontal 1 x (k/2+1), the
+    link one row down) and WaveNet (F 32, kernel 2, 1 + 20 gated blocks,
+    dilations 1..512 twice, skip sum), as ar.h defines them, written the
+    way a PyTorch user does: NCHW, padding and masks multiplied into the
+    weights in every forward pass."""
+
+    def __init__(self, kind, seed=1):
+        super().__init__()
+        torch.manual_seed(seed)
+        nn = torch.nn
+        self.kind = kind
+        F_ = 64 if kind == "pixelcnn" else 32
+        self.L = 5 if kind == "pixelcnn" else 6 if kind == "gated" else 20
+        self.convs = nn.ModuleList()
+        if kind == "pixelcnn":
+            for l in range(self.L + 1):
+                k = 7 if l == 0 else 3
+                c = nn.Conv2d(1 if l == 0 else F_, F_, k, padding=k // 2)
+                m = torch.ones(1, 1, k, k)
+                m[:, :, k // 2, k // 2 + (l > 0):] = 0
+                m[:, :, k // 2 + 1:] = 0
+                c.register_buffer("mask", m)
+                self.convs.append(c)
+        elif kind == "gated":
+            self.v, self.h, self.link, self.res = (nn.ModuleList() for _ in range(4))
+            for l in range(self.L + 1):
+                k, ci = (7 if l == 0 else 3), (1 if l == 0 else F_)
+                self.v.append(nn.Conv2d(ci, 2 * F_, (k // 2 + 1, k)))
+                self.h.append(nn.Conv2d(ci, 2 * F_, (1, k // 2 + (l > 0))))  # layer 0: x-k/2 .. x-1
+                self.link.append(nn.Conv2d(2 * F_, 2 * F_, 1))
+                self.res.append(nn.Conv2d(F_, F_, 1) if l else nn.Identity())
+        else:
+            self.first = nn.Conv1d(1, F_, 2)
+            self.dil = [1 << (l % 10) for l in range(self.L)]
+            self.wconv = nn.ModuleList(nn.Conv1d(F_, 2 * F_, 2, dilation=d) for d in self.dil)
+            self.res = nn.ModuleList(nn.Conv1d(F_, F_, 1) for _ in self.dil)
+            self.skip = nn.ModuleList(nn.Conv1d(F_, F_, 1) for _ in self.dil)
+        conv = nn.Conv1d if kind == "wavenet" else nn.Conv2d
+        self.head1, self.head2 = conv(F_, F_, 1), conv(F_, 1, 1)
+
+    @staticmethod
+    def gate(a):
+        f, g = a.chunk(2, 1)
+        return torch.tanh(f) * torch.sigmoid(g)
+
+    def forward(self, x):  # x [B, 784] -> logits [B, 784]
+        B = x.shape[0]
+        if self.kind == "pixelcnn":
+            h = x.view(B, 1, 28, 28)
+            for l, c in enumerate(self.convs):
+                y = F.relu(F.conv2d(h, c.weight * c.mask, c.bias, padding=c.padding))
+                h = y if l == 0 else h + y
+        elif self.kind == "gated":
+            v = h = x.view(B, 1, 28, 28)
+            for l in range(self.L + 1):
+                k = 7 if l == 0 else 3
+                vp = self.v[l](F.pad(v, (k // 2, k // 2, k // 2, 0)))
+                hp = self.h[l](F.pad(h, (k // 2, -1 if l == 0 else 0, 0, 0)))
+                z = self.gate(hp + self.link[l](F.pad(vp, (0, 0, 1, -1))))
+                h = z if l == 0 else h + self.res[l](z)
+                v = self.gate(vp)
+        else:
+            h = self.first(F.pad(x.view(B, 1, D), (2, -1)))
+            skip = 0
+            for l, d in enumerate(self.dil):
+                z = self.gate(self.wconv[l](F.pad(h, (d, 0))))
+                h = h + self.res[l](z)
+                skip = skip + self.skip[l](z)
+            h = skip
+        return self.head2(F.relu(self.head1(F.relu(h)))).reshape(B, D)
+
+    def load_ar(self, w):
+        """ar.h's weights [Co, kh, kw, Ci] (channels last) into this module."""
+        def put(mod, name, taps=None):
+            t = w[f"{name}.W"].permute(0, 3, 1, 2)
+            t = t[..., :taps] if taps else t
+            mod.weight.data = (t[:, :, 0] if mod.weight.dim() == 3 else t).to(mod.weight.dtype).contiguous()
+            mod.bias.data = w[f"{name}.b"].to(mod.bias.dtype)
+        if self.kind == "pixelcnn":
+            for l, c in enumerate(self.convs):
+                put(c, f"l{l}")
+        elif self.kind == "gated":
+            for l in range(self.L + 1):
+                put(self.v[l], f"l{l}.v")
+                put(self.h[l], f"l{l}.h", 3 if l == 0 else 2)
+                put(self.link[l], f"l{l}.link")
+                if l:
+                    put(self.res[l], f"l{l}.res")
+        else:
+            put(self.first, "l0")
+            for l in range(self.L):
+                put(self.wconv[l], f"l{l + 1}")
+                put(self.res[l], f"l{l + 1}.res")
+                put(self.skip[l], f"l{l + 1}.skip")
+        put(self.head1, "head1")
+        put(self.head2, "head2")
+
+
+_cnn = {}
+
+
+def cnn_fn(kind, algo, B, places):
+    if kind not in _cnn:
+        m = Cnn(kind)
+        _cnn[kind] = (m, torch.optim.Adam(m.parameters(), 1e-3))
+    m, opt = _cnn[kind]
+    g = torch.Generator().manual_seed(11)
+    if algo == "train":
+        def step():
+            x = (torch.rand(B, D, generator=g) < PIX_P).float()
+            with torch.enable_grad():
+                loss = F.binary_cross_entropy_with_logits(m(x), x, reduction="sum") / B
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+        return step
+
+    def sample():  # naive: a whole forward pass per pixel
+        x = torch.zeros(B, D)
+        for p in range(places):
+            x[:, p] = torch.bernoulli(torch.sigmoid(m(x)[:, p]), generator=g)
+    return sample
+
+
 
 def bins28(a):
     """Means over bins of 28 places (one image row)."""
@@ -429,6 +561,9 @@ def command(line):
                 "algo": "naive" if model == "made" else "per-place"}
     if task == "tfm":
         return {"sec": timeit(tfm_fn(algo, batch, places), warm, reps), "tokens": places}
+    if task == "cnn":
+        sec = timeit(cnn_fn(model, algo, batch, places), warm, reps)
+        return {"sec": sec if algo == "train" else sec * D / places, "places": places}
     if task == "perpos":
         n = places if model == "made" else D
         rows = []
@@ -467,9 +602,16 @@ def xcheck_one(ckpt, ref_path):
     w, meta = load_safetensors(ckpt)
     ref, _ = load_safetensors(ref_path)
     x, want = ref["x"], ref["logp"]
-    Dm = int(meta["D"])
     note = ""
-    if meta["ar.model"] in ("made", "fvsbn"):
+    if meta["ar.model"] == "cnn":
+        kind = ("pixelcnn", "gated", "wavenet")[int(meta["kind"])]
+        m = Cnn(kind).double()
+        m.load_ar(w)
+        z = m(x)
+        got = -(F.softplus(z) - x * z).sum(1)
+        note = "weights moved from [Co,kh,kw,Ci] to NCHW convolutions"
+    elif meta["ar.model"] in ("made", "fvsbn"):
+        Dm = int(meta["D"])
         hidden = [int(s) for s in meta["hidden"].split(",") if s]
         direct = int(meta["direct"])
         order, pos = ref["order"].numpy().astype(int), ref["pos"].numpy().astype(int)
@@ -497,7 +639,7 @@ def xcheck_one(ckpt, ref_path):
             z = F.linear(x, w["A"] * torch.from_numpy(ma).double(), w["c"])
         got = -(F.softplus(z) - x * z).sum(1)
     else:
-        K = int(meta["K"])
+        Dm, K = int(meta["D"]), int(meta["K"])
         order = [int(s) for s in meta["order"].split(",")] if "order" in meta else list(range(Dm))
         W, c, V, b = w["W"], w["c"], w["V"], w["b"]
         P = 3 * K if K else 1

@@ -1,24 +1,27 @@
-/* Train MADE, FVSBN, NADE, RNADE or a Transformer on MNIST, report test NLL,
-   write samples.
+/* Train an autoregressive model on binarized MNIST, report test NLL, write
+   samples.
 
-   train [--model made|fvsbn|nade|rnade] [--hidden 500[,500...]] [--masks K]
-         [--components K]
-         [--order-agnostic] [--direct|--no-direct] [--epochs E] [--batch B] [--lr LR]
+   train [--model made|fvsbn|nade|rnade|tfm|pixelcnn|gated|wavenet]
+         [--epochs E] [--batch B] [--lr LR] [--lr-decay G] [--optim adam|adagrad]
          [--patience P] [--seed S] [--data DIR] [--out DIR] [--resume] [--max-steps N]
+         and the model's own flags (--help lists them all)
 
    Trains on the 50k training split with Adam, keeps the weights with the
    best validation NLL (checkpoint <out>/<model>.safetensors), stops after
    `patience` epochs without improvement, then reports the test NLL in nats
    per example and bits per dimension (for K > 1 masks: the ensemble over
    all K) and writes <out>/<model>-samples.png and <model>-probs.png (the
-   conditional probabilities used while sampling). The learning rate halves
-   after every 4 epochs without improvement. --resume starts from
+   conditional probabilities used while sampling; completions of the top
+   half for the Transformer and the convolutional models, <model>-completions
+   .png instead). The learning rate is multiplied by G after every epoch and
+   halves after every 4 epochs without improvement. --resume starts from
    where an interrupted run stopped, bit for bit (weights, Adam moments,
    learning rate, random streams, position in the epoch), or from the best
    checkpoint with a fresh optimizer if no interrupted state is there.
    SIGINT/SIGTERM (or --max-steps N) finish the current step, save
-   <model>-last.safetensors and <model>-last.opt.safetensors, and exit; a NaN/Inf loss or gradient stops the run with a message naming
-   the step and the tensor, leaving the best checkpoint untouched.
+   <model>-last.safetensors and <model>-last.opt.safetensors, and exit; a
+   NaN/Inf loss or gradient stops the run with a message naming the step
+   and the tensor, leaving the best checkpoint untouched.
 
    RNADE models real-valued MNIST: intensities dequantized with uniform
    noise, x = (pixel + u)/256, then y = logit(lambda + (1 - 2 lambda) x)
@@ -29,8 +32,10 @@
 #define AR_IMPLEMENTATION
 #include "../ar.h"
 #include "util.h"
+#include <errno.h>
 #include <math.h>
 #include <signal.h>
+#include <sys/stat.h>
 
 static volatile sig_atomic_t stop_requested; /* SIGINT/SIGTERM: save and leave */
 static void on_signal(int sig) { (void)sig; stop_requested = 1; }
@@ -208,6 +213,7 @@ int main(int argc, char **argv)
     double logdet_valid = 0, logdet_test = 0;
     int patience = (int)ex_num(argc, argv, "--patience", 10), n_masks = (int)ex_num(argc, argv, "--masks", 1);
     float lr = (float)ex_num(argc, argv, "--lr", 1e-3), wd = (float)ex_num(argc, argv, "--wd", 0);
+    float lr_decay = (float)ex_num(argc, argv, "--lr-decay", 1);
     uint64_t seed = (uint64_t)ex_num(argc, argv, "--seed", 1);
     char ckpt[1024], last[1024], lastopt[1024], png[1024], hex[65];
     long max_steps = (long)ex_num(argc, argv, "--max-steps", 0), done_steps = 0;
@@ -230,11 +236,19 @@ int main(int argc, char **argv)
                         "          [--d 64] [--heads 4] [--layers 2] [--ffn 256] [--pos learned|sinusoidal|rotary] [--order raster|zigzag|random] (tfm)\n"
                         "          [--channels F] [--layers L] [--kernel 3] [--first-kernel 7] [--dilations 10] [--coords] [--levels 1|2..256]\n"
                         "          (pixelcnn, gated, wavenet; levels > 1: 8-bit MNIST)\n"
-                        "          [--epochs E] [--batch B] [--lr LR] [--optim adam|adagrad] [--wd L2] [--patience P] [--seed S] [--data DIR] [--out DIR] [--resume] [--max-steps N]\n",
+                        "          [--epochs E] [--batch B] [--lr LR] [--lr-decay G] [--optim adam|adagrad] [--wd L2] [--patience P] [--seed S] [--data DIR] [--out DIR] [--resume] [--max-steps N]\n",
                 argv[0]);
         return 2;
     }
+    if (mkdir(out, 0777) != 0 && errno != EEXIST) { /* checkpoints go there: fail now, not after an epoch */
+        fprintf(stderr, "cannot create the output directory '%s': %s\n", out, strerror(errno));
+        return 1;
+    }
     real = !strcmp(model, "rnade");
+    if (!(lr_decay > 0 && lr_decay <= 1)) {
+        fprintf(stderr, "--lr-decay must be in (0, 1]: the learning rate is multiplied by it after every epoch\n");
+        return 2;
+    }
     if (levels < 1 || levels > 256 || (levels > 1 && !cnn)) {
         fprintf(stderr, "--levels must be 1 (binary) or 2..256, and is for pixelcnn, gated and wavenet\n");
         return 2;
@@ -462,6 +476,7 @@ int main(int argc, char **argv)
         } else if (++bad % 4 == 0) {
             opt.lr *= 0.5f; /* plateau: halve the step size */
         }
+        opt.lr *= lr_decay; /* saved with the optimizer state, so a resumed run keeps the schedule */
         printf("epoch %3d/%d  train %.2f  valid %.2f nats  (best %.2f)  %.0f ex/s  %.0fs elapsed, ETA %.0fs%s\n",
                epoch, epochs, train / steps, valid, best, steps * batch / (ex_now() - te), ex_now() - t0,
                (ex_now() - t0) / epoch * (epochs - epoch), bad ? "" : "  [saved]");
