@@ -128,7 +128,7 @@ LICENSE
 
 #define AR_VERSION_MAJOR 0
 #define AR_VERSION_MINOR 2
-#define AR_VERSION_PATCH 0
+#define AR_VERSION_PATCH 1
 
 #ifndef AR_MAX_DIM
 #define AR_MAX_DIM 4
@@ -5468,6 +5468,9 @@ CHANGELOG
                         Gated PixelCNN, WaveNet with cached sampling;
                         Transformer generation orders (cfg.order,
                         ar_causal_softmax_order, ar_tfm_inputs).
+    0.2.1 (2026-11-23)  Gated PixelCNN weights start He-uniform (the same
+                        seed gives other weights than in 0.2.0); the
+                        model loaders share one tail (ar__load_weights).
 
 LICENSE
 ------------------------------------------------------------------------------
