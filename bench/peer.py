@@ -457,7 +457,8 @@ class Cnn(torch.nn.Module):
                 hp = self.h[l](F.pad(h, (k // 2, -1 if l == 0 else 0, 0, 0)))
                 z = self.gate(hp + self.link[l](F.pad(vp, (0, 0, 1, -1))))
                 h = z if l == 0 else h + self.res[l](z)
-                v = self.gate(vp)
+                if l < self.L:  # the last layer's would go unused
+                    v = self.gate(vp)
         else:
             h = self.first(F.pad(x.view(B, 1, D), (2, -1)))
             skip = 0
