@@ -513,8 +513,7 @@ static void cnn_train_step(void *ctx)
 {
     cnn_ctx *c = (cnn_ctx *)ctx;
     ar_tensor *loss;
-    size_t i;
-    for (i = 0; i < (size_t)c->B * 784; i++) c->x[i] = (float)ar_rng_bernoulli(&c->r, 0.13f);
+    fill_data(c->x, (size_t)c->B * 784, 0, &c->r);
     ar_graph_reset(&c->g);
     loss = ar_mean(&c->g, ar_cnn_nll(&c->m, &c->g, c->x, c->B), AR_ALL);
     ar_params_zero_grad(&c->m.ps);
@@ -545,6 +544,22 @@ static ar_tensor *ref_add(ar_params *ps, const char *name, int d0, int d1)
     return t;
 }
 
+/* Writes <dir>/<name>-ref.safetensors, frees ref, and lists the pair in index.json. */
+static void ref_write(FILE *idx, const char *dir, const char *name, const char *model, ar_params *ref, int *first)
+{
+    char path[1024];
+    ar_meta meta;
+    ar_meta_init(&meta);
+    ar_meta_set(&meta, "model", model);
+    snprintf(path, sizeof path, "%s/%s-ref.safetensors", dir, name);
+    if (ar_params_save(ref, path, &meta) != AR_OK) die("xcheck save", ref->err);
+    fprintf(idx, "%s\n{\"name\":\"%s\",\"model\":\"%s\",\"checkpoint\":\"%s/%s.safetensors\",\"ref\":\"%s\"}",
+            *first ? "" : ",", name, model, dir, name, path);
+    *first = 0;
+    ar_meta_free(&meta);
+    ar_params_free(ref);
+}
+
 static void xcheck(const char *dir)
 {
     size_t c;
@@ -563,7 +578,6 @@ static void xcheck(const char *dir)
         ar_optim opt = ar_optim_adam(1e-2f);
         ar_rng r;
         ar_params ref, *ps;
-        ar_meta meta;
         ar_tensor *tx, *tl;
         float *x = (float *)xmalloc((size_t)BATCH * D * sizeof(float));
         memset(&made, 0, sizeof made);
@@ -647,15 +661,7 @@ static void xcheck(const char *dir)
                 memcpy(mt->x, mk, mt->n * sizeof(float));
             }
         }
-        ar_meta_init(&meta);
-        ar_meta_set(&meta, "model", model_name[xc->kind]);
-        snprintf(path, sizeof path, "%s/%s-ref.safetensors", dir, xc->name);
-        if (ar_params_save(&ref, path, &meta) != AR_OK) die("xcheck save", ref.err);
-        fprintf(idx, "%s\n{\"name\":\"%s\",\"model\":\"%s\",\"checkpoint\":\"%s/%s.safetensors\",\"ref\":\"%s\"}",
-               first ? "" : ",", xc->name, model_name[xc->kind], dir, xc->name, path);
-        first = 0;
-        ar_meta_free(&meta);
-        ar_params_free(&ref);
+        ref_write(idx, dir, xc->name, model_name[xc->kind], &ref, &first);
         ar_graph_free(&g);
         ar_made_free(&made);
         ar_nade_free(&nd);
@@ -664,7 +670,6 @@ static void xcheck(const char *dir)
     for (c = 0; c < 3; c++) { /* the convolutional models at the bench's shapes */
         cnn_ctx *cc = get_cnn((int)c);
         ar_params ref;
-        ar_meta meta;
         ar_tensor *tx, *tl, *nll;
         cc->B = 4;
         for (i = 0; i < 3; i++) cnn_train_step(cc); /* weights off their initial values */
@@ -674,18 +679,11 @@ static void xcheck(const char *dir)
         tx = ref_add(&ref, "x", XN, 784);
         tl = ref_add(&ref, "logp", XN, 0);
         if (ar_params_alloc(&ref) != AR_OK) die("xcheck", ref.err);
-        for (i = 0; i < XN * 784; i++) tx->x[i] = (float)ar_rng_bernoulli(&cc->r, PIX_P);
+        fill_data(tx->x, tx->n, 0, &cc->r);
         ar_graph_reset(&cc->g);
         if (!(nll = ar_cnn_nll(&cc->m, &cc->g, tx->x, XN))) die("xcheck nll", cc->g.err);
         for (i = 0; i < XN; i++) tl->x[i] = -nll->x[i];
-        ar_meta_init(&meta);
-        ar_meta_set(&meta, "model", cnn_name[c]);
-        snprintf(path, sizeof path, "%s/%s-ref.safetensors", dir, cnn_name[c]);
-        if (ar_params_save(&ref, path, &meta) != AR_OK) die("xcheck save", ref.err);
-        fprintf(idx, ",\n{\"name\":\"%s\",\"model\":\"%s\",\"checkpoint\":\"%s/%s.safetensors\",\"ref\":\"%s\"}",
-                cnn_name[c], cnn_name[c], dir, cnn_name[c], path);
-        ar_meta_free(&meta);
-        ar_params_free(&ref);
+        ref_write(idx, dir, cnn_name[c], cnn_name[c], &ref, &first);
     }
     fprintf(idx, "]\n");
     if (fclose(idx) != 0) die("xcheck", "cannot write index.json");

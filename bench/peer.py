@@ -609,7 +609,7 @@ def xcheck_one(ckpt, ref_path):
         m = Cnn(kind).double()
         m.load_ar(w)
         z = m(x)
-        got = -(F.softplus(z) - x * z).sum(1)
+        got = -head_nll(z.unsqueeze(-1), x, 0).sum(1)
         note = "weights moved from [Co,kh,kw,Ci] to NCHW convolutions"
     elif meta["ar.model"] in ("made", "fvsbn"):
         Dm = int(meta["D"])
@@ -638,7 +638,7 @@ def xcheck_one(ckpt, ref_path):
                 z = z + F.linear(x, w["A"] * torch.from_numpy(ma).double())
         else:
             z = F.linear(x, w["A"] * torch.from_numpy(ma).double(), w["c"])
-        got = -(F.softplus(z) - x * z).sum(1)
+        got = -head_nll(z.unsqueeze(-1), x, 0).sum(1)
     else:
         Dm, K = int(meta["D"]), int(meta["K"])
         order = [int(s) for s in meta["order"].split(",")] if "order" in meta else list(range(Dm))

@@ -240,18 +240,18 @@ int main(int argc, char **argv)
                 argv[0]);
         return 2;
     }
-    if (mkdir(out, 0777) != 0 && errno != EEXIST) { /* checkpoints go there: fail now, not after an epoch */
-        fprintf(stderr, "cannot create the output directory '%s': %s\n", out, strerror(errno));
-        return 1;
-    }
-    real = !strcmp(model, "rnade");
     if (!(lr_decay > 0 && lr_decay <= 1)) {
         fprintf(stderr, "--lr-decay must be in (0, 1]: the learning rate is multiplied by it after every epoch\n");
         return 2;
     }
+    real = !strcmp(model, "rnade");
     if (levels < 1 || levels > 256 || (levels > 1 && !cnn)) {
         fprintf(stderr, "--levels must be 1 (binary) or 2..256, and is for pixelcnn, gated and wavenet\n");
         return 2;
+    }
+    if (mkdir(out, 0777) != 0 && errno != EEXIST) { /* checkpoints go there: fail now, not after an epoch */
+        fprintf(stderr, "cannot create the output directory '%s': %s\n", out, strerror(errno));
+        return 1;
     }
     if (ar_mnist_load(&data, dir, !real && levels == 1, AR_MNIST_SEED) != AR_OK) {
         fprintf(stderr, "%s\n(run 'make data' to fetch MNIST)\n", data.err);
