@@ -103,11 +103,15 @@ static const gc_case cases[] = {
     {AR_OP_LOGSUMEXP, "masked_rows", 1, {3}, {{2, 3, 5}}, -1, 1},
     {AR_OP_CAUSAL_SOFTMAX, "", 1, {4}, {{2, 2, 4, 4}}, -2, 2},
     {AR_OP_CAUSAL_SOFTMAX, "order", 1, {3}, {{2, 5, 5}}, -2, 2},
+    {AR_OP_ATTENTION, "causal", 1, {3}, {{2, 5, 12}}, -1.5f, 1.5f},
+    {AR_OP_ATTENTION, "order", 1, {3}, {{2, 5, 12}}, -1.5f, 1.5f},
+    {AR_OP_ATTENTION, "rotary order", 1, {3}, {{1, 5, 12}}, -1.5f, 1.5f},
     {AR_OP_BCE_LOGITS, "", 1, {2}, {{3, 5}}, -3, 3},
     {AR_OP_BCE_LOGITS, "3d", 1, {3}, {{2, 2, 4}}, -3, 3},
     {AR_OP_CROSS_ENTROPY, "", 1, {3}, {{2, 3, 6}}, -2, 2},
 };
 #define N_CASES ((int)(sizeof cases / sizeof cases[0]))
+static const int rank5[5] = {2, 0, 4, 1, 3}; /* a generation order for the order cases */
 
 static ar_tensor *gc_loss(ar_graph *g, void *ctx)
 {
@@ -158,7 +162,10 @@ static ar_tensor *gc_loss(ar_graph *g, void *ctx)
             y = ar_masked_fill(g, ar_masked_fill(g, y, k->mask, 5, 0), k->rmask, 15, 0);
         if (c->what[0] && c->op == AR_OP_LOGSUMEXP) y = ar_masked_fill(g, y, k->rmask + 15, 3, 0);
         break;
-    case AR_OP_CAUSAL_SOFTMAX: y = ar_causal_softmax(g, a, 0.7f); break;
+    case AR_OP_CAUSAL_SOFTMAX: y = ar_causal_softmax_order(g, a, 0.7f, strstr(c->what, "order") ? rank5 : NULL); break;
+    case AR_OP_ATTENTION: /* 2 heads of 2 */
+        y = ar_attention(g, a, 2, 0.8f, strstr(c->what, "order") ? rank5 : NULL, !strncmp(c->what, "rotary", 6));
+        break;
     case AR_OP_LAYERNORM:
         y = !strcmp(c->what, "bias_only") ? ar_layernorm(g, a, NULL, b, 1e-5f) : ar_layernorm(g, a, b, k->p[2], 1e-5f);
         break;

@@ -327,8 +327,71 @@ static void test_tfm_custom_order(void)
     }
 }
 
+
+/* The fused ar_attention against the same attention built from unfused ops
+   (slices, permutes, ar_rope, matmuls, ar_causal_softmax_order), value and
+   gradient, at a length spanning several query blocks. */
+static ar_tensor *att_unfused(ar_graph *g, ar_tensor *qkv, int H, const int *rank, int rotary)
+{
+    int B = qkv->shape[0], n = qkv->shape[1], d = qkv->shape[2] / 3, dh = d / H, i;
+    int s4[4], s3[3], perm[4] = {0, 2, 1, 3};
+    ar_tensor *p[3], *a;
+    s4[0] = B; s4[1] = n; s4[2] = H; s4[3] = dh;
+    s3[0] = B; s3[1] = n; s3[2] = d;
+    for (i = 0; i < 3; i++) {
+        p[i] = ar_permute(g, ar_reshape(g, ar_slice(g, qkv, 2, i * d, d), 4, s4), perm);
+        if (rotary && i < 2) p[i] = ar_rope(g, p[i], 0);
+    }
+    a = ar_causal_softmax_order(g, ar_matmul(g, p[0], p[1], 0, 1), 1.0f / sqrtf((float)dh), rank);
+    return ar_reshape(g, ar_permute(g, ar_matmul(g, a, p[2], 0, 0), perm), 3, s3);
+}
+
+static void test_attention_fused(void)
+{
+    enum { B = 2, N = 300, H = 2, DH = 4, NY = B * N * H * DH, NX = 3 * NY };
+    static float R[NY], y0[NY], g0[NX];
+    int rank[N], v, i;
+    ar_params ps;
+    ar_tensor *qkv;
+    ar_graph g;
+    ar_rng r;
+    ar_rng_seed(&r, 21);
+    ar_params_init(&ps);
+    qkv = ar_params_add(&ps, "qkv", 3, (int[]){B, N, 3 * H * DH});
+    CHECK(qkv && ar_params_alloc(&ps) == AR_OK);
+    ar_init_uniform(qkv, &r, -2, 2);
+    for (i = 0; i < NY; i++) R[i] = ar_rng_normal(&r);
+    for (i = 0; i < N; i++) rank[i] = i;
+    ar_rng_shuffle(&r, rank, N);
+    CHECK(ar_graph_init(&g, 0) == AR_OK);
+    for (v = 0; v < 4; v++) { /* causal, custom order, rotary, both */
+        const int *rk = v & 1 ? rank : NULL;
+        int rot = v >> 1, k;
+        float dy = 0, dg = 0;
+        for (k = 0; k < 2; k++) {
+            ar_tensor *y;
+            ar_graph_reset(&g);
+            ar_params_zero_grad(&ps);
+            y = k ? ar_attention(&g, qkv, H, 1.0f / sqrtf((float)DH), rk, rot) : att_unfused(&g, qkv, H, rk, rot);
+            CHECK_MSG(y != NULL && y->n == NY, "variant %d: %s", v, g.err);
+            CHECK(ar_backward(&g, ar_sum(&g, ar_mul(&g, y, ar_input(&g, R, 3, y->shape)), AR_ALL)) == AR_OK);
+            for (i = 0; i < NY; i++) k ? (void)(dy = fmaxf(dy, fabsf(y->x[i] - y0[i]))) : (void)(y0[i] = y->x[i]);
+            for (i = 0; i < NX; i++) k ? (void)(dg = fmaxf(dg, fabsf(qkv->g[i] - g0[i]))) : (void)(g0[i] = qkv->g[i]);
+        }
+        CHECK_MSG(dy < 1e-5f && dg < 1e-4f, "variant %d: fused and unfused differ by %g (value), %g (gradient)", v,
+                  (double)dy, (double)dg);
+    }
+    CHECK(ar_attention(&g, qkv, 5, 1, NULL, 0) == NULL && strstr(g.err, "heads")); /* 3d = 24: not 3 x 5 heads */
+    ar_graph_reset(&g);
+    rank[0] = rank[1];
+    CHECK(ar_attention(&g, qkv, H, 1, rank, 0) == NULL && strstr(g.err, "permutation"));
+    ar_graph_free(&g);
+    ar_params_free(&ps);
+}
+
 void tests_tfm(void)
 {
+    t_run("tfm/attention_fused", test_attention_fused);
     t_run("tfm/gradcheck", test_tfm_gradcheck);
     t_run("tfm/causal", test_tfm_causal);
     t_run("tfm/normalization", test_tfm_normalization);
