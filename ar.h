@@ -238,8 +238,8 @@ typedef struct ar__block ar__block;
 typedef struct ar_graph {
     char *mem;            /* owns: main arena block */
     size_t cap, used;     /* bytes */
-    size_t peak;          /* largest step so far, bytes, overflow included */
-    ar__block *overflow;  /* owns: blocks taken when mem ran out this step */
+    ar__block *overflow;  /* owns: blocks added when mem ran out, oldest first; kept */
+    ar__block *cur;       /* the overflow block being filled (NULL: none yet this step) */
     ar_tensor **tape;     /* owns: ops that need a backward, in creation order */
     int ntape, cap_tape;
     int grad;             /* record the tape (1, default) or inference only (0) */
@@ -247,7 +247,8 @@ typedef struct ar_graph {
     char err[AR_ERR_LEN];
 } ar_graph;
 
-/* arena_bytes is a hint (0 for a default); the arena grows as needed. */
+/* arena_bytes is a hint (0 for a default); the arena grows as needed and
+   keeps what it grew to, so repeated steps of one shape allocate nothing. */
 ARDEF ar_status ar_graph_init(ar_graph *g, size_t arena_bytes);
 ARDEF void ar_graph_free(ar_graph *g);
 ARDEF void ar_graph_reset(ar_graph *g); /* drop all tensors, clear errors */
@@ -1085,20 +1086,15 @@ ARDEF void ar_graph_free(ar_graph *g)
     memset(g, 0, sizeof *g);
 }
 
+/* Overflow blocks are kept, not merged or freed: the next step of the same
+   shape takes the same memory in the same order, already paged in, and
+   allocates nothing. */
 ARDEF void ar_graph_reset(ar_graph *g)
 {
+    ar__block *b;
     if (!g) return;
-    if (g->overflow) {
-        /* The step outgrew the arena: replace it by one block of the peak
-           size, so the next identical step needs no allocation at all. */
-        char *mem = (char *)AR_MALLOC(g->peak + AR__ALIGN);
-        ar__free_overflow(g);
-        if (mem) {
-            AR_FREE(g->mem);
-            g->mem = mem;
-            g->cap = g->peak;
-        }
-    }
+    for (b = g->overflow; b; b = b->next) b->used = 0;
+    g->cur = NULL;
     g->used = 0;
     g->ntape = 0;
     g->status = AR_OK;
@@ -1112,36 +1108,41 @@ ARDEF void ar_graph_set_grad(ar_graph *g, int enabled)
 
 ARDEF void *ar_graph_alloc(ar_graph *g, size_t bytes)
 {
-    size_t need, over = 0;
-    ar__block *b;
+    size_t need, total;
+    ar__block *b, *last = NULL;
     if (!g || !g->mem) return NULL;
-    if (bytes > (size_t)-1 - 2 * AR__ALIGN) return NULL; /* would wrap below */
+    if (bytes > (size_t)-1 / 4 - 2 * AR__ALIGN) return NULL; /* would wrap below */
     need = (bytes + AR__ALIGN - 1) / AR__ALIGN * AR__ALIGN;
     if (need <= g->cap - g->used) {
         char *p = ar__aligned(g->mem) + g->used;
         g->used += need;
-        if (g->used > g->peak) g->peak = g->used;
         return p;
     }
-    for (b = g->overflow; b; b = b->next) {
+    /* the first block from the current one on with room; blocks passed over
+       stay unused until the next reset */
+    for (b = g->cur ? g->cur : g->overflow; b; last = b, b = b->next)
         if (need <= b->cap - b->used) {
             char *p = ar__aligned(b->raw) + b->used;
             b->used += need;
+            g->cur = b;
             return p;
         }
-        over += b->cap;
-    }
+    /* a new last block at least as large as all before it: O(log) blocks */
+    total = g->cap < (size_t)-1 / 4 ? g->cap : (size_t)-1 / 4;
+    for (b = g->overflow; b; b = b->next) total = total + b->cap > (size_t)-1 / 4 ? (size_t)-1 / 4 : total + b->cap;
     b = (ar__block *)AR_MALLOC(sizeof *b);
     if (!b) return NULL;
-    b->cap = need > g->cap ? need : g->cap;
+    b->next = NULL;
+    b->cap = need > total ? need : total;
     b->used = need;
     b->raw = (char *)AR_MALLOC(b->cap + AR__ALIGN);
-    if (!b->raw) { AR_FREE(b); return NULL; }
-    b->next = g->overflow;
-    g->overflow = b;
-    /* peak counts whole blocks: an upper bound that keeps the next step in one
-       block (saturating: a sum that wraps just leaves the arena as it is) */
-    if (g->cap + over + b->cap > g->peak && g->cap + over + b->cap > g->cap) g->peak = g->cap + over + b->cap;
+    if (!b->raw) {
+        AR_FREE(b);
+        return NULL;
+    }
+    if (last) last->next = b;
+    else g->overflow = b;
+    g->cur = b;
     return ar__aligned(b->raw);
 }
 
@@ -5691,7 +5692,10 @@ CHANGELOG
                         (custom order, rotary) in one op that keeps no
                         n x n weights; the Transformer trains through it,
                         2.5x faster. GELU's Phi is a vectorizable
-                        erfc (within 1e-7 of libm's).
+                        erfc (within 1e-7 of libm's). The arena keeps
+                        the blocks it grew (ar_graph.peak is gone): a
+                        second step of one shape no longer pages in a
+                        fresh block.
 
 LICENSE
 ------------------------------------------------------------------------------

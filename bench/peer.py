@@ -561,7 +561,10 @@ def command(line):
         return {"sec": timeit(fn, warm, reps) * D / places, "places": places,
                 "algo": "naive" if model == "made" else "per-place"}
     if task == "tfm":
-        return {"sec": timeit(tfm_fn(algo, batch, places), warm, reps), "tokens": places}
+        res = {"sec": timeit(tfm_fn(algo, batch, places), warm, reps), "tokens": places}
+        if algo == "train":  # which attention this torch has
+            res["algo"] = "fused SDPA" if hasattr(F, "scaled_dot_product_attention") else "masked softmax (no SDPA)"
+        return res
     if task == "cnn":
         sec = timeit(cnn_fn(model, algo, batch, places), warm, reps)
         return {"sec": sec if algo == "train" else sec * D / places, "places": places}

@@ -137,7 +137,7 @@ def plan(quick, T):
                 cr, tr, algo = (5 if q else 11), (5 if q else 11), "-"
             add(Row("train", f"{TITLE[m]}: train B=100 fwd+bwd+Adam", th, "ex/s", c=f"train {m} - 100 {th} {cr} 1",
                     t=f"train {m} {algo} 100 {th} {tr} 1", value=per_sec(100), key=f"train_{m}_{th}"))
-    # the Transformer (torch: fused scaled_dot_product_attention)
+    # the Transformer (torch: fused scaled_dot_product_attention from 2.0, else a masked softmax)
     add(Row("train", "Transformer d64 4h 2L: train B=16 x 784 tokens", T, "tokens/s",
             c=f"tfm - train 16 {T} {2 if q else 5} 1 784", t=f"tfm - train 16 {T} {2 if q else 5} 1 784",
             value=lambda res: 16 * 784 / res["sec"], key="train_tfm"))
