@@ -1,4 +1,5 @@
 /* Optimizers against hand computations, and training that converges. */
+#include <float.h>
 #include <stdlib.h>
 #include <string.h>
 #include "../ar.h"
@@ -110,6 +111,22 @@ static void test_check_finite(void)
     p->x[0] = -INFINITY;
     CHECK(ar_params_check_finite(&ps) == AR_ERR_NUMERIC && strstr(ps.err, "value at element 0"));
     ar_params_free(&ps);
+    { /* long enough for the vectorized scan; extreme finite values pass */
+        ar_params big;
+        ar_tensor *w;
+        size_t i;
+        ar_params_init(&big);
+        w = ar_params_add(&big, "w", 1, (int[]){1001});
+        CHECK(w && ar_params_alloc(&big) == AR_OK);
+        for (i = 0; i < w->n; i++) { w->x[i] = i % 2 ? FLT_MAX : -FLT_MAX; w->g[i] = i % 3 ? -0.0f : FLT_MIN / 4; }
+        CHECK(ar_params_check_finite(&big) == AR_OK);
+        w->g[777] = INFINITY;
+        CHECK(ar_params_check_finite(&big) == AR_ERR_NUMERIC && strstr(big.err, "gradient at element 777"));
+        w->g[777] = 0;
+        w->x[1000] = NAN;
+        CHECK(ar_params_check_finite(&big) == AR_ERR_NUMERIC && strstr(big.err, "value at element 1000"));
+        ar_params_free(&big);
+    }
 }
 
 static void test_clip_and_schedule(void)
