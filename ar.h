@@ -1806,6 +1806,28 @@ ARDEF ar_tensor *ar_logsumexp(ar_graph *g, ar_tensor *x) { return ar__rowwise(g,
 
 /* ---- causal softmax: scale, mask j > t and softmax in one pass ----------- */
 
+/* Softmax over s[0..n) in place and zeros over s[n..len); returns the log
+   normalizer. Eight partial maxima and sums, so the loops vectorize. */
+static float ar__softmax_prefix(float *s, int n, int len)
+{
+    float mx[8], acc[8], m, z = 0;
+    int j, k;
+    for (k = 0; k < 8; k++) { mx[k] = -INFINITY; acc[k] = 0; }
+    for (j = 0; j + 8 <= n; j += 8)
+        for (k = 0; k < 8; k++) mx[k] = s[j + k] > mx[k] ? s[j + k] : mx[k];
+    for (m = mx[0], k = 1; k < 8; k++) m = mx[k] > m ? mx[k] : m;
+    for (; j < n; j++) m = s[j] > m ? s[j] : m;
+    for (j = 0; j < n; j++) s[j] = ar__expf(s[j] - m);
+    for (j = 0; j + 8 <= n; j += 8)
+        for (k = 0; k < 8; k++) acc[k] += s[j + k];
+    for (k = 0; k < 8; k++) z += acc[k];
+    for (; j < n; j++) z += s[j];
+    for (j = 0; j < n; j++) s[j] *= 1.0f / z;
+    for (j = n; j < len; j++) s[j] = 0;
+    return m + logf(z);
+}
+
+
 ARDEF ar_tensor *ar_causal_softmax(ar_graph *g, ar_tensor *x, float scale)
 {
     return ar_causal_softmax_order(g, x, scale, NULL);
@@ -1834,16 +1856,20 @@ ARDEF ar_tensor *ar_causal_softmax_order(ar_graph *g, ar_tensor *x, float scale,
     for (r = 0; r < AR__ROWS(x); r++) { /* query q = r % T sees keys 0..q, or those ranked <= q's rank */
         const float *xr = x->x + r * T;
         float *y = t->x + r * T, m = -INFINITY;
-        size_t q = r % (size_t)T, n = rank ? (size_t)T : q + 1;
+        size_t q = r % (size_t)T;
         double s = 0;
-        for (j = 0; j < n; j++)
-            if (!rank || rank[j] <= rank[q]) m = scale * xr[j] > m ? scale * xr[j] : m;
-        for (j = 0; j < n; j++) {
-            y[j] = !rank || rank[j] <= rank[q] ? ar__expf(scale * xr[j] - m) : 0;
+        if (!rank) {
+            for (j = 0; j <= q; j++) y[j] = scale * xr[j];
+            ar__softmax_prefix(y, (int)q + 1, T);
+            continue;
+        }
+        for (j = 0; j < (size_t)T; j++)
+            if (rank[j] <= rank[q]) m = scale * xr[j] > m ? scale * xr[j] : m;
+        for (j = 0; j < (size_t)T; j++) {
+            y[j] = rank[j] <= rank[q] ? ar__expf(scale * xr[j] - m) : 0;
             s += y[j];
         }
-        for (j = 0; j < n; j++) y[j] = (float)(y[j] / s);
-        for (j = n; j < (size_t)T; j++) y[j] = 0;
+        for (j = 0; j < (size_t)T; j++) y[j] = (float)(y[j] / s);
     }
     return t;
 }
@@ -2193,27 +2219,6 @@ static void ar__rope_bwd(ar_tensor *t)
    cache, and the n x n weights are never stored; the backward pass
    recomputes them from the saved log normalizers (as FlashAttention does). */
 #define AR__ATT_ROWS 128
-
-/* Softmax over s[0..n) in place and zeros over s[n..len); returns the log
-   normalizer. Eight partial maxima and sums, so the loops vectorize. */
-static float ar__softmax_prefix(float *s, int n, int len)
-{
-    float mx[8], acc[8], m, z = 0;
-    int j, k;
-    for (k = 0; k < 8; k++) { mx[k] = -INFINITY; acc[k] = 0; }
-    for (j = 0; j + 8 <= n; j += 8)
-        for (k = 0; k < 8; k++) mx[k] = s[j + k] > mx[k] ? s[j + k] : mx[k];
-    for (m = mx[0], k = 1; k < 8; k++) m = mx[k] > m ? mx[k] : m;
-    for (; j < n; j++) m = s[j] > m ? s[j] : m;
-    for (j = 0; j < n; j++) s[j] = ar__expf(s[j] - m);
-    for (j = 0; j + 8 <= n; j += 8)
-        for (k = 0; k < 8; k++) acc[k] += s[j + k];
-    for (k = 0; k < 8; k++) z += acc[k];
-    for (; j < n; j++) z += s[j];
-    for (j = 0; j < n; j++) s[j] *= 1.0f / z;
-    for (j = n; j < len; j++) s[j] = 0;
-    return m + logf(z);
-}
 
 /* Queries of steps i0..i0+m-1 of one head against the keys and values of
    steps 0..i0+m-1: Q [m,dh], K and V [i0+m,dh]. Query i0+r sees keys up to

@@ -462,6 +462,66 @@ static void test_exp_family_accuracy(void)
     CHECK_MSG(worst_p < 3e-7, "softplus: worst relative error %.3g", worst_p);
     e = ar_exp(&g, ar_input(&g, special, 1, S(3)));
     CHECK(e->x[0] == 0 && isnan(e->x[1]) && e->x[2] > 1e38f);
+    { /* GELU x Phi(x) and its slope Phi(x) + x phi(x), against erf in double */
+        double worst_g = 0, worst_d = 0;
+        ar_tensor *gl;
+        ar_graph_reset(&g);
+        in = ar_input(&g, x, 1, S(N));
+        gl = ar_gelu(&g, in);
+        CHECK(gl);
+        for (i = 0; i < N; i++) {
+            double v = x[i], ph = 0.5 * (1 + erf(v / sqrt(2.0)));
+            worst_g = fmax(worst_g, fabs(gl->x[i] - v * ph) / fmax(1, fabs(v)));
+        }
+        for (i = 0; i < N; i += 7) { /* the slope through the backward pass of one element */
+            ar_tensor *one;
+            double v = x[i] / 10, ref = 0.5 * (1 + erf(v / sqrt(2.0))) + v * exp(-v * v / 2) / sqrt(2 * 3.14159265358979324);
+            float xv = (float)v;
+            ar_params ps;
+            ar_params_init(&ps);
+            one = ar_params_add(&ps, "x", 1, S(1));
+            CHECK(one && ar_params_alloc(&ps) == AR_OK);
+            one->x[0] = xv;
+            ar_graph_reset(&g);
+            CHECK(ar_backward(&g, ar_sum(&g, ar_gelu(&g, one), AR_ALL)) == AR_OK);
+            worst_d = fmax(worst_d, fabs(one->g[0] - ref));
+            ar_params_free(&ps);
+        }
+        CHECK_MSG(worst_g < 3e-7, "gelu: worst error %.3g (relative above |x| = 1)", worst_g);
+        CHECK_MSG(worst_d < 3e-7, "gelu slope: worst error %.3g", worst_d);
+    }
+    ar_graph_free(&g);
+}
+
+/* causal softmax against its definition in double, natural and custom order */
+static void test_causal_softmax_forward(void)
+{
+    enum { T = 6 };
+    static const int rank[T] = {3, 0, 5, 1, 4, 2};
+    float x[2 * T * T];
+    ar_graph g;
+    ar_rng r;
+    int o, b, t, j;
+    ar_rng_seed(&r, 5);
+    for (j = 0; j < 2 * T * T; j++) x[j] = 4 * ar_rng_normal(&r);
+    CHECK(ar_graph_init(&g, 0) == AR_OK);
+    for (o = 0; o < 2; o++) {
+        const int *rk = o ? rank : NULL;
+        ar_tensor *y = ar_causal_softmax_order(&g, ar_input(&g, x, 3, S(2, T, T)), 0.6f, rk);
+        CHECK(y);
+        for (b = 0; b < 2; b++)
+            for (t = 0; t < T; t++) {
+                const float *xr = x + (b * T + t) * T;
+                double z = 0;
+                for (j = 0; j < T; j++)
+                    if (rk ? rk[j] <= rk[t] : j <= t) z += exp(0.6 * xr[j]);
+                for (j = 0; j < T; j++) {
+                    double ref = (rk ? rk[j] <= rk[t] : j <= t) ? exp(0.6 * xr[j]) / z : 0;
+                    CHECK_MSG(fabs(y->x[(b * T + t) * T + j] - ref) < 1e-6, "order %d, row %d, key %d: %g, want %g", o,
+                              t, j, (double)y->x[(b * T + t) * T + j], ref);
+                }
+            }
+    }
     ar_graph_free(&g);
 }
 
@@ -621,6 +681,7 @@ void tests_ops(void)
     t_run("ops/elementwise_forward", test_elementwise_forward);
     t_run("ops/exp_family_accuracy", test_exp_family_accuracy);
     t_run("ops/softmax_family_forward", test_softmax_family_forward);
+    t_run("ops/causal_softmax_forward", test_causal_softmax_forward);
     t_run("ops/losses_forward", test_losses_forward);
     t_run("ops/layernorm_forward", test_layernorm_forward);
     t_run("ops/shape_ops_forward", test_shape_ops_forward);
