@@ -2236,7 +2236,7 @@ static void ar__att_block(const float *Q, const float *K, const float *V, int i0
 
 /* Shapes of an attention node; rows of one head are moved between the
    [B,n,...] tensors (positions) and [n,dh] buffers (generation steps). */
-typedef struct { int B, n, d, H, dh, rotary; const int *order; const float *cs; } ar__att;
+typedef struct { int B, n, d, H, dh, rotary; const int *order; float *cs; } ar__att;
 
 static ar__att ar__att_dims(const ar_tensor *t)
 {
@@ -2304,14 +2304,14 @@ ARDEF ar_tensor *ar_attention(ar_graph *g, ar_tensor *qkv, int heads, float scal
     t->ip[1] = rotary != 0;
     t->fp[0] = scale;
     t->aux = order;
-    a.B = shape[0]; a.n = shape[1]; a.H = heads; a.dh = shape[2] / heads;
     /* lse [B,H,n], rotations [n,dh] and room for the backward's buffers:
        seven [n,dh], two blocks of weights [rows,n] and n row sums */
-    t->save = (float *)ar_graph_alloc(g, ((size_t)a.B * a.H * a.n + (size_t)a.n * (8 * a.dh + 2 * AR__ATT_ROWS + 1)) *
+    t->save = (float *)ar_graph_alloc(g, ((size_t)shape[0] * heads * shape[1] +
+                                          (size_t)shape[1] * (8 * (size_t)(shape[2] / heads) + 2 * AR__ATT_ROWS + 1)) *
                                              sizeof(float));
     if (!t->save) goto nomem;
     a = ar__att_dims(t);
-    for (p = 0; a.rotary && p < a.n; p++) ar__rope_angles(p, a.dh, t->save + (size_t)a.B * a.H * a.n + (size_t)p * a.dh);
+    for (p = 0; a.rotary && p < a.n; p++) ar__rope_angles(p, a.dh, a.cs + (size_t)p * a.dh);
     Q = t->save + (size_t)a.B * a.H * a.n + (size_t)a.n * a.dh;
     K = Q + (size_t)a.n * a.dh; V = K + (size_t)a.n * a.dh; O = V + (size_t)a.n * a.dh; P = O + (size_t)a.n * a.dh;
     for (b = 0; b < a.B; b++)
