@@ -7,7 +7,8 @@
          and the model's own flags (--help lists them all)
 
    Trains on the 50k training split with Adam, keeps the weights with the
-   best validation NLL (checkpoint <out>/<model>.safetensors), stops after
+   best validation NLL (with K > 1 MADE masks: under mask set 0, so epochs
+   compare; checkpoint <out>/<model>.safetensors), stops after
    `patience` epochs without improvement, then reports the test NLL in nats
    per example and bits per dimension (for K > 1 masks: the ensemble over
    all K) and writes <out>/<model>-samples.png and <model>-probs.png (the
@@ -468,6 +469,7 @@ int main(int argc, char **argv)
             printf("interrupted in epoch %d: saved %s and %s (continue with --resume)\n", epoch, last, lastopt);
             return 130;
         }
+        if (m.kind == M_MADE && m.made.cfg.n_masks > 1) ar_made_set_mask(&m.made, 0); /* one fixed set: epochs compare */
         valid = evaluate(&m, &g, data.valid, data.n_valid, eval_batch, 0) - logdet_valid; /* NLL of x, not y */
         if (valid < best) {
             best = valid;
