@@ -2236,7 +2236,7 @@ static void ar__att_block(const float *Q, const float *K, const float *V, int i0
 
 /* Shapes of an attention node; rows of one head are moved between the
    [B,n,...] tensors (positions) and [n,dh] buffers (generation steps). */
-typedef struct { int B, n, d, H, dh, rotary; const int *order; float *cs; } ar__att;
+typedef struct { int B, n, d, H, dh, rotary; const int *order; float *cs, *buf; } ar__att;
 
 static ar__att ar__att_dims(const ar_tensor *t)
 {
@@ -2245,6 +2245,7 @@ static ar__att ar__att_dims(const ar_tensor *t)
     a.rotary = t->ip[1];
     a.order = (const int *)t->aux;
     a.cs = a.rotary ? t->save + (size_t)a.B * a.H * a.n : NULL; /* after lse */
+    a.buf = t->save + (size_t)a.B * a.H * a.n + (size_t)a.n * a.dh; /* after the rotations */
     return a;
 }
 
@@ -2312,8 +2313,7 @@ ARDEF ar_tensor *ar_attention(ar_graph *g, ar_tensor *qkv, int heads, float scal
     if (!t->save) goto nomem;
     a = ar__att_dims(t);
     for (p = 0; a.rotary && p < a.n; p++) ar__rope_angles(p, a.dh, a.cs + (size_t)p * a.dh);
-    Q = t->save + (size_t)a.B * a.H * a.n + (size_t)a.n * a.dh;
-    K = Q + (size_t)a.n * a.dh; V = K + (size_t)a.n * a.dh; O = V + (size_t)a.n * a.dh; P = O + (size_t)a.n * a.dh;
+    Q = a.buf; K = Q + (size_t)a.n * a.dh; V = K + (size_t)a.n * a.dh; O = V + (size_t)a.n * a.dh; P = O + (size_t)a.n * a.dh;
     for (b = 0; b < a.B; b++)
         for (h = 0; h < a.H; h++) {
             const float *x = qkv->x + (size_t)b * a.n * 3 * a.d + (size_t)h * a.dh;
@@ -2338,8 +2338,7 @@ static void ar__attention_bwd(ar_tensor *t)
     ar__att a = ar__att_dims(t);
     float scale = t->fp[0], *Q, *K, *V, *dO, *dQ, *dK, *dV, *P, *dP, *D;
     int b, h, i0, r, j;
-    Q = t->save + (size_t)a.B * a.H * a.n + (size_t)a.n * a.dh;
-    K = Q + (size_t)a.n * a.dh; V = K + (size_t)a.n * a.dh; dO = V + (size_t)a.n * a.dh;
+    Q = a.buf; K = Q + (size_t)a.n * a.dh; V = K + (size_t)a.n * a.dh; dO = V + (size_t)a.n * a.dh;
     dQ = dO + (size_t)a.n * a.dh; dK = dQ + (size_t)a.n * a.dh; dV = dK + (size_t)a.n * a.dh;
     P = dV + (size_t)a.n * a.dh; dP = P + (size_t)AR__ATT_ROWS * a.n; D = dP + (size_t)AR__ATT_ROWS * a.n;
     for (b = 0; b < a.B; b++)
