@@ -127,7 +127,7 @@ LICENSE
 #include <stdint.h>
 
 #define AR_VERSION_MAJOR 0
-#define AR_VERSION_MINOR 3
+#define AR_VERSION_MINOR 4
 #define AR_VERSION_PATCH 0
 
 #ifndef AR_MAX_DIM
@@ -192,7 +192,8 @@ ARDEF void ar_rng_shuffle(ar_rng *r, int *a, int n);
 
 /* The op list, in one place: enum, names and backward table come from it. */
 #define AR__OPS(X)                                                             \
-    X(LEAF, leaf) X(MATMUL, matmul) X(LINEAR, linear) X(ADD, add)              \
+    X(LEAF, leaf) X(MATMUL, matmul) X(LINEAR, linear)                          \
+    X(MASKED_LINEAR, masked_linear) X(ADD, add)                                \
     X(SUB, sub) X(MUL, mul) X(SCALE, scale) X(SUM, sum) X(MEAN, mean)          \
     X(SIGMOID, sigmoid) X(TANH, tanh) X(RELU, relu) X(GELU, gelu)              \
     X(SOFTPLUS, softplus) X(EXP, exp) X(LOG, log) X(LOG_SIGMOID, log_sigmoid)  \
@@ -269,6 +270,13 @@ ARDEF const char *ar_op_name(ar_op op);
 ARDEF ar_tensor *ar_matmul(ar_graph *g, ar_tensor *a, ar_tensor *b, int trans_a, int trans_b);
 /* x[...,I] W[O,I] b[O] or NULL -> x W^T + b [...,O] */
 ARDEF ar_tensor *ar_linear(ar_graph *g, ar_tensor *x, ar_tensor *W, ar_tensor *b);
+/* ar_linear with W[o][i] kept only where out_label[o] >= in_label[i] + strict
+   (strict 0 or 1): MADE's connectivity rule. Masked weights get no gradient.
+   The labels are copied. Only about the kept part of W is read and
+   multiplied (outputs and inputs are sorted by label, which makes the mask
+   a staircase), so the cost falls with the mask's density. */
+ARDEF ar_tensor *ar_masked_linear(ar_graph *g, ar_tensor *x, ar_tensor *W, ar_tensor *b, const int *out_label,
+                                  const int *in_label, int strict);
 /* Convolution, stride 1, channels last, output the size of the input:
    x[N,H,W,Ci] W[Co,kh,kw,Ci] b[Co] or NULL -> y[N,H,W,Co],
    y[n,r,c] = b + sum_{i,j} W[:,i,j,:] x[n, r - top + i dil, c - left + j dil]
@@ -495,7 +503,6 @@ typedef struct ar_made {
     ar_tensor *A;                    /* direct [D,D] or NULL */
     int *orders;                     /* owns: [K][D] dimension at each place, per mask set */
     int *labels;                     /* owns: [K][sum hidden] connectivity labels */
-    float *mask;                     /* owns: masks of the current set, W.., V, A in order */
     int *pos;                        /* owns: [D] 1-based place of each dim, current set */
     int cur;                         /* current mask set */
     char err[AR_ERR_LEN];
@@ -505,8 +512,8 @@ ARDEF ar_made_cfg ar_made_default(int D); /* 1 hidden layer of 500, 1 mask, natu
 ARDEF ar_made_cfg ar_fvsbn_default(int D); /* no hidden layer, direct */
 ARDEF ar_status ar_made_init(ar_made *m, const ar_made_cfg *cfg);
 ARDEF void ar_made_free(ar_made *m);
-/* k in [0, n_masks). The graph borrows the current masks: do not switch
-   between building a loss and its ar_backward. */
+/* k in [0, n_masks): the mask set later calls use. A graph already built
+   keeps the set it was built with. */
 ARDEF ar_status ar_made_set_mask(ar_made *m, int k);
 /* Logits [N,D] of p(x_d = 1 | x_<d) under the current mask set. */
 ARDEF ar_tensor *ar_made_logits(ar_made *m, ar_graph *g, ar_tensor *x);
@@ -1385,6 +1392,177 @@ static void ar__linear_bwd(ar_tensor *t)
             for (j = 0; j < Out; j++) db[j] += t->g[r * Out + j];
 }
 
+/* ---- masked linear: x[...,In] W[O,In] b[O], labels -> [...,O] --------------- */
+
+/* With outputs and inputs sorted by label, the kept weights of sorted row r
+   are the first pre[r] sorted inputs: a staircase. Rows go in blocks, each
+   gathered (masked) and multiplied against its longest prefix, so the
+   masked-out part is neither read nor multiplied, except for a sliver at
+   each block's steps. About sqrt(O) blocks balance that sliver against
+   repacking x for every block. */
+typedef struct ar__ml {
+    int O, In, rows, rb, nblk;
+    int *po, *pi, *pre; /* sorted row -> output, sorted column -> input, kept prefix of each sorted row */
+    size_t *off;        /* block b's gathered weights at save + off[b] (all blocks only if a gradient flows) */
+    float *xs, *ys;     /* x, and y or its gradient, with columns in sorted order */
+    float *gxs, *gw;    /* backward scratch: dx sorted [rows,In], one block's dW [rb,In] */
+    float *row;         /* one row of W or dW in input order [In] */
+} ar__ml;
+
+static int ar__u64_cmp(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* perm: the indices of lab in ascending label order (ties by index);
+   sorted: the labels in that order. key is scratch of n. */
+static void ar__argsort(const int *lab, int n, uint64_t *key, int *perm, int *sorted)
+{
+    int i;
+    for (i = 0; i < n; i++) key[i] = (uint64_t)((uint32_t)lab[i] ^ 0x80000000u) << 32 | (uint32_t)i;
+    qsort(key, (size_t)n, sizeof *key, ar__u64_cmp);
+    for (i = 0; i < n; i++) {
+        perm[i] = (int)(key[i] & 0xffffffffu);
+        sorted[i] = lab[perm[i]];
+    }
+}
+
+/* Block b: first sorted row, rows, prefix length. */
+static void ar__ml_block(const ar__ml *q, int b, int *r0, int *m, int *P)
+{
+    *r0 = b * q->rb;
+    *m = q->O - *r0 < q->rb ? q->O - *r0 : q->rb;
+    *P = q->pre[*r0 + *m - 1];
+}
+
+ARDEF ar_tensor *ar_masked_linear(ar_graph *g, ar_tensor *x, ar_tensor *W, ar_tensor *b, const int *out_label,
+                                  const int *in_label, int strict)
+{
+    int shape[AR_MAX_DIM], i, r, k, blk, O, In, *so, *si, grad, dx, dW;
+    ar_tensor *t;
+    ar__ml *q;
+    uint64_t *key;
+    if (!ar__check(g, "ar_masked_linear", x, W, 2)) return NULL;
+    In = AR__LAST(x);
+    if (W->nd != 2 || W->shape[1] != In || (b && (b->nd != 1 || b->shape[0] != W->shape[0]))) {
+        char xs[64], ws[64], bs[64] = "none";
+        ar__shape_str(x, xs, sizeof xs);
+        ar__shape_str(W, ws, sizeof ws);
+        if (b) ar__shape_str(b, bs, sizeof bs);
+        ar__fail(g, AR_ERR_SHAPE, "ar_masked_linear: x%s W%s b%s; need W [O,%d] and b [O]", xs, ws, bs, In);
+        return NULL;
+    }
+    if (!out_label || !in_label || (strict != 0 && strict != 1)) {
+        ar__fail(g, AR_ERR_ARG, "ar_masked_linear: need out_label, in_label and strict 0 or 1 (strict = %d)", strict);
+        return NULL;
+    }
+    if (AR__ROWS(x) > 0x7fffffff) {
+        ar__fail(g, AR_ERR_RANGE, "ar_masked_linear: %zu rows exceed the BLAS limit of 2^31-1", AR__ROWS(x));
+        return NULL;
+    }
+    O = W->shape[0];
+    for (i = 0; i < x->nd - 1; i++) shape[i] = x->shape[i];
+    shape[x->nd - 1] = O;
+    if (!(t = ar__node(g, AR_OP_MASKED_LINEAR, x->nd, shape, x, W, b, NULL))) return NULL;
+    k = O > In ? O : In;
+    q = (ar__ml *)ar_graph_alloc(g, sizeof *q);
+    key = (uint64_t *)ar_graph_alloc(g, (size_t)k * sizeof *key);
+    so = (int *)ar_graph_alloc(g, (size_t)O * sizeof(int));
+    si = (int *)ar_graph_alloc(g, (size_t)In * sizeof(int));
+    if (!q || !key || !so || !si) goto nomem;
+    q->O = O;
+    q->In = In;
+    q->rows = (int)AR__ROWS(x);
+    q->rb = (int)(2 * sqrt((double)O));
+    q->rb = q->rb < 16 ? 16 : q->rb > O ? O : q->rb;
+    q->nblk = (O + q->rb - 1) / q->rb;
+    q->po = (int *)ar_graph_alloc(g, (size_t)O * sizeof(int));
+    q->pi = (int *)ar_graph_alloc(g, (size_t)In * sizeof(int));
+    q->pre = (int *)ar_graph_alloc(g, (size_t)O * sizeof(int));
+    q->off = (size_t *)ar_graph_alloc(g, ((size_t)q->nblk + 1) * sizeof(size_t));
+    if (!q->po || !q->pi || !q->pre || !q->off) goto nomem;
+    ar__argsort(out_label, O, key, q->po, so);
+    ar__argsort(in_label, In, key, q->pi, si);
+    for (r = 0, k = 0; r < O; r++) { /* both sorted: one merge */
+        while (k < In && (long long)si[k] + strict <= so[r]) k++;
+        q->pre[r] = k;
+    }
+    q->off[0] = 0;
+    for (blk = 0; blk < q->nblk; blk++) {
+        int r0, m, P;
+        ar__ml_block(q, blk, &r0, &m, &P);
+        q->off[blk + 1] = q->off[blk] + (size_t)m * P;
+    }
+    grad = (t->flags & AR_F_GRAD) != 0;
+    dx = grad && (x->flags & AR_F_GRAD);
+    dW = grad && (W->flags & AR_F_GRAD);
+    /* Without a gradient one block's buffer serves all blocks. */
+    t->save = (float *)ar_graph_alloc(g, (grad ? q->off[q->nblk] : (size_t)q->rb * In) * sizeof(float));
+    q->xs = (float *)ar_graph_alloc(g, (size_t)q->rows * In * sizeof(float));
+    q->ys = (float *)ar_graph_alloc(g, (size_t)q->rows * O * sizeof(float));
+    q->row = (float *)ar_graph_alloc(g, (size_t)In * sizeof(float));
+    q->gxs = dx ? (float *)ar_graph_alloc(g, (size_t)q->rows * In * sizeof(float)) : NULL;
+    q->gw = dW ? (float *)ar_graph_alloc(g, (size_t)q->rb * In * sizeof(float)) : NULL;
+    if (!t->save || !q->xs || !q->ys || !q->row || (dx && !q->gxs) || (dW && !q->gw)) goto nomem;
+    t->aux = q;
+    for (r = 0; r < q->rows; r++)
+        for (i = 0; i < In; i++) q->xs[(size_t)r * In + i] = x->x[(size_t)r * In + q->pi[i]];
+    for (blk = 0; blk < q->nblk; blk++) {
+        int r0, m, P;
+        float *Wb = t->save + (grad ? q->off[blk] : 0);
+        ar__ml_block(q, blk, &r0, &m, &P);
+        for (r = 0; r < m; r++) { /* W's rows are far apart: copy one whole, then permute it in cache */
+            float *dst = Wb + (size_t)r * P;
+            memcpy(q->row, W->x + (size_t)q->po[r0 + r] * In, (size_t)In * sizeof(float));
+            for (i = 0; i < q->pre[r0 + r]; i++) dst[i] = q->row[q->pi[i]];
+            for (; i < P; i++) dst[i] = 0;
+        }
+        if (P) ar__gemm(0, 1, q->rows, m, P, 1, q->xs, In, Wb, P, 0, q->ys + r0, O);
+        else
+            for (r = 0; r < q->rows; r++) memset(q->ys + (size_t)r * O + r0, 0, (size_t)m * sizeof(float));
+    }
+    for (r = 0; r < q->rows; r++)
+        for (i = 0; i < O; i++)
+            t->x[(size_t)r * O + q->po[i]] = q->ys[(size_t)r * O + i] + (b ? b->x[q->po[i]] : 0);
+    return t;
+nomem:
+    ar__fail(g, AR_ERR_NOMEM, "ar_masked_linear: out of memory for [%d,%d] weights", O, In);
+    return NULL;
+}
+
+static void ar__masked_linear_bwd(ar_tensor *t)
+{
+    const ar__ml *q = (const ar__ml *)t->aux;
+    float *dx = AR__DX(t->src[0]), *dW = AR__DX(t->src[1]), *db = AR__DX(t->src[2]);
+    int O = q->O, In = q->In, r, i, blk;
+    for (r = 0; r < q->rows; r++)
+        for (i = 0; i < O; i++) {
+            float gy = t->g[(size_t)r * O + q->po[i]];
+            q->ys[(size_t)r * O + i] = gy;
+            if (db) db[q->po[i]] += gy;
+        }
+    if (dx) memset(q->gxs, 0, (size_t)q->rows * In * sizeof(float));
+    for (blk = 0; blk < q->nblk; blk++) {
+        int r0, m, P;
+        const float *Wb = t->save + q->off[blk];
+        ar__ml_block(q, blk, &r0, &m, &P);
+        if (!P) continue;
+        if (dx) ar__gemm(0, 0, q->rows, P, m, 1, q->ys + r0, O, Wb, P, 1, q->gxs, In);
+        if (!dW) continue;
+        ar__gemm(1, 0, m, P, q->rows, 1, q->ys + r0, O, q->xs, In, 0, q->gw, P);
+        for (r = 0; r < m; r++) { /* unpermute in cache, then add the whole row in order */
+            float *dst = dW + (size_t)q->po[r0 + r] * In;
+            const float *src = q->gw + (size_t)r * P;
+            memset(q->row, 0, (size_t)In * sizeof(float));
+            for (i = 0; i < q->pre[r0 + r]; i++) q->row[q->pi[i]] = src[i];
+            for (i = 0; i < In; i++) dst[i] += q->row[i];
+        }
+    }
+    for (r = 0; dx && r < q->rows; r++)
+        for (i = 0; i < In; i++) dx[(size_t)r * In + q->pi[i]] += q->gxs[(size_t)r * In + i];
+}
+
 /* ---- convolution: im2col over the used taps, then one sgemm --------------- */
 
 /* Geometry of one convolution, read from its tensors: x [N,H,W,Ci] (or
@@ -2174,13 +2352,6 @@ static void ar__rope_apply(float *v, int dh, const float *cs, int inverse)
     }
 }
 
-static void ar__rope_row(float *v, int dh, int pos, int inverse)
-{
-    float cs[4096];
-    ar__rope_angles(pos, dh, cs);
-    ar__rope_apply(v, dh, cs, inverse);
-}
-
 ARDEF ar_tensor *ar_rope(ar_graph *g, ar_tensor *x, int offset)
 {
     ar_tensor *t;
@@ -2193,11 +2364,16 @@ ARDEF ar_tensor *ar_rope(ar_graph *g, ar_tensor *x, int offset)
     }
     t = ar__node(g, AR_OP_ROPE, x->nd, x->shape, x, NULL, NULL, NULL);
     if (!t) return NULL;
-    t->ip[0] = offset;
     dh = AR__LAST(x);
     n = x->shape[x->nd - 2];
+    /* the angles of each position once [n,dh], then a row of backward scratch */
+    if (!(t->save = (float *)ar_graph_alloc(g, ((size_t)n + 1) * dh * sizeof(float)))) {
+        ar__fail(g, AR_ERR_NOMEM, "ar_rope: out of memory");
+        return NULL;
+    }
+    for (r = 0; r < (size_t)n; r++) ar__rope_angles((int)r + offset, dh, t->save + r * dh);
     memcpy(t->x, x->x, x->n * sizeof(float));
-    for (r = 0; r < AR__ROWS(x); r++) ar__rope_row(t->x + r * dh, dh, (int)(r % (size_t)n) + offset, 0);
+    for (r = 0; r < AR__ROWS(x); r++) ar__rope_apply(t->x + r * dh, dh, t->save + r % (size_t)n * dh, 0);
     return t;
 }
 
@@ -2205,10 +2381,10 @@ static void ar__rope_bwd(ar_tensor *t)
 {
     int dh = AR__LAST(t), n = t->shape[t->nd - 2], j;
     size_t r;
-    float row[4096], *dx = t->src[0]->g;
+    float *row = t->save + (size_t)n * dh, *dx = t->src[0]->g;
     for (r = 0; r < AR__ROWS(t); r++) { /* dx = R^T dy: the inverse rotation */
-        for (j = 0; j < dh; j++) row[j] = t->g[r * dh + j];
-        ar__rope_row(row, dh, (int)(r % (size_t)n) + t->ip[0], 1);
+        memcpy(row, t->g + r * dh, (size_t)dh * sizeof(float));
+        ar__rope_apply(row, dh, t->save + r % (size_t)n * dh, 1);
         for (j = 0; j < dh; j++) dx[r * dh + j] += row[j];
     }
 }
@@ -3961,7 +4137,6 @@ ARDEF void ar_made_free(ar_made *m)
     ar_params_free(&m->ps);
     AR_FREE(m->orders);
     AR_FREE(m->labels);
-    AR_FREE(m->mask);
     AR_FREE(m->pos);
     memset(m, 0, sizeof *m);
 }
@@ -3970,7 +4145,7 @@ ARDEF ar_status ar_made_init(ar_made *m, const ar_made_cfg *cfg)
 {
     ar_rng rng;
     int k, l, d, D, L, K, shape[2], prev;
-    size_t units, nmask = 0, u;
+    size_t units, u;
     char name[16];
     ar_status s;
     if (!m) return AR_ERR_ARG;
@@ -3990,26 +4165,22 @@ ARDEF ar_status ar_made_init(ar_made *m, const ar_made_cfg *cfg)
         snprintf(name, sizeof name, "b%d", l);
         m->b[l] = ar_params_add(&m->ps, name, 1, shape);
         if (!m->W[l] || !m->b[l]) goto params_fail;
-        nmask += m->W[l]->n;
         prev = cfg->hidden[l];
     }
     shape[0] = D; shape[1] = prev;
     if (L > 0) {
         if (!(m->V = ar_params_add(&m->ps, "V", 2, shape))) goto params_fail;
-        nmask += m->V->n;
     }
     if (!(m->c = ar_params_add(&m->ps, "c", 1, shape))) goto params_fail;
     if (cfg->direct) {
         shape[1] = D;
         if (!(m->A = ar_params_add(&m->ps, "A", 2, shape))) goto params_fail;
-        nmask += m->A->n;
     }
     if (ar_params_alloc(&m->ps) != AR_OK) goto params_fail;
     m->orders = (int *)AR_MALLOC((size_t)K * D * sizeof(int));
     m->labels = (int *)AR_MALLOC((units ? (size_t)K * units : 1) * sizeof(int));
-    m->mask = (float *)AR_MALLOC(nmask * sizeof(float));
     m->pos = (int *)AR_MALLOC((size_t)D * sizeof(int));
-    if (!m->orders || !m->labels || !m->mask || !m->pos) {
+    if (!m->orders || !m->labels || !m->pos) {
         ar_made_free(m);
         ar__seterr(m->err, "ar_made_init: out of memory");
         return AR_ERR_NOMEM;
@@ -4050,52 +4221,45 @@ params_fail: /* the configuration was checked: only memory can fail here */
 
 ARDEF ar_status ar_made_set_mask(ar_made *m, int k)
 {
-    const ar_made_cfg *c;
-    const int *ord, *lab, *prev_lab = NULL;
-    float *mk;
-    int l, u, j, d, D, prev;
-    size_t units;
+    const int *ord;
+    int d;
     if (!m || !m->ps.x) return AR_ERR_ARG;
-    c = &m->cfg;
-    if (k < 0 || k >= c->n_masks) {
-        ar__seterr(m->err, "ar_made_set_mask: mask set %d outside [0,%d)", k, c->n_masks);
+    if (k < 0 || k >= m->cfg.n_masks) {
+        ar__seterr(m->err, "ar_made_set_mask: mask set %d outside [0,%d)", k, m->cfg.n_masks);
         return AR_ERR_RANGE;
     }
-    D = c->D;
-    units = ar__made_units(c);
-    ord = m->orders + (size_t)k * D;
-    lab = m->labels + (size_t)k * units;
-    for (d = 0; d < D; d++) m->pos[ord[d]] = d + 1;
-    mk = m->mask;
-    prev = D;
-    for (l = 0; l < c->n_hidden; l++) { /* hidden: m_l(u) >= m_{l-1}(j) */
-        for (u = 0; u < c->hidden[l]; u++)
-            for (j = 0; j < prev; j++) *mk++ = (float)(lab[u] >= (prev_lab ? prev_lab[j] : m->pos[j]));
-        prev_lab = lab;
-        prev = c->hidden[l];
-        lab += c->hidden[l];
-    }
-    if (c->n_hidden > 0) /* output: pos(d) > m_L(u) */
-        for (d = 0; d < D; d++)
-            for (u = 0; u < prev; u++) *mk++ = (float)(m->pos[d] > prev_lab[u]);
-    if (c->direct) /* direct: pos(d) > pos(j) */
-        for (d = 0; d < D; d++)
-            for (j = 0; j < D; j++) *mk++ = (float)(m->pos[d] > m->pos[j]);
+    ord = m->orders + (size_t)k * m->cfg.D;
+    for (d = 0; d < m->cfg.D; d++) m->pos[ord[d]] = d + 1;
     m->cur = k;
     return AR_OK;
 }
 
-/* Masked weight: W * mask, the mask as a constant input. */
-static ar_tensor *ar__masked(ar_graph *g, ar_tensor *W, const float *mask)
+/* The labels of the current set: inputs and outputs are labelled by their
+   1-based place (pos), hidden layer l by labels[l]. A layer keeps
+   out >= in between hidden layers and out > in into the outputs. */
+static const int *ar__made_labels(const ar_made *m, int l)
 {
-    return ar_mul(g, W, ar_input(g, mask, W->nd, W->shape));
+    const int *lab = m->labels + (size_t)m->cur * ar__made_units(&m->cfg);
+    int j;
+    if (l < 0 || l == m->cfg.n_hidden) return m->pos;
+    for (j = 0; j < l; j++) lab += m->cfg.hidden[j];
+    return lab;
+}
+
+/* W[o][i] where out[o] >= in[i] + strict, else 0 (ar_masked_linear's rule),
+   spelled out for the sampler's one-unit-at-a-time products. */
+static void ar__made_masked(const ar_tensor *W, const int *out, const int *in, int strict, float *Wm)
+{
+    int O = W->shape[0], In = W->shape[1], o, i;
+    for (o = 0; o < O; o++)
+        for (i = 0; i < In; i++)
+            Wm[(size_t)o * In + i] = (long long)out[o] >= (long long)in[i] + strict ? W->x[(size_t)o * In + i] : 0;
 }
 
 ARDEF ar_tensor *ar_made_logits(ar_made *m, ar_graph *g, ar_tensor *x)
 {
-    const float *mk;
     ar_tensor *h, *out;
-    int l;
+    int l, L;
     if (!ar__check(g, "ar_made_logits", x, NULL, 1)) return NULL;
     if (!m || !m->ps.x) { ar__fail(g, AR_ERR_ARG, "ar_made_logits: model is not initialized"); return NULL; }
     if (x->nd != 2 || x->shape[1] != m->cfg.D) {
@@ -4103,18 +4267,15 @@ ARDEF ar_tensor *ar_made_logits(ar_made *m, ar_graph *g, ar_tensor *x)
                  x->shape[x->nd - 1]);
         return NULL;
     }
-    mk = m->mask;
+    L = m->cfg.n_hidden;
     h = x;
-    for (l = 0; l < m->cfg.n_hidden; l++) {
-        h = ar_relu(g, ar_linear(g, h, ar__masked(g, m->W[l], mk), m->b[l]));
-        mk += m->W[l]->n;
-    }
+    for (l = 0; l < L; l++)
+        h = ar_relu(g, ar_masked_linear(g, h, m->W[l], m->b[l], ar__made_labels(m, l), ar__made_labels(m, l - 1), 0));
     if (m->V) {
-        out = ar_linear(g, h, ar__masked(g, m->V, mk), m->c);
-        mk += m->V->n;
-        if (m->A) out = ar_add(g, out, ar_linear(g, x, ar__masked(g, m->A, mk), NULL));
+        out = ar_masked_linear(g, h, m->V, m->c, m->pos, ar__made_labels(m, L - 1), 1);
+        if (m->A) out = ar_add(g, out, ar_masked_linear(g, x, m->A, NULL, m->pos, m->pos, 1));
     } else {
-        out = ar_linear(g, x, ar__masked(g, m->A, mk), m->c);
+        out = ar_masked_linear(g, x, m->A, m->c, m->pos, m->pos, 1);
     }
     return out;
 }
@@ -4170,10 +4331,8 @@ ARDEF ar_status ar_made_sample(ar_made *m, ar_graph *g, int N, ar_rng *rng, floa
     const ar_made_cfg *c;
     const int *ord, *lab;
     float *Wm[AR_MADE_MAX_HIDDEN], *H[AR_MADE_MAX_HIDDEN], *Vm = NULL, *Am = NULL, *logit, *tmp;
-    const float *mk;
     int *by_label[AR_MADE_MAX_HIDDEN], *start[AR_MADE_MAX_HIDDEN];
     int l, t, u, n, d, D, L;
-    size_t i, units;
     if (!g || !m || !m->ps.x) return AR_ERR_ARG;
     if (!ar__check(g, "ar_made_sample", NULL, NULL, 0)) return g->status;
     c = &m->cfg;
@@ -4182,36 +4341,31 @@ ARDEF ar_status ar_made_sample(ar_made *m, ar_graph *g, int N, ar_rng *rng, floa
     if (N < 1 || !rng || !x || !(temperature > 0) || (!given) != (!known))
         return (ar_status)(ar__fail(g, AR_ERR_ARG, "ar_made_sample: need N >= 1, rng, x, temperature > 0, "
                                                    "and given/known both set or both NULL"), g->status);
-    units = ar__made_units(c);
     ord = m->orders + (size_t)m->cur * D;
-    lab = m->labels + (size_t)m->cur * units;
     /* Scratch: masked weights, activations, units grouped by label. */
-    mk = m->mask;
     for (l = 0; l < L; l++) {
+        lab = ar__made_labels(m, l);
         Wm[l] = (float *)ar_graph_alloc(g, m->W[l]->n * sizeof(float));
         H[l] = (float *)ar_graph_alloc(g, (size_t)N * c->hidden[l] * sizeof(float));
         by_label[l] = (int *)ar_graph_alloc(g, (size_t)c->hidden[l] * sizeof(int));
         start[l] = (int *)ar_graph_alloc(g, ((size_t)D + 1) * sizeof(int));
         if (!Wm[l] || !H[l] || !by_label[l] || !start[l]) goto nomem;
         memset(H[l], 0, (size_t)N * c->hidden[l] * sizeof(float)); /* masked, but 0 * NaN would leak */
-        for (i = 0; i < m->W[l]->n; i++) Wm[l][i] = m->W[l]->x[i] * mk[i];
-        mk += m->W[l]->n;
+        ar__made_masked(m->W[l], lab, ar__made_labels(m, l - 1), 0, Wm[l]);
         memset(start[l], 0, ((size_t)D + 1) * sizeof(int));
         for (u = 0; u < c->hidden[l]; u++) start[l][lab[u] + 1]++; /* counting sort by label */
         for (t = 0; t < D; t++) start[l][t + 1] += start[l][t];
         for (u = 0; u < c->hidden[l]; u++) by_label[l][start[l][lab[u]]++] = u;
         for (t = D; t > 0; t--) start[l][t] = start[l][t - 1];
         start[l][0] = 0;
-        lab += c->hidden[l];
     }
     if (m->V) {
         if (!(Vm = (float *)ar_graph_alloc(g, m->V->n * sizeof(float)))) goto nomem;
-        for (i = 0; i < m->V->n; i++) Vm[i] = m->V->x[i] * mk[i];
-        mk += m->V->n;
+        ar__made_masked(m->V, m->pos, ar__made_labels(m, L - 1), 1, Vm);
     }
     if (m->A) {
         if (!(Am = (float *)ar_graph_alloc(g, m->A->n * sizeof(float)))) goto nomem;
-        for (i = 0; i < m->A->n; i++) Am[i] = m->A->x[i] * mk[i];
+        ar__made_masked(m->A, m->pos, m->pos, 1, Am);
     }
     logit = (float *)ar_graph_alloc(g, (size_t)N * sizeof(float));
     tmp = (float *)ar_graph_alloc(g, (size_t)N * sizeof(float));
@@ -5716,6 +5870,13 @@ CHANGELOG
                         the blocks it grew (ar_graph.peak is gone): a
                         second step of one shape no longer pages in a
                         fresh block.
+    0.4.0 (2026-11-24)  ar_masked_linear: a linear layer masked by
+                        connectivity labels that reads and multiplies
+                        only the kept weights (rows and columns sorted
+                        by label, a staircase of blocks). MADE builds
+                        on it and keeps no float masks (ar_made.mask is
+                        gone); an 8000-8000 MADE step with order-agnostic
+                        masks takes 0.5-0.6 s instead of 0.76 s.
 
 LICENSE
 ------------------------------------------------------------------------------

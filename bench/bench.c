@@ -7,7 +7,7 @@
                                    per answer; bench/run.py drives this and
                                    bench/peer.py (PyTorch) alternately
    bench --xcheck DIR              write checkpoints, inputs, ar.h's
-                                   log-probabilities and MADE masks to DIR
+                                   log-probabilities and MADE's labels to DIR
                                    for the PyTorch peer to reproduce
 
    Commands (--serve):  TASK MODEL ALGO BATCH THREADS REPS WARM [PLACES]
@@ -523,8 +523,9 @@ static void cnn_train_step(void *ctx)
 /* ---- cross-check files ------------------------------------------------------
    <name>.safetensors: the checkpoint (ar_<model>_save), after 3 Adam steps
    from the seeded initialization; <name>-ref.safetensors: a fixed batch x,
-   ar.h's log p(x) for it, and for MADE the ordering, connectivity labels
-   and masks (stored as float32); index.json lists them. The convolutional
+   ar.h's log p(x) for it, and for MADE the ordering and connectivity
+   labels (stored as float32; the peer builds the masks from them);
+   index.json lists them. The convolutional
    models follow at the bench's shapes, after 3 steps at batch 4. */
 #define XN 16
 
@@ -622,43 +623,25 @@ static void xcheck(const char *dir)
             for (l = 0; l < L; l++) {
                 snprintf(name, sizeof name, "labels%d", l);
                 ref_add(&ref, name, made.cfg.hidden[l], 0);
-                snprintf(name, sizeof name, "mask.W%d", l);
-                ref_add(&ref, name, made.W[l]->shape[0], made.W[l]->shape[1]);
             }
-            if (made.V) ref_add(&ref, "mask.V", D, made.V->shape[1]);
-            if (made.A) ref_add(&ref, "mask.A", D, D);
         }
         if (ar_params_alloc(&ref) != AR_OK) die("xcheck", ref.err);
         fill_data(tx->x, tx->n, xc->kind == M_RNADE, &r);
         ar_graph_reset(&g);
         if ((nade ? ar_nade_log_prob(&nd, &g, tx->x, XN, tl->x) : ar_made_log_prob(&made, &g, tx->x, XN, tl->x)) != AR_OK)
             die("xcheck log_prob", g.err);
-        if (!nade) {
+        if (!nade) { /* the peer builds the masks from these by the paper's rule */
             int L = made.cfg.n_hidden, l, u, off = 0;
-            const float *mk = made.mask;
             char name[32];
             for (i = 0; i < D; i++) {
                 ar_params_find(&ref, "order")->x[i] = (float)made.orders[i];
                 ar_params_find(&ref, "pos")->x[i] = (float)made.pos[i];
             }
-            for (l = 0; l < L; l++) {
-                ar_tensor *mt;
+            for (l = 0; l < L; l++) { /* one mask set: set 0's labels */
+                const int *lab = made.labels + off;
                 snprintf(name, sizeof name, "labels%d", l);
-                for (u = 0; u < made.cfg.hidden[l]; u++) ar_params_find(&ref, name)->x[u] = (float)made.labels[off + u];
+                for (u = 0; u < made.cfg.hidden[l]; u++) ar_params_find(&ref, name)->x[u] = (float)lab[u];
                 off += made.cfg.hidden[l];
-                snprintf(name, sizeof name, "mask.W%d", l);
-                mt = ar_params_find(&ref, name);
-                memcpy(mt->x, mk, mt->n * sizeof(float));
-                mk += mt->n;
-            }
-            if (made.V) {
-                ar_tensor *mt = ar_params_find(&ref, "mask.V");
-                memcpy(mt->x, mk, mt->n * sizeof(float));
-                mk += mt->n;
-            }
-            if (made.A) {
-                ar_tensor *mt = ar_params_find(&ref, "mask.A");
-                memcpy(mt->x, mk, mt->n * sizeof(float));
             }
         }
         ref_write(idx, dir, xc->name, model_name[xc->kind], &ref, &first);

@@ -46,6 +46,8 @@ static const gc_case cases[] = {
     {AR_OP_MATMUL, "batched_trans_a", 2, {3, 3}, {{2, 4, 3}, {2, 4, 5}}, -1, 1},
     {AR_OP_LINEAR, "bias", 3, {2, 2, 1}, {{3, 4}, {5, 4}, {5}}, -1, 1},
     {AR_OP_LINEAR, "no_bias_3d", 2, {3, 2}, {{2, 3, 4}, {5, 4}}, -1, 1},
+    {AR_OP_MASKED_LINEAR, "bias", 3, {2, 2, 1}, {{3, 6}, {5, 6}, {5}}, -1, 1},
+    {AR_OP_MASKED_LINEAR, "strict_3d", 2, {3, 2}, {{2, 2, 6}, {5, 6}}, -1, 1},
     {AR_OP_CONV, "1d d1 s0", 3, {3, 3, 1}, {{2, 5, 3}, {4, 2, 3}, {4}}, -1, 1},
     {AR_OP_CONV, "1d d2 s1", 3, {3, 3, 1}, {{2, 7, 2}, {3, 3, 2}, {3}}, -1, 1},
     {AR_OP_CONV, "1d d3 s0", 2, {3, 3}, {{1, 8, 2}, {2, 2, 2}}, -1, 1},
@@ -112,6 +114,7 @@ static const gc_case cases[] = {
 };
 #define N_CASES ((int)(sizeof cases / sizeof cases[0]))
 static const int rank5[5] = {2, 0, 4, 1, 3}; /* a generation order for the order cases */
+static const int out5[5] = {3, 1, 5, 0, 3}, in6[6] = {2, 4, 1, 3, 3, 0}; /* masked linear labels, with ties */
 
 static ar_tensor *gc_loss(ar_graph *g, void *ctx)
 {
@@ -126,6 +129,7 @@ static ar_tensor *gc_loss(ar_graph *g, void *ctx)
         break;
     }
     case AR_OP_LINEAR: y = ar_linear(g, a, b, k->p[2]); break;
+    case AR_OP_MASKED_LINEAR: y = ar_masked_linear(g, a, b, k->p[2], out5, in6, c->what[0] == 's'); break;
     case AR_OP_CONV: {
         int t, l, d, n;
         if (c->what[0] == '1') y = ar_conv1d(g, a, b, k->p[2], c->what[4] - '0', c->what[7] - '0');
@@ -361,6 +365,75 @@ static void test_conv2d_forward_and_masks(void)
 
 /* conv1d against its definition, the causal cut, and the receptive field of
    a dilated stack (1 + shift + sum (k-1) d_l) read off the gradient. */
+/* ar_masked_linear against ar_linear on W * mask, values and gradients, over
+   several row blocks: labels with ties, outputs that see nothing, both
+   rules, a weight without gradient, and every output seeing nothing. */
+static void test_masked_linear_against_dense(void)
+{
+    enum { R = 6, O = 100, IN = 70 };
+    static float mask[O * IN], Rp[R * O];
+    static int ol[O], il[IN];
+    ar_graph g;
+    ar_rng rng;
+    int v;
+    ar_rng_seed(&rng, 5);
+    CHECK(ar_graph_init(&g, 0) == AR_OK);
+    for (v = 0; v < 6; v++) {
+        int strict = v & 1, wgrad = v < 4, i, o;
+        ar_params ps[2];
+        ar_tensor *x[2], *W[2], *b[2], *y[2];
+        size_t j;
+        for (o = 0; o < O; o++) ol[o] = v == 5 ? -1 : o % 9 == 4 ? -3 : (int)ar_rng_below(&rng, 20);
+        for (i = 0; i < IN; i++) il[i] = (int)ar_rng_below(&rng, 20);
+        for (o = 0; o < O; o++)
+            for (i = 0; i < IN; i++) mask[o * IN + i] = (float)(ol[o] >= il[i] + strict);
+        for (j = 0; j < R * O; j++) Rp[j] = ar_rng_normal(&rng);
+        for (i = 0; i < 2; i++) {
+            ar_params_init(&ps[i]);
+            x[i] = ar_params_add(&ps[i], "x", 3, S(2, 3, IN));
+            W[i] = ar_params_add(&ps[i], "W", 2, S(O, IN));
+            b[i] = ar_params_add(&ps[i], "b", 1, S(O));
+            CHECK(ar_params_alloc(&ps[i]) == AR_OK);
+            ar_params_zero_grad(&ps[i]);
+        }
+        for (j = 0; j < ps[0].total; j++) ps[0].x[j] = ps[1].x[j] = ar_rng_uniform(&rng) * 2 - 1;
+        ar_graph_reset(&g);
+        for (i = 0; i < 2; i++) {
+            ar_tensor *Wt = wgrad ? W[i] : ar_input(&g, W[i]->x, 2, W[i]->shape), *loss;
+            y[i] = i ? ar_masked_linear(&g, x[i], Wt, b[i], ol, il, strict)
+                     : ar_linear(&g, x[i], ar_mul(&g, Wt, ar_input(&g, mask, 2, S(O, IN))), b[i]);
+            loss = ar_sum(&g, ar_mul(&g, y[i], ar_input(&g, Rp, 3, S(2, 3, O))), AR_ALL);
+            CHECK_MSG(loss && ar_backward(&g, loss) == AR_OK, "%s", g.err);
+        }
+        for (j = 0; j < y[0]->n; j++) CHECK_NEAR(y[1]->x[j], y[0]->x[j], 1e-5);
+        for (j = 0; j < ps[0].total; j++)
+            CHECK_MSG(fabsf(ps[1].g[j] - ps[0].g[j]) <= 1e-5f, "variant %d: gradient %zu: %g vs %g", v, j,
+                      (double)ps[1].g[j], (double)ps[0].g[j]);
+        for (j = 0; j < (size_t)O * IN; j++) /* masked weights: exactly no gradient */
+            if (!mask[j]) CHECK(W[1]->g[j] == 0);
+        for (i = 0; i < 2; i++) ar_params_free(&ps[i]);
+    }
+    /* bad input */
+    {
+        float a[12] = {0};
+        ar_tensor *X, *Wb;
+        ar_graph_reset(&g);
+        X = ar_input(&g, a, 2, S(2, 3));
+        Wb = ar_input(&g, a, 2, S(4, 3));
+        CHECK(ar_masked_linear(&g, X, Wb, NULL, NULL, il, 0) == NULL && g.status == AR_ERR_ARG && strstr(g.err, "out_label"));
+        ar_graph_reset(&g);
+        X = ar_input(&g, a, 2, S(2, 3));
+        Wb = ar_input(&g, a, 2, S(4, 3));
+        CHECK(ar_masked_linear(&g, X, Wb, NULL, ol, il, 2) == NULL && strstr(g.err, "strict = 2"));
+        ar_graph_reset(&g);
+        X = ar_input(&g, a, 2, S(2, 3));
+        Wb = ar_input(&g, a, 2, S(3, 4));
+        CHECK(ar_masked_linear(&g, X, Wb, NULL, ol, il, 0) == NULL && g.status == AR_ERR_SHAPE &&
+              strstr(g.err, "need W [O,3]"));
+    }
+    ar_graph_free(&g);
+}
+
 static void test_conv1d_forward_and_causality(void)
 {
     enum { T = 20, C = 2 };
@@ -676,6 +749,7 @@ void tests_ops(void)
     t_run("ops/gradcheck_all_ops", test_gradcheck_all_ops);
     t_run("ops/gradcheck_detects_wrong_gradient", test_gradcheck_detects_wrong_gradient);
     t_run("ops/matmul_forward", test_matmul_forward);
+    t_run("ops/masked_linear_against_dense", test_masked_linear_against_dense);
     t_run("ops/conv1d_forward_and_causality", test_conv1d_forward_and_causality);
     t_run("ops/conv2d_forward_and_masks", test_conv2d_forward_and_masks);
     t_run("ops/elementwise_forward", test_elementwise_forward);
