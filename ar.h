@@ -274,7 +274,8 @@ ARDEF ar_tensor *ar_linear(ar_graph *g, ar_tensor *x, ar_tensor *W, ar_tensor *b
    (strict 0 or 1): MADE's connectivity rule. Masked weights get no gradient.
    The labels are copied. Only about the kept part of W is read and
    multiplied (outputs and inputs are sorted by label, which makes the mask
-   a staircase), so the cost falls with the mask's density. */
+   a staircase), so the time falls with the mask's density. With a gradient
+   it keeps O*In floats in the arena for the backward, whatever the labels. */
 ARDEF ar_tensor *ar_masked_linear(ar_graph *g, ar_tensor *x, ar_tensor *W, ar_tensor *b, const int *out_label,
                                   const int *in_label, int strict);
 /* Convolution, stride 1, channels last, output the size of the input:
@@ -1404,9 +1405,9 @@ typedef struct ar__ml {
     int O, In, rows, rb, nblk;
     int *po, *pi, *pre; /* sorted row -> output, sorted column -> input, kept prefix of each sorted row */
     size_t *off;        /* block b's gathered weights at save + off[b] (all blocks only if a gradient flows) */
-    float *xs, *ys;     /* x, and y or its gradient, with columns in sorted order */
+    float *xs, *ys;     /* x, and y or its gradient (only if a gradient flows), columns in sorted order */
     float *gxs, *gw;    /* backward scratch: dx sorted [rows,In], one block's dW [rb,In] */
-    float *row;         /* one row of W or dW in input order [In] */
+    float *row;         /* scratch [max(In,O)]: a row of W or dW in input order, or of y */
 } ar__ml;
 
 static int ar__u64_cmp(const void *a, const void *b)
@@ -1440,6 +1441,7 @@ ARDEF ar_tensor *ar_masked_linear(ar_graph *g, ar_tensor *x, ar_tensor *W, ar_te
                                   const int *in_label, int strict)
 {
     int shape[AR_MAX_DIM], i, r, k, blk, O, In, *so, *si, grad, dx, dW;
+    float *y;
     ar_tensor *t;
     ar__ml *q;
     uint64_t *key;
@@ -1476,7 +1478,7 @@ ARDEF ar_tensor *ar_masked_linear(ar_graph *g, ar_tensor *x, ar_tensor *W, ar_te
     q->rows = (int)AR__ROWS(x);
     q->rb = (int)(2 * sqrt((double)O));
     q->rb = q->rb < 16 ? 16 : q->rb > O ? O : q->rb;
-    q->nblk = (O + q->rb - 1) / q->rb;
+    q->nblk = O / q->rb + (O % q->rb != 0);
     q->po = (int *)ar_graph_alloc(g, (size_t)O * sizeof(int));
     q->pi = (int *)ar_graph_alloc(g, (size_t)In * sizeof(int));
     q->pre = (int *)ar_graph_alloc(g, (size_t)O * sizeof(int));
@@ -1497,14 +1499,18 @@ ARDEF ar_tensor *ar_masked_linear(ar_graph *g, ar_tensor *x, ar_tensor *W, ar_te
     grad = (t->flags & AR_F_GRAD) != 0;
     dx = grad && (x->flags & AR_F_GRAD);
     dW = grad && (W->flags & AR_F_GRAD);
-    /* Without a gradient one block's buffer serves all blocks. */
-    t->save = (float *)ar_graph_alloc(g, (grad ? q->off[q->nblk] : (size_t)q->rb * In) * sizeof(float));
+    /* The blocks kept for the backward take off[nblk] floats, which depends
+       on the labels; the dense size is reserved so that every mask set of
+       one shape fits the arena the first step grew. Without a gradient one
+       block's buffer serves all blocks. */
+    t->save = (float *)ar_graph_alloc(g, (grad ? (size_t)O * In : (size_t)q->rb * In) * sizeof(float));
     q->xs = (float *)ar_graph_alloc(g, (size_t)q->rows * In * sizeof(float));
-    q->ys = (float *)ar_graph_alloc(g, (size_t)q->rows * O * sizeof(float));
-    q->row = (float *)ar_graph_alloc(g, (size_t)In * sizeof(float));
+    q->ys = grad ? (float *)ar_graph_alloc(g, (size_t)q->rows * O * sizeof(float)) : NULL;
+    q->row = (float *)ar_graph_alloc(g, (size_t)(O > In ? O : In) * sizeof(float));
     q->gxs = dx ? (float *)ar_graph_alloc(g, (size_t)q->rows * In * sizeof(float)) : NULL;
     q->gw = dW ? (float *)ar_graph_alloc(g, (size_t)q->rb * In * sizeof(float)) : NULL;
-    if (!t->save || !q->xs || !q->ys || !q->row || (dx && !q->gxs) || (dW && !q->gw)) goto nomem;
+    if (!t->save || !q->xs || (grad && !q->ys) || !q->row || (dx && !q->gxs) || (dW && !q->gw)) goto nomem;
+    y = grad ? q->ys : t->x; /* sorted columns; unsorted below */
     t->aux = q;
     for (r = 0; r < q->rows; r++)
         for (i = 0; i < In; i++) q->xs[(size_t)r * In + i] = x->x[(size_t)r * In + q->pi[i]];
@@ -1518,13 +1524,15 @@ ARDEF ar_tensor *ar_masked_linear(ar_graph *g, ar_tensor *x, ar_tensor *W, ar_te
             for (i = 0; i < q->pre[r0 + r]; i++) dst[i] = q->row[q->pi[i]];
             for (; i < P; i++) dst[i] = 0;
         }
-        if (P) ar__gemm(0, 1, q->rows, m, P, 1, q->xs, In, Wb, P, 0, q->ys + r0, O);
+        if (P) ar__gemm(0, 1, q->rows, m, P, 1, q->xs, In, Wb, P, 0, y + r0, O);
         else
-            for (r = 0; r < q->rows; r++) memset(q->ys + (size_t)r * O + r0, 0, (size_t)m * sizeof(float));
+            for (r = 0; r < q->rows; r++) memset(y + (size_t)r * O + r0, 0, (size_t)m * sizeof(float));
     }
-    for (r = 0; r < q->rows; r++)
-        for (i = 0; i < O; i++)
-            t->x[(size_t)r * O + q->po[i]] = q->ys[(size_t)r * O + i] + (b ? b->x[q->po[i]] : 0);
+    for (r = 0; r < q->rows; r++) {
+        const float *ys = y + (size_t)r * O;
+        if (!grad) ys = (const float *)memcpy(q->row, ys, (size_t)O * sizeof(float));
+        for (i = 0; i < O; i++) t->x[(size_t)r * O + q->po[i]] = ys[i] + (b ? b->x[q->po[i]] : 0);
+    }
     return t;
 nomem:
     ar__fail(g, AR_ERR_NOMEM, "ar_masked_linear: out of memory for [%d,%d] weights", O, In);

@@ -429,9 +429,10 @@ int main(int argc, char **argv)
             loss = ar_mean(&g, nll, AR_ALL);
             ar_params_zero_grad(m_params(&m));
             if (ar_backward(&g, loss) != AR_OK) { fprintf(stderr, "step failed: %s\n", g.err); return 1; }
-            /* A non-finite gradient shows in the next loss; reading every
-               weight costs 8% of a big MADE step, so that is done every 64
-               steps and before anything is saved. */
+            /* The loss every step; every weight and gradient every 64 steps
+               (reading them all costs 8% of a big MADE step, and a NaN
+               weight behind a ReLU can leave the loss finite) and before
+               anything is saved, so no checkpoint holds a NaN. */
             if (!isfinite(loss->x[0]) || (steps % 64 == 0 && ar_params_check_finite(m_params(&m)) != AR_OK)) {
                 if (isfinite(loss->x[0])) fprintf(stderr, "epoch %d step %d: %s", epoch, steps, m_params(&m)->err);
                 else fprintf(stderr, "epoch %d step %d: the loss is %g", epoch, steps, (double)loss->x[0]);

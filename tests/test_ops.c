@@ -411,6 +411,11 @@ static void test_masked_linear_against_dense(void)
                       (double)ps[1].g[j], (double)ps[0].g[j]);
         for (j = 0; j < (size_t)O * IN; j++) /* masked weights: exactly no gradient */
             if (!mask[j]) CHECK(W[1]->g[j] == 0);
+        ar_graph_set_grad(&g, 0); /* inference keeps one block's buffer and writes y in place */
+        y[1] = ar_masked_linear(&g, x[1], W[1], b[1], ol, il, strict);
+        ar_graph_set_grad(&g, 1);
+        CHECK(y[1] != NULL);
+        for (j = 0; j < y[0]->n; j++) CHECK_NEAR(y[1]->x[j], y[0]->x[j], 1e-5);
         for (i = 0; i < 2; i++) ar_params_free(&ps[i]);
     }
     /* bad input */
