@@ -1353,29 +1353,33 @@ static void ar__rows_linear(const float *x, int rows, const ar_tensor *W, const 
     ar__gemm(0, 1, rows, O, In, 1, x, In, W->x, In, b ? 1.0f : 0.0f, y, O);
 }
 
-ARDEF ar_tensor *ar_linear(ar_graph *g, ar_tensor *x, ar_tensor *W, ar_tensor *b)
+/* The node of a linear op (op named name) after its shape checks: x[...,In]
+   W[O,In] b[O] or NULL -> [...,O]. */
+static ar_tensor *ar__linear_node(ar_graph *g, ar_op op, const char *name, ar_tensor *x, ar_tensor *W, ar_tensor *b)
 {
-    int shape[AR_MAX_DIM], i, Out, In;
-    ar_tensor *t;
-    if (!ar__check(g, "ar_linear", x, W, 2)) return NULL;
-    In = AR__LAST(x);
+    int shape[AR_MAX_DIM], i, In = AR__LAST(x);
     if (W->nd != 2 || W->shape[1] != In || (b && (b->nd != 1 || b->shape[0] != W->shape[0]))) {
         char xs[64], ws[64], bs[64] = "none";
         ar__shape_str(x, xs, sizeof xs);
         ar__shape_str(W, ws, sizeof ws);
         if (b) ar__shape_str(b, bs, sizeof bs);
-        ar__fail(g, AR_ERR_SHAPE, "ar_linear: x%s W%s b%s; need W [O,%d] and b [O]", xs, ws, bs, In);
+        ar__fail(g, AR_ERR_SHAPE, "%s: x%s W%s b%s; need W [O,%d] and b [O]", name, xs, ws, bs, In);
         return NULL;
     }
-    Out = W->shape[0];
     if (AR__ROWS(x) > 0x7fffffff) { /* BLAS takes int dimensions */
-        ar__fail(g, AR_ERR_RANGE, "ar_linear: %zu rows exceed the BLAS limit of 2^31-1", AR__ROWS(x));
+        ar__fail(g, AR_ERR_RANGE, "%s: %zu rows exceed the BLAS limit of 2^31-1", name, AR__ROWS(x));
         return NULL;
     }
     for (i = 0; i < x->nd - 1; i++) shape[i] = x->shape[i];
-    shape[x->nd - 1] = Out;
-    t = ar__node(g, AR_OP_LINEAR, x->nd, shape, x, W, b, NULL);
-    if (!t) return NULL;
+    shape[x->nd - 1] = W->shape[0];
+    return ar__node(g, op, x->nd, shape, x, W, b, NULL);
+}
+
+ARDEF ar_tensor *ar_linear(ar_graph *g, ar_tensor *x, ar_tensor *W, ar_tensor *b)
+{
+    ar_tensor *t;
+    if (!ar__check(g, "ar_linear", x, W, 2)) return NULL;
+    if (!(t = ar__linear_node(g, AR_OP_LINEAR, "ar_linear", x, W, b))) return NULL;
     ar__rows_linear(x->x, (int)AR__ROWS(x), W, b, t->x);
     return t;
 }
@@ -1440,33 +1444,19 @@ static void ar__ml_block(const ar__ml *q, int b, int *r0, int *m, int *P)
 ARDEF ar_tensor *ar_masked_linear(ar_graph *g, ar_tensor *x, ar_tensor *W, ar_tensor *b, const int *out_label,
                                   const int *in_label, int strict)
 {
-    int shape[AR_MAX_DIM], i, r, k, blk, O, In, *so, *si, grad, dx, dW;
+    int i, r, k, blk, O, In, *so, *si, grad, dx, dW;
     float *y;
     ar_tensor *t;
     ar__ml *q;
     uint64_t *key;
     if (!ar__check(g, "ar_masked_linear", x, W, 2)) return NULL;
-    In = AR__LAST(x);
-    if (W->nd != 2 || W->shape[1] != In || (b && (b->nd != 1 || b->shape[0] != W->shape[0]))) {
-        char xs[64], ws[64], bs[64] = "none";
-        ar__shape_str(x, xs, sizeof xs);
-        ar__shape_str(W, ws, sizeof ws);
-        if (b) ar__shape_str(b, bs, sizeof bs);
-        ar__fail(g, AR_ERR_SHAPE, "ar_masked_linear: x%s W%s b%s; need W [O,%d] and b [O]", xs, ws, bs, In);
-        return NULL;
-    }
     if (!out_label || !in_label || (strict != 0 && strict != 1)) {
         ar__fail(g, AR_ERR_ARG, "ar_masked_linear: need out_label, in_label and strict 0 or 1 (strict = %d)", strict);
         return NULL;
     }
-    if (AR__ROWS(x) > 0x7fffffff) {
-        ar__fail(g, AR_ERR_RANGE, "ar_masked_linear: %zu rows exceed the BLAS limit of 2^31-1", AR__ROWS(x));
-        return NULL;
-    }
+    if (!(t = ar__linear_node(g, AR_OP_MASKED_LINEAR, "ar_masked_linear", x, W, b))) return NULL;
     O = W->shape[0];
-    for (i = 0; i < x->nd - 1; i++) shape[i] = x->shape[i];
-    shape[x->nd - 1] = O;
-    if (!(t = ar__node(g, AR_OP_MASKED_LINEAR, x->nd, shape, x, W, b, NULL))) return NULL;
+    In = W->shape[1];
     k = O > In ? O : In;
     q = (ar__ml *)ar_graph_alloc(g, sizeof *q);
     key = (uint64_t *)ar_graph_alloc(g, (size_t)k * sizeof *key);
