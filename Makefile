@@ -157,13 +157,24 @@ $(BUILD)/%: examples/%.c examples/util.h ar.h $(BUILD)/deps.ok
 run: $(BUILD)/train $(DATA)/ok
 	$(BUILD)/train --model made --direct --data $(DATA) --out $(BUILD) $(ARGS)
 
-# Interrupt-and-resume must reproduce an uninterrupted run bit for bit.
+# Interrupt-and-resume must reproduce an uninterrupted run bit for bit:
+# b stops mid-epoch 2 (--max-steps), c at the very end of epoch 1 (nothing
+# left of it but validation), d is killed (SIGKILL, no chance to save) in
+# epoch 2 and resumes from the state saved after epoch 1.
+RESUME = OPENBLAS_NUM_THREADS=1 $(BUILD)/train --model fvsbn --batch 20 --epochs 2 --data $(DATA) --out $(BUILD)/resume
 resume-check: $(BUILD)/train $(DATA)/ok
-	@rm -rf $(BUILD)/resume && mkdir -p $(BUILD)/resume/a $(BUILD)/resume/b
-	OPENBLAS_NUM_THREADS=1 $(BUILD)/train --model fvsbn --epochs 2 --data $(DATA) --out $(BUILD)/resume/a >/dev/null
-	-OPENBLAS_NUM_THREADS=1 $(BUILD)/train --model fvsbn --epochs 2 --max-steps 700 --data $(DATA) --out $(BUILD)/resume/b >/dev/null
-	OPENBLAS_NUM_THREADS=1 $(BUILD)/train --model fvsbn --epochs 2 --resume --data $(DATA) --out $(BUILD)/resume/b >/dev/null
-	cmp $(BUILD)/resume/a/fvsbn.safetensors $(BUILD)/resume/b/fvsbn.safetensors && echo "resume-check: bit-identical"
+	@rm -rf $(BUILD)/resume && mkdir -p $(BUILD)/resume/a $(BUILD)/resume/b $(BUILD)/resume/c $(BUILD)/resume/d
+	$(RESUME)/a >/dev/null
+	-$(RESUME)/b --max-steps 3500 >/dev/null
+	$(RESUME)/b --resume >/dev/null
+	-$(RESUME)/c --max-steps 2500 >/dev/null
+	$(RESUME)/c --resume >/dev/null
+	$(RESUME)/d >/dev/null & pid=$$!; \
+	  while [ ! -e $(BUILD)/resume/d/fvsbn-last.opt.safetensors ] && kill -0 $$pid 2>/dev/null; do sleep 0.02; done; \
+	  kill -9 $$pid; wait $$pid; [ $$? = 137 ] || { echo "resume-check: run d was not killed in epoch 2"; exit 1; }
+	$(RESUME)/d --resume >/dev/null
+	@for r in b c d; do cmp $(BUILD)/resume/a/fvsbn.safetensors $(BUILD)/resume/$$r/fvsbn.safetensors || exit 1; done
+	@echo "resume-check: bit-identical after a stop mid-epoch, at an epoch's end, and a kill after an epoch"
 
 # ---- benchmarks --------------------------------------------------------------
 # bench/run.py runs bench.c and its PyTorch peer (bench/peer.py) alternately

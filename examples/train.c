@@ -15,14 +15,16 @@
    conditional probabilities used while sampling; completions of the top
    half for the Transformer and the convolutional models, <model>-completions
    .png instead). The learning rate is multiplied by G after every epoch and
-   halves after every 4 epochs without improvement. --resume starts from
-   where an interrupted run stopped, bit for bit (weights, Adam moments,
-   learning rate, random streams, position in the epoch), or from the best
-   checkpoint with a fresh optimizer if no interrupted state is there.
-   SIGINT/SIGTERM (or --max-steps N) finish the current step, save
-   <model>-last.safetensors and <model>-last.opt.safetensors, and exit; a
-   NaN/Inf loss or gradient stops the run with a message naming the step
-   and the tensor, leaving the best checkpoint untouched.
+   halves after every 4 epochs without improvement. The whole training
+   state (weights, Adam moments, learning rate, random streams, position in
+   the epoch) goes to <model>-last.safetensors and <model>-last.opt
+   .safetensors after every epoch and when SIGINT/SIGTERM (or --max-steps N)
+   stops the run after the current step; a run that completes removes them.
+   --resume continues from that state bit for bit (with --lr, at that rate
+   from there on), or, when there is none, starts from the best checkpoint
+   with a fresh optimizer. A NaN/Inf loss or
+   gradient stops the run with a message naming the step and the tensor,
+   leaving the best checkpoint untouched.
 
    RNADE models real-valued MNIST: intensities dequantized with uniform
    noise, x = (pixel + u)/256, then y = logit(lambda + (1 - 2 lambda) x)
@@ -34,6 +36,7 @@
 #include "../ar.h"
 #include "util.h"
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <signal.h>
 #include <sys/stat.h>
@@ -58,6 +61,19 @@ static int hex_rng(const char *s, ar_rng *r)
         if (*end) return 0;
     }
     return i == 4;
+}
+
+/* A non-negative int from the resume metadata */
+static int meta_int(const ar_meta *st, const char *key, int *out)
+{
+    const char *v = ar_meta_get(st, key);
+    char *end;
+    long x;
+    if (!v || !*v) return 0;
+    x = strtol(v, &end, 10);
+    if (*end || x < 0 || x > INT_MAX) return 0;
+    *out = (int)x;
+    return 1;
 }
 
 /* The models share one shape of API; this picks the one being trained.
@@ -151,6 +167,55 @@ static ar_status m_load(ex_model *m, const char *path)
     return m->kind == M_TFM ? ar_tfm_load(&m->tf, path) : m->kind == M_NADE ? ar_nade_load(&m->nd, path)
                                                                              : ar_made_load(&m->made, path);
 }
+/* A fingerprint of the weights, stored with the optimizer state: a run
+   killed between writing the two -last files is caught on resume instead
+   of going on from a mixed state. */
+static void weights_hex(const ar_params *ps, char *out)
+{
+    uint64_t h = 0xcbf29ce484222325u; /* FNV-1a over 32-bit words */
+    size_t k;
+    for (k = 0; k < ps->total; k++) {
+        uint32_t u;
+        memcpy(&u, ps->x + k, sizeof u);
+        h = (h ^ u) * 0x100000001b3u;
+    }
+    snprintf(out, 17, "%016llx", (unsigned long long)h);
+}
+
+/* The whole training state: weights to `last`; optimizer moments, step RNG
+   and the loop's position (epoch, next example, epochs without improvement,
+   best valid NLL, the shuffle RNG that draws that epoch's permutation) to
+   `lastopt`. Resuming from them continues bit for bit. Returns nonzero
+   after printing why it could not save. */
+static int save_state(ex_model *m, ar_optim *opt, ar_rng *steprng, const char *last, const char *lastopt, int epoch,
+                      int next, int bad, double best, const ar_rng *shuffle)
+{
+    ar_meta st;
+    char num[64], hex[65];
+    ar_status s;
+    ar_meta_init(&st);
+    snprintf(num, sizeof num, "%d", epoch);
+    s = ar_meta_set(&st, "epoch", num);
+    snprintf(num, sizeof num, "%d", next);
+    if (!s) s = ar_meta_set(&st, "next", num);
+    snprintf(num, sizeof num, "%d", bad);
+    if (!s) s = ar_meta_set(&st, "bad", num);
+    snprintf(num, sizeof num, "%.17g", best);
+    if (!s) s = ar_meta_set(&st, "best", num);
+    rng_hex(shuffle, hex);
+    if (!s) s = ar_meta_set(&st, "shuffle_rng", hex);
+    weights_hex(m_params(m), hex);
+    if (!s) s = ar_meta_set(&st, "weights", hex);
+    if (ar_params_check_finite(m_params(m)) != AR_OK) {
+        fprintf(stderr, "not saving the training state: %s\n", m_params(m)->err);
+        s = AR_ERR_NUMERIC;
+    } else if (s || m_save(m, last) != AR_OK || ar_optim_save(opt, m_params(m), steprng, &st, lastopt) != AR_OK) {
+        fprintf(stderr, "could not save the training state: %s %s\n", m_err(m), m_params(m)->err);
+        s = AR_ERR_IO;
+    }
+    ar_meta_free(&st);
+    return s != AR_OK;
+}
 /* ---- RNADE's data: dequantize, then logit ---------------------------------- */
 #define LAMBDA 1e-6
 
@@ -216,7 +281,7 @@ int main(int argc, char **argv)
     float lr = (float)ex_num(argc, argv, "--lr", 1e-3), wd = (float)ex_num(argc, argv, "--wd", 0);
     float lr_decay = (float)ex_num(argc, argv, "--lr-decay", 1);
     uint64_t seed = (uint64_t)ex_num(argc, argv, "--seed", 1);
-    char ckpt[1024], last[1024], lastopt[1024], png[1024], hex[65];
+    char ckpt[1024], last[1024], lastopt[1024], png[1024];
     long max_steps = (long)ex_num(argc, argv, "--max-steps", 0), done_steps = 0;
     int start_epoch = 1, start_i = 0;
     ar_rng shuf, steprng, epoch_rng; /* shuffles; per-step noise and masks */
@@ -368,26 +433,40 @@ int main(int argc, char **argv)
     ar_rng_seed(&shuf, seed + 2);
     ar_rng_seed(&steprng, seed + 3);
     if (ex_flag(argc, argv, "--resume")) {
-        ar_meta st;
-        uint64_t e, at, nbad;
-        ar_meta_init(&st);
-        if (m_load(&m, last) == AR_OK && ar_optim_load(&opt, m_params(&m), &steprng, &st, lastopt) == AR_OK &&
-            sscanf(ar_meta_get(&st, "epoch") ? ar_meta_get(&st, "epoch") : "", "%llu", (unsigned long long *)&e) == 1 &&
-            sscanf(ar_meta_get(&st, "next") ? ar_meta_get(&st, "next") : "", "%llu", (unsigned long long *)&at) == 1 &&
-            sscanf(ar_meta_get(&st, "bad") ? ar_meta_get(&st, "bad") : "", "%llu", (unsigned long long *)&nbad) == 1 &&
-            sscanf(ar_meta_get(&st, "best") ? ar_meta_get(&st, "best") : "", "%lf", &best) == 1 &&
-            hex_rng(ar_meta_get(&st, "shuffle_rng"), &shuf)) {
-            start_epoch = (int)e;
-            start_i = (int)at;
-            bad = (int)nbad;
+        FILE *f = fopen(last, "rb");
+        if (f) { /* a saved state must load whole: never a silent restart */
+            ar_meta st;
+            const char *w;
+            char hex[17];
+            ar_meta_init(&st);
+            fclose(f);
+            if (m_load(&m, last) != AR_OK || ar_optim_load(&opt, m_params(&m), &steprng, &st, lastopt) != AR_OK) {
+                fprintf(stderr, "--resume: %s%s\n", m_err(&m), m_params(&m)->err);
+                return 1;
+            }
+            weights_hex(m_params(&m), hex);
+            w = ar_meta_get(&st, "weights"); /* absent in states saved by older trainers */
+            if (!meta_int(&st, "epoch", &start_epoch) || !meta_int(&st, "next", &start_i) ||
+                !meta_int(&st, "bad", &bad) || !ar_meta_get(&st, "best") ||
+                sscanf(ar_meta_get(&st, "best"), "%lf", &best) != 1 || !hex_rng(ar_meta_get(&st, "shuffle_rng"), &shuf)) {
+                fprintf(stderr, "--resume: %s lacks the training position (epoch, next, bad, best, shuffle_rng)\n",
+                        lastopt);
+                return 1;
+            }
+            if (w && strcmp(w, hex)) {
+                fprintf(stderr, "--resume: %s and %s are from different saves (the run was killed between them?); "
+                        "remove both to start again from %s\n", last, lastopt, ckpt);
+                return 1;
+            }
+            ar_meta_free(&st);
+            if (ex_arg(argc, argv, "--lr", NULL)) opt.lr = lr; /* asked for: a new rate from here on */
             printf("resumed from %s at epoch %d, example %d (lr %g)\n", last, start_epoch, start_i, (double)opt.lr);
         } else if (m_load(&m, ckpt) == AR_OK) {
-            printf("resumed from %s (weights only: no interrupted state)\n", ckpt);
+            printf("resumed from %s (weights only: no saved training state)\n", ckpt);
         } else {
             fprintf(stderr, "--resume: %s\n", m_err(&m));
             return 1;
         }
-        ar_meta_free(&st);
     }
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
@@ -452,29 +531,7 @@ int main(int argc, char **argv)
             if (stop_requested || (max_steps && ++done_steps >= max_steps)) break;
         }
         if (i + batch <= data.n_train) { /* interrupted: save where we are */
-            ar_meta st;
-            char num[64];
-            ar_status s = AR_OK;
-            ar_meta_init(&st);
-            snprintf(num, sizeof num, "%d", epoch);
-            s = ar_meta_set(&st, "epoch", num);
-            snprintf(num, sizeof num, "%d", i + batch);
-            if (!s) s = ar_meta_set(&st, "next", num);
-            snprintf(num, sizeof num, "%d", bad);
-            if (!s) s = ar_meta_set(&st, "bad", num);
-            snprintf(num, sizeof num, "%.17g", best);
-            if (!s) s = ar_meta_set(&st, "best", num);
-            rng_hex(&epoch_rng, hex);
-            if (!s) s = ar_meta_set(&st, "shuffle_rng", hex);
-            if (ar_params_check_finite(m_params(&m)) != AR_OK) {
-                fprintf(stderr, "not saving the interrupted state: %s\n", m_params(&m)->err);
-                return 1;
-            }
-            if (s || m_save(&m, last) != AR_OK || ar_optim_save(&opt, m_params(&m), &steprng, &st, lastopt) != AR_OK) {
-                fprintf(stderr, "could not save the interrupted state: %s %s\n", m_err(&m), m_params(&m)->err);
-                return 1;
-            }
-            ar_meta_free(&st);
+            if (save_state(&m, &opt, &steprng, last, lastopt, epoch, i + batch, bad, best, &epoch_rng)) return 1;
             printf("interrupted in epoch %d: saved %s and %s (continue with --resume)\n", epoch, last, lastopt);
             return 130;
         }
@@ -493,11 +550,18 @@ int main(int argc, char **argv)
         }
         opt.lr *= lr_decay; /* saved with the optimizer state, so a resumed run keeps the schedule */
         printf("epoch %3d/%d  train %.2f  valid %.2f nats  (best %.2f)  %.0f ex/s  %.0fs elapsed, ETA %.0fs%s\n",
-               epoch, epochs, train / steps, valid, best, steps * batch / (ex_now() - te), ex_now() - t0,
-               (ex_now() - t0) / epoch * (epochs - epoch), bad ? "" : "  [saved]");
+               epoch, epochs, steps ? train / steps : NAN, valid, best, steps * batch / (ex_now() - te),
+               ex_now() - t0, (ex_now() - t0) / (epoch - start_epoch + 1) * (epochs - epoch), bad ? "" : "  [saved]");
         fflush(stdout);
+        /* The state after every epoch: a run killed without a chance to
+           save loses at most this epoch. */
+        if (save_state(&m, &opt, &steprng, last, lastopt, epoch + 1, 0, bad, best, &shuf)) return 1;
+        if (stop_requested) { /* the signal came during validation */
+            printf("interrupted after epoch %d: saved %s and %s (continue with --resume)\n", epoch, last, lastopt);
+            return 130;
+        }
     }
-    if (epoch > start_epoch) { /* trained to the end: an old interrupted state must not be resumed */
+    if (epoch > start_epoch) { /* trained to the end: a later --resume starts afresh from the best weights */
         remove(last);
         remove(lastopt);
     } /* else (e.g. --resume --epochs 0 to evaluate) the state stays, to go on from later */
