@@ -22,9 +22,9 @@
    stops the run after the current step; a run that completes removes them.
    --resume continues from that state bit for bit (with --lr, at that rate
    from there on), or, when there is none, starts from the best checkpoint
-   with a fresh optimizer. A NaN/Inf loss or
-   gradient stops the run with a message naming the step and the tensor,
-   leaving the best checkpoint untouched.
+   with a fresh optimizer. A NaN/Inf loss or gradient stops the run with a
+   message naming the step and the tensor, leaving the best checkpoint
+   untouched.
 
    RNADE models real-valued MNIST: intensities dequantized with uniform
    noise, x = (pixel + u)/256, then y = logit(lambda + (1 - 2 lambda) x)
