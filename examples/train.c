@@ -486,7 +486,7 @@ int main(int argc, char **argv)
            m.kind != M_MADE ? 1 : cfg.n_masks,
            cfg.direct ? ", direct" : "",
            cfg.order_agnostic ? ", order-agnostic" : "", m_params(&m)->total, data.n_train, data.n_valid, data.n_test,
-           batch, opt.kind == AR_OPTIM_ADAGRAD ? "Adagrad" : "Adam", (double)lr);
+           batch, opt.kind == AR_OPTIM_ADAGRAD ? "Adagrad" : "Adam", (double)opt.lr);
     for (epoch = start_epoch; epoch <= epochs && bad < patience; epoch++) {
         double te = ex_now(), tick = te, train = 0, valid;
         int steps = 0;
