@@ -68,6 +68,54 @@ static void test_made_normalization(void)
     ar_graph_free(&g);
 }
 
+/* The ensemble over K sets is the log-mean-exp of the K single-set
+   log-likelihoods, and needs the arena of one pass, not K: each pass hands
+   its scratch back before the next. */
+static void test_made_ensemble_one_pass_arena(void)
+{
+    enum { N = 40, D = 64, K = 8 };
+    ar_made_cfg c = cfg_of(D, 2, 200, 1, K, 1, 7);
+    static float x[N * D];
+    float lp[N], lp1[K][N];
+    ar_made m;
+    ar_graph big, small;
+    size_t pass = 0, before;
+    ar_rng r;
+    int i, k;
+    ar_rng_seed(&r, 9);
+    for (i = 0; i < N * D; i++) x[i] = (float)ar_rng_bernoulli(&r, 0.3f);
+    CHECK_MSG(ar_made_init(&m, &c) == AR_OK, "%s", m.err);
+    scramble(&m, 11, 0.3f);
+    CHECK(ar_graph_init(&big, (size_t)64 << 20) == AR_OK); /* every pass fits its main block */
+    ar_graph_set_grad(&big, 0);
+    for (k = 0; k < K; k++) {
+        ar_tensor *nll;
+        ar_graph_reset(&big);
+        CHECK(ar_made_set_mask(&m, k) == AR_OK);
+        nll = ar_made_nll(&m, &big, x, N);
+        CHECK(nll != NULL);
+        for (i = 0; nll && i < N; i++) lp1[k][i] = -nll->x[i];
+        if (big.used > pass) pass = big.used;
+    }
+    CHECK(ar_made_set_mask(&m, 3) == AR_OK);
+    CHECK(ar_graph_init(&small, 2 * pass) == AR_OK);
+    before = t_alloc_count;
+    CHECK(ar_made_log_prob(&m, &small, x, N, lp) == AR_OK);
+    CHECK_MSG(t_alloc_count == before, "%zu allocations: %d passes did not fit an arena of two",
+              t_alloc_count - before, K);
+    CHECK(m.cur == 3);
+    for (i = 0; i < N; i++) {
+        double mx = lp1[0][i], s = 0;
+        for (k = 1; k < K; k++) mx = lp1[k][i] > mx ? lp1[k][i] : mx;
+        for (k = 0; k < K; k++) s += exp(lp1[k][i] - mx);
+        CHECK_MSG(fabs(lp[i] - (mx + log(s / K))) < 1e-3, "example %d: %.6f, expected %.6f", i, (double)lp[i],
+                  mx + log(s / K));
+    }
+    ar_made_free(&m);
+    ar_graph_free(&big);
+    ar_graph_free(&small);
+}
+
 /* Output at place t must not move when any input at place >= t changes, and
    must move for some input before it. Checked for every mask set. */
 static void test_made_autoregressive_property(void)
@@ -278,6 +326,7 @@ static void test_made_bad_input(void)
 void tests_made(void)
 {
     t_run("made/normalization", test_made_normalization);
+    t_run("made/ensemble_one_pass_arena", test_made_ensemble_one_pass_arena);
     t_run("made/autoregressive_property", test_made_autoregressive_property);
     t_run("made/gradcheck", test_made_gradcheck);
     t_run("made/sampling_frequencies", test_made_sampling_frequencies);
