@@ -160,10 +160,12 @@ run: $(BUILD)/train $(DATA)/ok
 # Interrupt-and-resume must reproduce an uninterrupted run bit for bit:
 # b stops mid-epoch 2 (--max-steps), c at the very end of epoch 1 (nothing
 # left of it but validation), d is killed (SIGKILL, no chance to save) in
-# epoch 2 and resumes from the state saved after epoch 1.
+# epoch 2 and resumes from the state saved after epoch 1, e's last save is
+# cut between its two renames (new optimizer state, old weights in place,
+# new ones still under the -next name).
 RESUME = OPENBLAS_NUM_THREADS=1 $(BUILD)/train --model fvsbn --batch 20 --epochs 2 --data $(DATA) --out $(BUILD)/resume
 resume-check: $(BUILD)/train $(DATA)/ok
-	@rm -rf $(BUILD)/resume && mkdir -p $(BUILD)/resume/a $(BUILD)/resume/b $(BUILD)/resume/c $(BUILD)/resume/d
+	@rm -rf $(BUILD)/resume && mkdir -p $(BUILD)/resume/a $(BUILD)/resume/b $(BUILD)/resume/c $(BUILD)/resume/d $(BUILD)/resume/e
 	$(RESUME)/a >/dev/null
 	-$(RESUME)/b --max-steps 3500 >/dev/null
 	$(RESUME)/b --resume >/dev/null
@@ -173,8 +175,14 @@ resume-check: $(BUILD)/train $(DATA)/ok
 	  while [ ! -e $(BUILD)/resume/d/fvsbn-last.opt.safetensors ] && kill -0 $$pid 2>/dev/null; do sleep 0.02; done; \
 	  kill -9 $$pid; wait $$pid; [ $$? = 137 ] || { echo "resume-check: run d was not killed in epoch 2"; exit 1; }
 	$(RESUME)/d --resume >/dev/null
-	@for r in b c d; do cmp $(BUILD)/resume/a/fvsbn.safetensors $(BUILD)/resume/$$r/fvsbn.safetensors || exit 1; done
-	@echo "resume-check: bit-identical after a stop mid-epoch, at an epoch's end, and a kill after an epoch"
+	-$(RESUME)/e --max-steps 3000 >/dev/null
+	cp $(BUILD)/resume/e/fvsbn-last.safetensors $(BUILD)/resume/e/old.safetensors
+	-$(RESUME)/e --resume --max-steps 500 >/dev/null
+	mv $(BUILD)/resume/e/fvsbn-last.safetensors $(BUILD)/resume/e/fvsbn-next.safetensors
+	mv $(BUILD)/resume/e/old.safetensors $(BUILD)/resume/e/fvsbn-last.safetensors
+	$(RESUME)/e --resume >/dev/null
+	@for r in b c d e; do cmp $(BUILD)/resume/a/fvsbn.safetensors $(BUILD)/resume/$$r/fvsbn.safetensors || exit 1; done
+	@echo "resume-check: bit-identical after a stop mid-epoch, at an epoch's end, a kill after an epoch, and a cut save"
 
 # ---- benchmarks --------------------------------------------------------------
 # bench/run.py runs bench.c and its PyTorch peer (bench/peer.py) alternately

@@ -18,8 +18,10 @@
    halves after every 4 epochs without improvement. The whole training
    state (weights, Adam moments, learning rate, random streams, position in
    the epoch) goes to <model>-last.safetensors and <model>-last.opt
-   .safetensors after every epoch and when SIGINT/SIGTERM (or --max-steps N)
-   stops the run after the current step; a run that completes removes them.
+   .safetensors after every epoch but the last and when SIGINT/SIGTERM (or
+   --max-steps N) stops the run after the current step (written under
+   -next names, then renamed: a kill mid-save loses nothing); a run that
+   completes removes them.
    --resume continues from that state bit for bit (with --lr, at that rate
    from there on), or, when there is none, starts from the best checkpoint
    with a fresh optimizer. A NaN/Inf loss or gradient stops the run with a
@@ -182,24 +184,48 @@ static void weights_hex(const ar_params *ps, char *out)
     snprintf(out, 17, "%016llx", (unsigned long long)h);
 }
 
-/* The whole training state: weights to `last`; optimizer moments, step RNG
-   and the loop's position (epoch, next example, epochs without improvement,
-   best valid NLL, the shuffle RNG that draws that epoch's permutation) to
-   `lastopt`. Resuming from them continues bit for bit. Returns nonzero
-   after printing why it could not save. */
-static int save_state(ex_model *m, ar_optim *opt, ar_rng *steprng, const char *last, const char *lastopt, int epoch,
-                      int next, int bad, double best, const ar_rng *shuffle)
+/* Whether the model's weights have the fingerprint fp (NULL: not known) */
+static int weights_match(ex_model *m, const char *fp)
 {
+    char hex[17];
+    weights_hex(m_params(m), hex);
+    return !fp || !strcmp(fp, hex);
+}
+
+/* Where the training state lives: weights in w, the optimizer and the
+   loop's position in o. A save writes both under the -next names first,
+   then renames o into place before w, so a kill at any moment leaves either
+   the old pair, or the new o with its weights in wnext (which the
+   fingerprint in o tells apart). */
+typedef struct { char w[1024], o[1024], wnext[1024], onext[1024]; } state_files;
+
+static void state_files_of(state_files *f, const char *out, const char *model)
+{
+    snprintf(f->w, sizeof f->w, "%s/%s-last.safetensors", out, model);
+    snprintf(f->o, sizeof f->o, "%s/%s-last.opt.safetensors", out, model);
+    snprintf(f->wnext, sizeof f->wnext, "%s/%s-next.safetensors", out, model);
+    snprintf(f->onext, sizeof f->onext, "%s/%s-next.opt.safetensors", out, model);
+}
+
+/* Saves the whole training state: weights; optimizer moments and step RNG;
+   the loop's position (epoch, next example, epochs without improvement,
+   best valid NLL, the shuffle RNG that draws that epoch's permutation), the
+   batch size it counts in, and the weights' fingerprint. Resuming from it
+   continues bit for bit. Returns nonzero after printing why it could not. */
+static int save_state(ex_model *m, ar_optim *opt, ar_rng *steprng, const state_files *f, int epoch, int next,
+                      int batch, int bad, double best, const ar_rng *shuffle)
+{
+    static const char *keys[] = {"epoch", "next", "batch", "bad"};
+    int vals[4], k;
     ar_meta st;
     char num[64], hex[65];
-    ar_status s;
+    ar_status s = AR_OK;
+    vals[0] = epoch; vals[1] = next; vals[2] = batch; vals[3] = bad;
     ar_meta_init(&st);
-    snprintf(num, sizeof num, "%d", epoch);
-    s = ar_meta_set(&st, "epoch", num);
-    snprintf(num, sizeof num, "%d", next);
-    if (!s) s = ar_meta_set(&st, "next", num);
-    snprintf(num, sizeof num, "%d", bad);
-    if (!s) s = ar_meta_set(&st, "bad", num);
+    for (k = 0; k < 4 && !s; k++) {
+        snprintf(num, sizeof num, "%d", vals[k]);
+        s = ar_meta_set(&st, keys[k], num);
+    }
     snprintf(num, sizeof num, "%.17g", best);
     if (!s) s = ar_meta_set(&st, "best", num);
     rng_hex(shuffle, hex);
@@ -209,13 +235,68 @@ static int save_state(ex_model *m, ar_optim *opt, ar_rng *steprng, const char *l
     if (ar_params_check_finite(m_params(m)) != AR_OK) {
         fprintf(stderr, "not saving the training state: %s\n", m_params(m)->err);
         s = AR_ERR_NUMERIC;
-    } else if (s || m_save(m, last) != AR_OK || ar_optim_save(opt, m_params(m), steprng, &st, lastopt) != AR_OK) {
-        fprintf(stderr, "could not save the training state: %s %s\n", m_err(m), m_params(m)->err);
+    } else if (s || m_save(m, f->wnext) != AR_OK || ar_optim_save(opt, m_params(m), steprng, &st, f->onext) != AR_OK ||
+               rename(f->onext, f->o) != 0 || rename(f->wnext, f->w) != 0) {
+        fprintf(stderr, "could not save the training state: %s %s %s\n", m_err(m), m_params(m)->err, strerror(errno));
         s = AR_ERR_IO;
     }
     ar_meta_free(&st);
     return s != AR_OK;
 }
+
+/* Loads a saved training state into m, opt, steprng and the loop's
+   position. Returns 0 if there is none (f->o absent), 1 if loaded, -1 after
+   printing why a state that is there cannot be used: never a silent
+   restart. The weights are w, or wnext if a save was cut between its two
+   renames; the optimizer is loaded after them (loading a model replaces
+   its parameters, moments included). */
+static int load_state(ex_model *m, ar_optim *opt, ar_rng *steprng, const state_files *f, int batch, int *epoch,
+                      int *next, int *bad, double *best, ar_rng *shuffle)
+{
+    const char *cand[2], *b, *fp = NULL;
+    ar_meta st;
+    int saved_batch = batch, k;
+    FILE *file = fopen(f->o, "rb");
+    if (!file) return 0;
+    fclose(file);
+    cand[0] = f->w;
+    cand[1] = f->wnext;
+    ar_meta_init(&st);
+    for (k = 0; k < 2; k++) {
+        if (m_load(m, cand[k]) != AR_OK) continue;
+        if (ar_optim_load(opt, m_params(m), steprng, &st, f->o) != AR_OK) {
+            fprintf(stderr, "--resume: %s\n", m_params(m)->err);
+            ar_meta_free(&st);
+            return -1;
+        }
+        fp = ar_meta_get(&st, "weights"); /* absent in states saved by older trainers */
+        if (weights_match(m, fp)) break;
+    }
+    if (k == 2) {
+        fprintf(stderr, "--resume: no weights in %s or %s match %s (%s); remove %s to start again from the best "
+                "checkpoint\n", f->w, f->wnext, f->o, m_err(m), f->o);
+        ar_meta_free(&st);
+        return -1;
+    }
+    if (!meta_int(&st, "epoch", epoch) || !meta_int(&st, "next", next) || !meta_int(&st, "bad", bad) ||
+        !(b = ar_meta_get(&st, "best")) || sscanf(b, "%lf", best) != 1 ||
+        !hex_rng(ar_meta_get(&st, "shuffle_rng"), shuffle) ||
+        (ar_meta_get(&st, "batch") && !meta_int(&st, "batch", &saved_batch))) {
+        fprintf(stderr, "--resume: %s lacks the training position (epoch, next, bad, best, shuffle_rng)\n", f->o);
+        k = -1;
+    } else if (saved_batch != batch) {
+        fprintf(stderr, "--resume: the state in %s was saved with --batch %d, not %d\n", f->o, saved_batch, batch);
+        k = -1;
+    } else if (k == 1 && rename(f->wnext, f->w) != 0) { /* finish that save, or the next one could strand o */
+        fprintf(stderr, "--resume: cannot rename %s to %s: %s\n", f->wnext, f->w, strerror(errno));
+        k = -1;
+    }
+    ar_meta_free(&st);
+    if (k < 0) return -1;
+    printf("resumed from %s%s", f->w, k ? " (its save was cut short)" : "");
+    return 1;
+}
+
 /* ---- RNADE's data: dequantize, then logit ---------------------------------- */
 #define LAMBDA 1e-6
 
@@ -281,9 +362,10 @@ int main(int argc, char **argv)
     float lr = (float)ex_num(argc, argv, "--lr", 1e-3), wd = (float)ex_num(argc, argv, "--wd", 0);
     float lr_decay = (float)ex_num(argc, argv, "--lr-decay", 1);
     uint64_t seed = (uint64_t)ex_num(argc, argv, "--seed", 1);
-    char ckpt[1024], last[1024], lastopt[1024], png[1024];
+    char ckpt[1024], png[1024];
+    state_files sf;
     long max_steps = (long)ex_num(argc, argv, "--max-steps", 0), done_steps = 0;
-    int start_epoch = 1, start_i = 0;
+    int start_epoch = 1, start_i = 0, finished = 0;
     ar_rng shuf, steprng, epoch_rng; /* shuffles; per-step noise and masks */
     ar_mnist data;
     ex_model m;
@@ -354,8 +436,7 @@ int main(int argc, char **argv)
     memset(&m, 0, sizeof m);
     m.kind = cnn ? M_CNN : !strcmp(model, "tfm") ? M_TFM : !strcmp(model, "nade") || real ? M_NADE : M_MADE;
     snprintf(ckpt, sizeof ckpt, "%s/%s.safetensors", out, model);
-    snprintf(last, sizeof last, "%s/%s-last.safetensors", out, model);
-    snprintf(lastopt, sizeof lastopt, "%s/%s-last.opt.safetensors", out, model);
+    state_files_of(&sf, out, model);
     if (m.kind == M_TFM) {
         ar_tfm_cfg tc = ar_tfm_default(3, D);
         tc.d = (int)ex_num(argc, argv, "--d", tc.d);
@@ -433,34 +514,11 @@ int main(int argc, char **argv)
     ar_rng_seed(&shuf, seed + 2);
     ar_rng_seed(&steprng, seed + 3);
     if (ex_flag(argc, argv, "--resume")) {
-        FILE *f = fopen(last, "rb");
-        if (f) { /* a saved state must load whole: never a silent restart */
-            ar_meta st;
-            const char *w;
-            char hex[17];
-            ar_meta_init(&st);
-            fclose(f);
-            if (m_load(&m, last) != AR_OK || ar_optim_load(&opt, m_params(&m), &steprng, &st, lastopt) != AR_OK) {
-                fprintf(stderr, "--resume: %s%s\n", m_err(&m), m_params(&m)->err);
-                return 1;
-            }
-            weights_hex(m_params(&m), hex);
-            w = ar_meta_get(&st, "weights"); /* absent in states saved by older trainers */
-            if (!meta_int(&st, "epoch", &start_epoch) || !meta_int(&st, "next", &start_i) ||
-                !meta_int(&st, "bad", &bad) || !ar_meta_get(&st, "best") ||
-                sscanf(ar_meta_get(&st, "best"), "%lf", &best) != 1 || !hex_rng(ar_meta_get(&st, "shuffle_rng"), &shuf)) {
-                fprintf(stderr, "--resume: %s lacks the training position (epoch, next, bad, best, shuffle_rng)\n",
-                        lastopt);
-                return 1;
-            }
-            if (w && strcmp(w, hex)) {
-                fprintf(stderr, "--resume: %s and %s are from different saves (the run was killed between them?); "
-                        "remove both to start again from %s\n", last, lastopt, ckpt);
-                return 1;
-            }
-            ar_meta_free(&st);
+        int r = load_state(&m, &opt, &steprng, &sf, batch, &start_epoch, &start_i, &bad, &best, &shuf);
+        if (r < 0) return 1;
+        if (r > 0) {
             if (ex_arg(argc, argv, "--lr", NULL)) opt.lr = lr; /* asked for: a new rate from here on */
-            printf("resumed from %s at epoch %d, example %d (lr %g)\n", last, start_epoch, start_i, (double)opt.lr);
+            printf(" at epoch %d, example %d (lr %g)\n", start_epoch, start_i, (double)opt.lr);
         } else if (m_load(&m, ckpt) == AR_OK) {
             printf("resumed from %s (weights only: no saved training state)\n", ckpt);
         } else {
@@ -531,8 +589,8 @@ int main(int argc, char **argv)
             if (stop_requested || (max_steps && ++done_steps >= max_steps)) break;
         }
         if (i + batch <= data.n_train) { /* interrupted: save where we are */
-            if (save_state(&m, &opt, &steprng, last, lastopt, epoch, i + batch, bad, best, &epoch_rng)) return 1;
-            printf("interrupted in epoch %d: saved %s and %s (continue with --resume)\n", epoch, last, lastopt);
+            if (save_state(&m, &opt, &steprng, &sf, epoch, i + batch, batch, bad, best, &epoch_rng)) return 1;
+            printf("interrupted in epoch %d: saved %s and %s (continue with --resume)\n", epoch, sf.w, sf.o);
             return 130;
         }
         if (m.kind == M_MADE && m.made.cfg.n_masks > 1) ar_made_set_mask(&m.made, 0); /* one fixed set: epochs compare */
@@ -553,17 +611,21 @@ int main(int argc, char **argv)
                epoch, epochs, steps ? train / steps : NAN, valid, best, steps * batch / (ex_now() - te),
                ex_now() - t0, (ex_now() - t0) / (epoch - start_epoch + 1) * (epochs - epoch), bad ? "" : "  [saved]");
         fflush(stdout);
+        if (epoch == epochs || bad >= patience) { /* done: on to the test set, whatever the signals */
+            finished = 1;
+            break;
+        }
         /* The state after every epoch: a run killed without a chance to
            save loses at most this epoch. */
-        if (save_state(&m, &opt, &steprng, last, lastopt, epoch + 1, 0, bad, best, &shuf)) return 1;
+        if (save_state(&m, &opt, &steprng, &sf, epoch + 1, 0, batch, bad, best, &shuf)) return 1;
         if (stop_requested) { /* the signal came during validation */
-            printf("interrupted after epoch %d: saved %s and %s (continue with --resume)\n", epoch, last, lastopt);
+            printf("interrupted after epoch %d: saved %s and %s (continue with --resume)\n", epoch, sf.w, sf.o);
             return 130;
         }
     }
-    if (epoch > start_epoch) { /* trained to the end: a later --resume starts afresh from the best weights */
-        remove(last);
-        remove(lastopt);
+    if (finished) { /* trained to the end: a later --resume starts afresh from the best weights */
+        remove(sf.o); /* first: without it the weights are never read */
+        remove(sf.w);
     } /* else (e.g. --resume --epochs 0 to evaluate) the state stays, to go on from later */
     if (best < 1e30 && m_load(&m, ckpt) != AR_OK) { /* the best weights, if an epoch was validated */
         fprintf(stderr, "%s\n", m_err(&m));
