@@ -245,9 +245,9 @@ static int save_state(ex_model *m, ar_optim *opt, ar_rng *steprng, const state_f
 }
 
 /* Loads a saved training state into m, opt, steprng and the loop's
-   position. Returns 0 if there is none (f->o absent), 1 if loaded, -1 after
-   printing why a state that is there cannot be used: never a silent
-   restart. The weights are w, or wnext if a save was cut between its two
+   position. Returns 0 if there is none (f->o absent), 1 if loaded, 2 if
+   loaded from a save that was cut short, -1 after printing why a state that
+   is there cannot be used: never a silent restart. The weights are w, or wnext if a save was cut between its two
    renames; the optimizer is loaded after them (loading a model replaces
    its parameters, moments included). */
 static int load_state(ex_model *m, ar_optim *opt, ar_rng *steprng, const state_files *f, int batch, int *epoch,
@@ -292,9 +292,7 @@ static int load_state(ex_model *m, ar_optim *opt, ar_rng *steprng, const state_f
         k = -1;
     }
     ar_meta_free(&st);
-    if (k < 0) return -1;
-    printf("resumed from %s%s", f->w, k ? " (its save was cut short)" : "");
-    return 1;
+    return k < 0 ? -1 : 1 + k;
 }
 
 /* ---- RNADE's data: dequantize, then logit ---------------------------------- */
@@ -518,7 +516,8 @@ int main(int argc, char **argv)
         if (r < 0) return 1;
         if (r > 0) {
             if (ex_arg(argc, argv, "--lr", NULL)) opt.lr = lr; /* asked for: a new rate from here on */
-            printf(" at epoch %d, example %d (lr %g)\n", start_epoch, start_i, (double)opt.lr);
+            printf("resumed from %s%s at epoch %d, example %d (lr %g)\n", sf.w, r == 2 ? " (its save was cut short)" : "",
+                   start_epoch, start_i, (double)opt.lr);
         } else if (m_load(&m, ckpt) == AR_OK) {
             printf("resumed from %s (weights only: no saved training state)\n", ckpt);
         } else {
