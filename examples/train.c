@@ -6,8 +6,8 @@
          [--patience P] [--seed S] [--data DIR] [--out DIR] [--resume] [--max-steps N]
          and the model's own flags (--help lists them all)
 
-   Trains on the 50k training split (Adam, or Adagrad), keeps the weights with the
-   best validation NLL (with K > 1 MADE masks: under mask set 0, so epochs
+   Trains on the 50k training split (Adam, or Adagrad), keeps the weights
+   with the best validation NLL (with K > 1 MADE masks: under mask set 0, so epochs
    compare; checkpoint <out>/<model>.safetensors), stops after
    `patience` epochs without improvement, then reports the test NLL in nats
    per example and bits per dimension (for K > 1 masks: the ensemble over
@@ -247,9 +247,9 @@ static int save_state(ex_model *m, ar_optim *opt, ar_rng *steprng, const state_f
 /* Loads a saved training state into m, opt, steprng and the loop's
    position. Returns 0 if there is none (f->o absent), 1 if loaded, 2 if
    loaded from a save that was cut short, -1 after printing why a state that
-   is there cannot be used: never a silent restart. The weights are w, or wnext if a save was cut between its two
-   renames; the optimizer is loaded after them (loading a model replaces
-   its parameters, moments included). */
+   is there cannot be used: never a silent restart. The weights are w, or
+   wnext if a save was cut between its two renames; the optimizer is loaded
+   after them (loading a model replaces its parameters, moments included). */
 static int load_state(ex_model *m, ar_optim *opt, ar_rng *steprng, const state_files *f, int batch, int *epoch,
                       int *next, int *bad, double *best, ar_rng *shuffle)
 {
