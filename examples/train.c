@@ -7,8 +7,8 @@
          and the model's own flags (--help lists them all)
 
    Trains on the 50k training split (Adam, or Adagrad), keeps the weights
-   with the best validation NLL (with K > 1 MADE masks: under mask set 0, so epochs
-   compare; checkpoint <out>/<model>.safetensors), stops after
+   with the best validation NLL (with K > 1 MADE masks: under mask set 0, so
+   epochs compare; checkpoint <out>/<model>.safetensors), stops after
    `patience` epochs without improvement, then reports the test NLL in nats
    per example and bits per dimension (for K > 1 masks: the ensemble over
    all K) and writes <out>/<model>-samples.png and <model>-probs.png (the
