@@ -28,24 +28,27 @@ BUILDING
     (Debian: apt-get install libopenblas-dev). C99 or later, or C++.
 
 QUICK START (train MADE on binarized MNIST, then sample; see examples/)
-        ar_mnist data; ar_made m; ar_graph g; ar_rng rng;
+        ar_mnist data; ar_model m; ar_graph g; ar_rng rng;
         ar_optim opt = ar_optim_adam(1e-3f);
         ar_mnist_load(&data, "mnist-dir", 1, AR_MNIST_SEED); // check: data.err
-        ar_made_cfg cfg = ar_made_default(data.D);          // 784-500-784
-        ar_made_init(&m, &cfg);                              // check: m.err
+        ar_model_cfg cfg = ar_model_default(AR_MADE, 28, 28); // 784-500-784
+        ar_model_init(&m, &cfg);                             // check: m.err
         ar_graph_init(&g, 0);
+        ar_rng_seed(&rng, 1);
         for (i = 0; i + 100 <= data.n_train; i += 100) {
             ar_graph_reset(&g);                  // drops last step's activations
-            ar_tensor *nll = ar_made_nll(&m, &g, data.train + i * data.D, 100);
+            ar_tensor *nll = ar_model_nll(&m, &g, data.train + i * data.D, 100, &rng);
             ar_params_zero_grad(&m.ps);
             if (ar_backward(&g, ar_mean(&g, nll, AR_ALL))) { puts(g.err); break; }
             ar_optim_step(&opt, &m.ps);
         }
-        ar_rng_seed(&rng, 1);
-        ar_graph_reset(&g);
-        ar_made_sample(&m, &g, 16, &rng, 1.0f, NULL, NULL, out, NULL); // 16 digits
-        ar_made_save(&m, "made.safetensors");
-        ar_graph_free(&g); ar_made_free(&m); ar_mnist_free(&data);
+        ar_sample_opts so = ar_sample_defaults();
+        ar_model_sample(&m, 16, &so, &rng, out);   // 16 digits, out[16 * 784]
+        ar_model_log_prob(&m, data.test, 100, lp); // log p of 100 test digits
+        ar_model_save(&m, "made.safetensors");     // ar_model_load reads any kind
+        ar_graph_free(&g); ar_model_free(&m); ar_mnist_free(&data);
+    Every family (AR_FVSBN, AR_NADE, AR_RNADE, AR_TRANSFORMER, AR_PIXELCNN,
+    AR_GATED, AR_WAVENET) is used the same way; only the config differs.
 
     The core alone (logistic regression; (int[]){..} is C99, not C++):
         ar_params ps; ar_params_init(&ps);
@@ -66,15 +69,35 @@ BUILD MACROS (define before including the implementation)
     AR_MAX_DIM (4)  AR_ERR_LEN (256)                     limits; they change struct
                                layouts, so every file must see the same values
 
-ERRORS
-    Fallible calls return an ar_status (AR_OK == 0, errors < 0) or NULL, and
-    write a message naming the problem into the object they work on:
-    ar_graph.err, ar_params.err, ar_idx.err, ar_mnist.err. ar_status_str()
-    names a code. The library never exits, aborts or prints; user input
-    (shapes, labels, file bytes, sizes) is always checked, AR_ASSERT guards
-    only ar.h's own invariants. Errors in graph ops are sticky: an op given a
-    NULL input or called after a failure returns NULL and keeps the first
-    message, so a whole forward pass can be checked once at the end.
+ERRORS (the contract)
+    - Every fallible call returns an ar_status (AR_OK == 0, errors < 0) or
+      NULL, and writes a non-empty message into the err field of the object
+      it is called on: ar_model.err for every call taking an ar_model (the
+      ar_made_/ar_tfm_/ar_cnn_ calls and the KV cache included),
+      ar_graph.err for graph ops, ar_params.err for parameter, optimizer
+      and checkpoint calls on an ar_params, ar_idx.err, ar_mnist.err. A
+      NULL object has nowhere to hold a message: AR_ERR_ARG alone.
+      ar_status_str() names a code.
+    - Success clears that message; a failed call leaves the caller's
+      objects as they were (the message aside).
+    - Status codes, by one rule: AR_ERR_ARG for the call's own arguments
+      (NULL pointers, sizes, axes, indices, options, flags, an object not
+      initialized or made for another, e.g. a cache of another model);
+      AR_ERR_SHAPE when tensor shapes do not fit; AR_ERR_RANGE for a value
+      inside data (pixel, token, label, id) outside its domain, a size
+      that overflows, or a cache that is full; AR_ERR_NUMERIC for NaN or
+      Inf in data or weights; AR_ERR_IO, AR_ERR_FORMAT, AR_ERR_VERSION for
+      files; AR_ERR_NOMEM.
+    - init and load calls treat their struct as output only (it may hold
+      garbage; a model it held is not freed). Free calls accept a
+      zero-filled or freed struct.
+    - The library never exits, aborts or prints; user input (shapes,
+      labels, file bytes, sizes) is always checked, AR_ASSERT guards only
+      ar.h's own invariants. No sequence of public calls corrupts memory.
+    - Graph errors are sticky: an op given a NULL input or called after a
+      failure returns NULL and keeps the first message, so a whole forward
+      pass can be checked once at the end (ar_model_nll fails the graph
+      with the model's message too).
 
 MEMORY
     ar_params owns the persistent state: one contiguous float block each for
@@ -96,16 +119,23 @@ FILE FORMAT
     (in bounds, contiguous, covering the data) and the file size, and copies
     into the parameters only when everything matched.
 
-    Model checkpoints carry "ar.model" (made, fvsbn, nade, rnade, transformer, cnn),
-    "ar.version" and the configuration in __metadata__, so ar_<model>_load
-    rebuilds the model the file describes.
+    Model checkpoints carry "ar.model" (made, fvsbn, nade, rnade,
+    transformer, pixelcnn, gated, wavenet), "ar.version" and the whole
+    configuration in __metadata__, MADE's orderings and connectivity labels
+    included, so ar_model_load rebuilds the model from the file alone.
+    Version rule: a file loads when its ar.version is MAJOR.MINOR.PATCH with
+    this library's major and a minor no newer than this library's (while
+    the major is 0: minor 4 or later); otherwise AR_ERR_VERSION. Files of
+    0.4.x load (MADE rebuilds its masks from the saved seed, as 0.4 did),
+    except Transformers, whose start token moved inside the model in 0.5.
 
 THREADING
     No global mutable state. Separate objects may be used from separate
-    threads; one object must not be used by two threads at once. Sampling
-    and evaluation only read a model, except MADE's mask switching
-    (ar_made_set_mask, and ar_made_log_prob with several masks). The BLAS
-    library may use its own threads (OPENBLAS_NUM_THREADS).
+    threads; one object, a model included, must not be used by two
+    threads at once (a model keeps its sampling and evaluation scratch and
+    MADE's current mask set). Load a model per thread to sample in
+    parallel. The BLAS library may use its own threads
+    (OPENBLAS_NUM_THREADS).
 
 TESTING
     tests/ checks every op's backward against central finite differences
@@ -127,8 +157,8 @@ LICENSE
 #include <stdint.h>
 
 #define AR_VERSION_MAJOR 0
-#define AR_VERSION_MINOR 4
-#define AR_VERSION_PATCH 1
+#define AR_VERSION_MINOR 5
+#define AR_VERSION_PATCH 0
 
 #ifndef AR_MAX_DIM
 #define AR_MAX_DIM 4
@@ -473,32 +503,135 @@ typedef struct ar_mnist {
 ARDEF ar_status ar_mnist_load(ar_mnist *m, const char *dir, int binarize, uint64_t seed);
 ARDEF void ar_mnist_free(ar_mnist *m);
 
-/* ==== Models: MADE, and FVSBN as its hidden-layer-free case ============= */
+/* ==== Models: one interface ============================================== */
+
+/* Every model is an ar_model: made from a config (ar_model_default, then
+   ar_model_init) or loaded from any ar.h checkpoint (ar_model_load), trained
+   through ar_model_nll on a graph with the optimizers on m.ps, evaluated
+   with ar_model_log_prob, sampled with ar_model_sample, saved and freed.
+
+   Data, for every family: N examples of D values each, float x[N*D]
+   (row-major; images in raster order, D = rows * cols). m.levels says
+   what a value may be:
+     2       binary: 0 or 1 (MADE, FVSBN, NADE, binary CNNs);
+     L > 2   categorical: an integer in [0, L) (CNNs with levels, and the
+             Transformer, whose tokens are [0, V));
+     0       real: any finite number (RNADE; with the logit transform, a
+             number in (0, 1)).
+   A value outside its domain is AR_ERR_RANGE (NaN or Inf: AR_ERR_NUMERIC),
+   with the example and the place in the message.
+
+   Place t of the model's order holds dimension order[t] (natural order:
+   t). Everything a model conditions on comes before it in that order. */
+typedef enum ar_kind {
+    AR_MADE = 0,        /* masked autoencoder (Germain et al. 2015) */
+    AR_FVSBN = 1,       /* fully visible sigmoid belief net: MADE, no hidden layer */
+    AR_NADE = 2,        /* binary NADE (Larochelle & Murray 2011) */
+    AR_RNADE = 3,       /* real-valued NADE, mixtures of Gaussians (Uria et al. 2013) */
+    AR_TRANSFORMER = 4, /* decoder-only Transformer over tokens */
+    AR_PIXELCNN = 5,    /* PixelCNN (van den Oord et al. 2016a) */
+    AR_GATED = 6,       /* Gated PixelCNN (van den Oord et al. 2016b) */
+    AR_WAVENET = 7      /* WaveNet-style dilated causal convolutions (2016c) */
+} ar_kind;
+#define AR_KIND_COUNT 8
+
+/* ---- per-family configurations (fields of ar_model_cfg) ------------------ */
 
 #define AR_MADE_MAX_HIDDEN 8
 
-/* MADE (Germain et al. 2015) over D binary inputs: masked ReLU layers whose
-   masks come from connectivity labels (hidden unit k of layer l gets
-   m_l(k) in [min m_{l-1}, D-1]; a weight is kept when m_l(k) >= m_{l-1}(j),
-   an output d sees hidden units with m_L(k) < pos(d), pos = 1-based place
-   in the ordering). With n_hidden = 0 and direct = 1 it is an FVSBN:
-   p(x_d = 1 | x_<d) = sigmoid(c_d + sum_{pos(j) < pos(d)} A_dj x_j). */
+/* MADE over D binary inputs: masked ReLU layers whose masks come from
+   connectivity labels (hidden unit k of layer l gets m_l(k) in
+   [min m_{l-1}, D-1]; a weight is kept when m_l(k) >= m_{l-1}(j), an output
+   d sees hidden units with m_L(k) < pos(d), pos = 1-based place in the
+   ordering), plus direct masked input-to-output weights when direct = 1.
+   FVSBN is the case n_hidden = 0, direct = 1:
+   p(x_d = 1 | x_<d) = sigmoid(c_d + sum_{pos(j) < pos(d)} A_dj x_j).
+   With K > 1 mask sets the model is their equal mixture (ar_model_log_prob
+   and ar_model_sample); training draws one set per batch. */
 typedef struct ar_made_cfg {
-    int D;                           /* inputs (binary) */
     int n_hidden;                    /* hidden layers, 0..AR_MADE_MAX_HIDDEN */
     int hidden[AR_MADE_MAX_HIDDEN];  /* units per hidden layer */
-    int direct;                      /* masked input-to-output weights A */
+    int direct;                      /* 0/1: masked input-to-output weights A */
     int n_masks;                     /* K >= 1 mask sets (connectivity-agnostic if K > 1) */
-    int order_agnostic;              /* each mask set draws its own random ordering
+    int order_agnostic;              /* 0/1: each mask set draws its own random ordering
                                         (ignored when order is given) */
-    const int *order;                /* NULL: natural order; else a permutation of
-                                        [0,D) (order[t] = dimension at place t), all sets */
-    uint64_t seed;                   /* masks, orderings, initial weights */
 } ar_made_cfg;
 
+/* NADE over D binary inputs with H sigmoid hidden units shared across
+   places: a_1 = c, h_t = sigmoid(a_t), p(x_d = 1 | x_<d) = sigmoid(b_d +
+   V_d h_t), a_{t+1} = a_t + W_d x_d (d = order[t]); O(HD) per example.
+   RNADE is the same recursion over real x_d with a mixture of K Gaussians
+   per dimension (V_d h_t + b_d gives K logits, K means, K log-sigmas). */
+#define AR_NADE_MAX_K 64
+enum { AR_TRANSFORM_NONE = 0, AR_TRANSFORM_LOGIT = 1 };
+typedef struct ar_nade_cfg {
+    int H;             /* hidden units */
+    int K;             /* RNADE: mixture components, 1..AR_NADE_MAX_K (NADE: ignored) */
+    int transform;     /* RNADE: AR_TRANSFORM_NONE, or AR_TRANSFORM_LOGIT: data x in
+                          (0,1) is modelled as y = logit(1e-6 + (1 - 2e-6) x); densities
+                          are of x (the log-determinant is added), samples are x */
+} ar_nade_cfg;
+
+/* A decoder-only Transformer over D tokens in [0, V): token embedding plus
+   learned, sinusoidal or rotary positions, pre-LayerNorm blocks of
+   multi-head causal self-attention and a GELU MLP with residuals, a final
+   LayerNorm and an output head. The input at a place is the token of the
+   place before it in the order; the first place reads a start token (id
+   V, inside the model). The attention mask follows the order. */
+#define AR_TFM_MAX_LAYERS 16
+enum { AR_POS_LEARNED = 0, AR_POS_SINUSOIDAL = 1, AR_POS_ROTARY = 2 };
+typedef struct ar_tfm_cfg {
+    int V;             /* vocabulary: tokens are [0, V) (ar_model levels = V) */
+    int d, heads;      /* width (a multiple of heads) and attention heads */
+    int layers, ffn;   /* blocks, MLP hidden width */
+    int pos;           /* AR_POS_ROTARY (default), AR_POS_LEARNED or AR_POS_SINUSOIDAL */
+} ar_tfm_cfg;
+
+/* Images generated in raster order, pixels binary (levels 1: one
+   Bernoulli logit) or one of `levels` >= 2 values (softmax; the network
+   reads value / (levels - 1)). F feature maps throughout.
+   PixelCNN: a first_kernel^2 conv with mask A, then `layers` residual
+     kernel^2 convs with mask B and ReLU (with the stack's blind spot).
+   Gated: a vertical stack ((k/2+1) x k convs over the rows above and the
+     current one) feeding, one row down, a horizontal stack (1 x (k/2+1)
+     convs up to the pixel); gated units, residuals; no blind spot.
+   WaveNet: the pixels as one sequence; a kernel-2 causal conv, then
+     `layers` gated residual blocks with dilations 1, 2, .., 2^(dilations-1),
+     repeated, and skip connections summed into the head.
+   All heads: ReLU, 1x1 conv, ReLU, 1x1 conv to the logits. coords = 1 adds
+   each pixel's (row/H, col/W) as two input channels. */
+#define AR_CNN_MAX_LAYERS 64
+typedef struct ar_cnn_cfg {
+    int levels;           /* 1: binary pixels; 2..65536: categorical */
+    int channels;         /* F */
+    int layers;           /* hidden layers after the first, 0..AR_CNN_MAX_LAYERS-1 */
+    int kernel;           /* PixelCNN, gated: odd hidden kernel size */
+    int first_kernel;     /* PixelCNN, gated: odd first kernel size */
+    int dilations;        /* WaveNet: length of the dilation cycle, 1..20 */
+    int coords;           /* 0 or 1 */
+} ar_cnn_cfg;
+
+/* Everything a model is made from. ar_model_default fills it with
+   defaults that train well; change what you need, then ar_model_init. */
+typedef struct ar_model_cfg {
+    ar_kind kind;
+    int rows, cols;    /* the data's shape: D = rows * cols values per example
+                          (the CNNs need the image shape; others use D) */
+    const int *order;  /* NULL: natural order; else a permutation of [0,D),
+                          order[t] = dimension at place t (copied by init).
+                          MADE, FVSBN, NADE, RNADE and the Transformer */
+    uint64_t seed;     /* initial weights (and MADE's masks and orderings) */
+    ar_made_cfg made;  /* AR_MADE, AR_FVSBN */
+    ar_nade_cfg nade;  /* AR_NADE, AR_RNADE */
+    ar_tfm_cfg tfm;    /* AR_TRANSFORMER */
+    ar_cnn_cfg cnn;    /* AR_PIXELCNN, AR_GATED, AR_WAVENET */
+} ar_model_cfg;
+
+/* ---- the families' state (read-only for callers) --------------------------- */
+
 typedef struct ar_made {
-    ar_made_cfg cfg;                 /* cfg.order borrows this->orders when custom */
-    ar_params ps;                    /* owns the weights, in this order: */
+    ar_made_cfg cfg;
+    int D;
     ar_tensor *W[AR_MADE_MAX_HIDDEN], *b[AR_MADE_MAX_HIDDEN]; /* hidden layers */
     ar_tensor *V, *c;                /* output [D,H_L] (NULL without hidden layers), bias [D] */
     ar_tensor *A;                    /* direct [D,D] or NULL */
@@ -506,112 +639,17 @@ typedef struct ar_made {
     int *labels;                     /* owns: [K][sum hidden] connectivity labels */
     int *pos;                        /* owns: [D] 1-based place of each dim, current set */
     int cur;                         /* current mask set */
-    char err[AR_ERR_LEN];
 } ar_made;
 
-ARDEF ar_made_cfg ar_made_default(int D); /* 1 hidden layer of 500, 1 mask, natural order */
-ARDEF ar_made_cfg ar_fvsbn_default(int D); /* no hidden layer, direct */
-ARDEF ar_status ar_made_init(ar_made *m, const ar_made_cfg *cfg);
-ARDEF void ar_made_free(ar_made *m);
-/* k in [0, n_masks): the mask set later calls use. A graph already built
-   keeps the set it was built with. */
-ARDEF ar_status ar_made_set_mask(ar_made *m, int k);
-/* Logits [N,D] of p(x_d = 1 | x_<d) under the current mask set. */
-ARDEF ar_tensor *ar_made_logits(ar_made *m, ar_graph *g, ar_tensor *x);
-/* -log p(x) per example [N] in nats, current mask set: the training loss
-   (take ar_mean). x is [N,D] in {0,1}, borrowed until reset. */
-ARDEF ar_tensor *ar_made_nll(ar_made *m, ar_graph *g, const float *x, int N);
-/* log p(x) [N] in nats of the ensemble over all K mask sets, log-mean-exp
-   of the K probabilities. Uses g for scratch, one pass's worth whatever K
-   (reset it afterwards); keeps the current mask set. */
-ARDEF ar_status ar_made_log_prob(ar_made *m, ar_graph *g, const float *x, int N, float *out);
-/* N samples into x [N,D] with the current mask set, one place at a time;
-   each hidden unit is computed once, when its inputs are final, so a
-   sample costs one forward pass. probs (may be NULL) gets p(x_d = 1 | x_<d).
-   given/known (both NULL or both [N,D]): where known != 0, x takes the given
-   value instead of a sample (exact conditioning for a prefix of the order).
-   temperature > 0 divides the logits. Uses g for scratch. */
-ARDEF ar_status ar_made_sample(ar_made *m, ar_graph *g, int N, ar_rng *rng, float temperature, const float *given,
-                               const unsigned char *known, float *x, float *probs);
-/* Weights and configuration (safetensors __metadata__). ar_made_load
-   builds the model the file describes; m must be zero-filled or a model
-   from ar_made_init, and is replaced only when the load succeeds. */
-ARDEF ar_status ar_made_save(ar_made *m, const char *path);
-ARDEF ar_status ar_made_load(ar_made *m, const char *path);
-ARDEF ar_status ar_made_load_mem(ar_made *m, const unsigned char *buf, size_t len);
-
-/* ==== Models: NADE and RNADE ============================================ */
-
-/* NADE (Larochelle & Murray 2011) over D binary inputs with H sigmoid
-   hidden units shared across places: a_1 = c, h_t = sigmoid(a_t),
-   p(x_d = 1 | x_<d) = sigmoid(b_d + V_d h_t), a_{t+1} = a_t + W_d x_d
-   (d = order[t]). Likelihood, gradient and sampling cost O(HD) per
-   example: the running activation is updated, never recomputed; each
-   place is one BLAS product over the whole batch.
-   RNADE (Uria, Murray & Larochelle 2013) is the same recursion over real
-   x_d with a mixture of K Gaussians per dimension: V_d h_t + b_d gives K
-   component logits, K means and K log standard deviations. */
-#define AR_NADE_MAX_K 64
-
-typedef struct ar_nade_cfg {
-    int D, H;
-    int K;             /* 0: binary NADE; 1..AR_NADE_MAX_K: RNADE components */
-    const int *order;  /* NULL: natural; else a permutation of [0,D) */
-    uint64_t seed;     /* initial weights */
-} ar_nade_cfg;
-
 typedef struct ar_nade {
-    ar_nade_cfg cfg;   /* cfg.order borrows this->order */
-    ar_params ps;      /* owns: */
+    ar_nade_cfg cfg;
+    int D;
     ar_tensor *W;      /* [D,H]: row d is the input weight column of x_d */
     ar_tensor *c;      /* [H] */
     ar_tensor *V;      /* [D,H]; RNADE [D,3K,H] */
     ar_tensor *b;      /* [D];   RNADE [D,3K] */
     int *order;        /* owns: [D] */
-    char err[AR_ERR_LEN];
 } ar_nade;
-
-ARDEF ar_nade_cfg ar_nade_default(int D);         /* H = 500, natural order */
-ARDEF ar_nade_cfg ar_rnade_default(int D, int K); /* the same with K Gaussians */
-ARDEF ar_status ar_nade_init(ar_nade *m, const ar_nade_cfg *cfg);
-ARDEF void ar_nade_free(ar_nade *m);
-/* -log p(x) per example [N] in nats (a density for RNADE); differentiable
-   (one fused op, O(NHD)). x is [N,D]: 0/1 for NADE, finite for RNADE. */
-ARDEF ar_tensor *ar_nade_nll(ar_nade *m, ar_graph *g, const float *x, int N);
-ARDEF ar_status ar_nade_log_prob(ar_nade *m, ar_graph *g, const float *x, int N, float *out);
-/* As ar_made_sample; probs gets E[x_d | x_<d]. For RNADE, temperature
-   divides the component logits and scales sigma by sqrt(temperature). */
-ARDEF ar_status ar_nade_sample(ar_nade *m, ar_graph *g, int N, ar_rng *rng, float temperature, const float *given,
-                               const unsigned char *known, float *x, float *probs);
-ARDEF ar_status ar_nade_save(ar_nade *m, const char *path);
-ARDEF ar_status ar_nade_load(ar_nade *m, const char *path); /* as ar_made_load */
-ARDEF ar_status ar_nade_load_mem(ar_nade *m, const unsigned char *buf, size_t len);
-
-/* ==== Models: Transformer decoder ======================================== */
-
-/* A decoder-only Transformer over tokens in [0,V): token embedding plus a
-   learned or sinusoidal position embedding (or rotary: queries and keys
-   rotated by position), pre-LayerNorm blocks of
-   multi-head causal self-attention and a GELU MLP with residuals, a final
-   LayerNorm and an output head. Position t sees tokens 0..t only, or,
-   with cfg.order, the positions generated up to it: the attention mask
-   follows any generation order (zigzag, random, ...), and the input at a
-   position is the token of the position generated just before it.
-   ar_tfm_step decodes with a KV cache, in generation order: one new
-   position costs O(layers * (d^2 + len * d)), not a full recomputation. */
-#define AR_TFM_MAX_LAYERS 16
-enum { AR_POS_LEARNED = 0, AR_POS_SINUSOIDAL = 1, AR_POS_ROTARY = 2 };
-
-typedef struct ar_tfm_cfg {
-    int V, T;          /* vocabulary, maximum length */
-    int d, heads;      /* width (a multiple of heads) and attention heads */
-    int layers, ffn;   /* blocks, MLP hidden width */
-    int pos;           /* AR_POS_LEARNED, AR_POS_SINUSOIDAL or AR_POS_ROTARY (q, k rotated) */
-    const int *order;  /* NULL: positions in order 0..T-1; else a permutation of
-                          [0,T), order[t] = position generated at step t (the
-                          attention mask follows it; copied by init) */
-    uint64_t seed;     /* initial weights */
-} ar_tfm_cfg;
 
 typedef struct ar_tfm_layer {
     ar_tensor *ln1g, *ln1b, *Wqkv, *bqkv, *Wo, *bo; /* Wqkv [3d,d]: q, k, v rows */
@@ -620,95 +658,13 @@ typedef struct ar_tfm_layer {
 
 typedef struct ar_tfm {
     ar_tfm_cfg cfg;
-    ar_params ps;                       /* owns the weights: */
-    ar_tensor *tok, *pos;               /* [V,d], [T,d] (NULL when sinusoidal) */
+    int T;                              /* positions (the model's D) */
+    ar_tensor *tok, *pos;               /* [V+1,d] (row V: start), [T,d] (learned only) */
     ar_tfm_layer L[AR_TFM_MAX_LAYERS];
     ar_tensor *lnfg, *lnfb, *Wout, *bout; /* head [V,d], [V] */
     float *sinus;                       /* owns: [T,d] sinusoidal table or NULL */
-    int *order, *rank;                  /* owns: [T] each with a custom order (cfg.order
-                                           points at order), else NULL */
-    char err[AR_ERR_LEN];
+    int *order, *rank;                  /* owns: [T] each with a custom order, else NULL */
 } ar_tfm;
-
-/* KV cache for B sequences: keys and values of every layer and position so far. */
-typedef struct ar_tfm_cache {
-    int B, len;      /* sequences, positions filled */
-    float *k, *v;    /* owns: [layers][B][heads][T][d/heads] */
-    float *work;     /* owns: scratch for one step */
-} ar_tfm_cache;
-
-ARDEF ar_tfm_cfg ar_tfm_default(int V, int T); /* d 64, 4 heads, 2 layers, ffn 256, learned */
-ARDEF ar_status ar_tfm_init(ar_tfm *m, const ar_tfm_cfg *cfg);
-ARDEF void ar_tfm_free(ar_tfm *m);
-/* Logits [B,n,V] for tokens [B,n] (n <= T; n = T with a custom order),
-   position t from the tokens at positions up to t in the order. */
-ARDEF ar_tensor *ar_tfm_logits(ar_tfm *m, ar_graph *g, const int *tokens, int B, int n);
-/* -log p(targets | inputs) per sequence [B] in nats; inputs are the targets
-   shifted one step along the order behind a start token (ar_tfm_inputs).
-   All [B,n], borrowed until reset. */
-ARDEF ar_tensor *ar_tfm_nll(ar_tfm *m, ar_graph *g, const int *inputs, const int *targets, int B, int n);
-/* inputs[b, order[t]] = targets[b, order[t-1]], and start at step 0: the
-   teacher-forcing inputs for targets [B,n] (natural order: a shift right). */
-ARDEF ar_status ar_tfm_inputs(const ar_tfm *m, const int *targets, int B, int n, int start, int *inputs);
-/* Weights and configuration; load as ar_made_load. */
-ARDEF ar_status ar_tfm_save(ar_tfm *m, const char *path);
-ARDEF ar_status ar_tfm_load(ar_tfm *m, const char *path);
-ARDEF ar_status ar_tfm_load_mem(ar_tfm *m, const unsigned char *buf, size_t len);
-ARDEF ar_status ar_tfm_cache_init(ar_tfm_cache *c, const ar_tfm *m, int B);
-ARDEF void ar_tfm_cache_free(ar_tfm_cache *c);
-/* Feeds tokens[B] at step c->len (position order[c->len]) and writes the
-   logits [B,V] of that position's token; errors (full cache, bad token) in
-   m->err. c->len = 0 restarts. */
-ARDEF ar_status ar_tfm_step(ar_tfm *m, ar_tfm_cache *c, const int *tokens, float *logits);
-
-/* Drawing a token from logits: temperature <= 0 is argmax; top_k > 0 keeps
-   the k most likely tokens, 0 < top_p < 1 the smallest set whose
-   probability reaches top_p; then renormalizes and draws. */
-typedef struct ar_sampler { float temperature; int top_k; float top_p; } ar_sampler;
-/* scratch: 2V floats. Returns the token, or -1 for bad arguments. */
-ARDEF int ar_sample_logits(const float *logits, int V, const ar_sampler *s, ar_rng *r, float *scratch);
-/* c->B sequences of n tokens into out [B,n] (by position), each starting
-   from `start`; the tokens of the first n_prefix steps are taken from
-   prefix [B,n_prefix] (in step order) instead of drawn (completion). With a
-   custom order n must be T. Restarts the cache. */
-ARDEF ar_status ar_tfm_sample(ar_tfm *m, ar_tfm_cache *c, int n, int start, const int *prefix, int n_prefix,
-                              const ar_sampler *s, ar_rng *r, int *out);
-
-/* ==== Models: convolutional — PixelCNN, Gated PixelCNN, WaveNet ========== */
-
-/* Images of H x W pixels generated in raster order; each pixel is binary
-   (levels 1: one Bernoulli logit) or one of `levels` >= 2 values (softmax;
-   the network reads value / (levels - 1)). F feature maps throughout.
-   AR_CNN_PIXELCNN (van den Oord et al. 2016a): a first_kernel^2 conv with
-     mask A, then `layers` residual kernel^2 convs with mask B and ReLU.
-     Stacking masked convs leaves a blind spot above-right of each pixel.
-   AR_CNN_GATED (van den Oord et al. 2016b): a vertical stack ((k/2+1) x k
-     convs over the rows above and the current one) feeding, one row down,
-     a horizontal stack (1 x (k/2+1) convs over the current row up to the
-     pixel); gated units tanh * sigmoid, residuals on the horizontal stack.
-     No blind spot.
-   AR_CNN_WAVENET (van den Oord et al. 2016c): the H*W pixels as one
-     sequence; a kernel-2 causal conv, then `layers` gated residual blocks
-     of kernel-2 convs with dilations 1, 2, .., 2^(dilations-1), repeated,
-     and skip connections summed into the head.
-   All heads: ReLU, 1x1 conv, ReLU, 1x1 conv to the logits. coords = 1 adds
-   each pixel's (row/H, col/W) as two input channels ("coordinate coding",
-   read where the network reads pixels). */
-enum { AR_CNN_PIXELCNN = 0, AR_CNN_GATED = 1, AR_CNN_WAVENET = 2 };
-#define AR_CNN_MAX_LAYERS 64
-
-typedef struct ar_cnn_cfg {
-    int kind;             /* AR_CNN_* */
-    int H, W;             /* image size */
-    int levels;           /* 1: binary pixels; 2..65536: categorical */
-    int channels;         /* F */
-    int layers;           /* hidden layers after the first, 0..AR_CNN_MAX_LAYERS-1 */
-    int kernel;           /* PixelCNN, gated: odd hidden kernel size */
-    int first_kernel;     /* PixelCNN, gated: odd first kernel size */
-    int dilations;        /* WaveNet: length of the dilation cycle, >= 1 */
-    int coords;           /* 0 or 1 */
-    uint64_t seed;        /* initial weights */
-} ar_cnn_cfg;
 
 typedef struct ar_cnn_layer {
     ar_tensor *W, *b;     /* PixelCNN k x k [F]; gated horizontal; WaveNet kernel 2 [2F] */
@@ -720,36 +676,141 @@ typedef struct ar_cnn_layer {
 
 typedef struct ar_cnn {
     ar_cnn_cfg cfg;
-    ar_params ps;                       /* owns the weights */
+    int kind, H, W;                     /* AR_PIXELCNN, AR_GATED or AR_WAVENET; image size */
     ar_cnn_layer L[AR_CNN_MAX_LAYERS];  /* L[0] reads the image */
     ar_tensor *W1, *b1, *W2, *b2;       /* head: [F,1,1,F], [levels or 1,1,1,F] */
-    char err[AR_ERR_LEN];
 } ar_cnn;
 
-/* PixelCNN: F 64, 7x7 then 3x3; gated: F 32, 7 then 3; WaveNet: F 32,
-   dilations 1..512; `layers` hidden layers; binary pixels. */
-ARDEF ar_cnn_cfg ar_cnn_default(int kind, int H, int W, int layers);
-ARDEF ar_status ar_cnn_init(ar_cnn *m, const ar_cnn_cfg *cfg);
-ARDEF void ar_cnn_free(ar_cnn *m);
-/* Receptive field: WaveNet's output at t sees pixels t-rf .. t-1; the 2-D
-   models' output at row y sees rows y-rf .. y (PixelCNN with a blind spot). */
-ARDEF int ar_cnn_receptive_field(const ar_cnn_cfg *cfg);
-/* Logits [N,H,W,P] (P = 1 for binary pixels, else levels) for images x
-   [N,H*W] of values in [0, levels) (binary: {0,1}); x borrowed until reset. */
-ARDEF ar_tensor *ar_cnn_logits(ar_cnn *m, ar_graph *g, const float *x, int N);
-/* -log p(x) per image [N] in nats: the training loss (take ar_mean). */
-ARDEF ar_tensor *ar_cnn_nll(ar_cnn *m, ar_graph *g, const float *x, int N);
-/* Samples N images into x [N,H*W]; the first `given` pixels of each image
-   (raster order) are read from x instead of drawn (completion). cached = 1
-   computes each layer at the new pixel only, from activations kept for the
-   pixels before it: O(layers) per pixel instead of a whole forward pass
-   (cached = 0, the reference). Both draw the same numbers from r and give
-   the same images. logits (may be NULL) gets [N,H*W,P]. Errors in m->err. */
-ARDEF ar_status ar_cnn_sample(ar_cnn *m, int N, int given, int cached, ar_rng *r, float *x, float *logits);
-/* Weights and configuration; load as ar_made_load. */
-ARDEF ar_status ar_cnn_save(ar_cnn *m, const char *path);
-ARDEF ar_status ar_cnn_load(ar_cnn *m, const char *path);
-ARDEF ar_status ar_cnn_load_mem(ar_cnn *m, const unsigned char *buf, size_t len);
+/* ---- the model -------------------------------------------------------------- */
+
+typedef struct ar_model {
+    ar_kind kind;
+    int D, rows, cols;   /* values per example, and their shape */
+    int levels;          /* 2 binary, L > 2 categorical [0,L), 0 real (see above) */
+    ar_params ps;        /* owns the weights: train them with ar_optim_step(&opt, &m.ps) */
+    ar_model_cfg cfg;    /* as built (cfg.order points at the model's own copy) */
+    ar_made *made;       /* owns: the family's state; exactly one is not NULL */
+    ar_nade *nade;
+    ar_tfm *tfm;
+    ar_cnn *cnn;
+    void *work;          /* owns: scratch of log_prob and sample (an ar_graph) */
+    char err[AR_ERR_LEN];
+} ar_model;
+
+/* Defaults that train well on binarized MNIST-sized data of rows x cols:
+   MADE 1 hidden layer of 500 with direct connections; NADE H 500; RNADE H
+   500, K 10, logit transform; Transformer V 2, d 64, 4 heads, 2 layers, ffn
+   256, rotary positions; PixelCNN F 64, 7x7 then 5 layers of 3x3; Gated F
+   32, 7 then 6 layers of 3; WaveNet F 32, 20 layers, dilations 1..512;
+   binary pixels; seed 1. */
+ARDEF ar_model_cfg ar_model_default(ar_kind kind, int rows, int cols);
+/* m is output only (a model it held is not freed: ar_model_free it first).
+   On failure m holds no model (m->ps.x is NULL) and m->err says why. */
+ARDEF ar_status ar_model_init(ar_model *m, const ar_model_cfg *cfg);
+ARDEF void ar_model_free(ar_model *m); /* a zero-filled or freed model is fine */
+/* Any ar.h checkpoint: the family is read from the file. m is output only,
+   as for init. */
+ARDEF ar_status ar_model_load(ar_model *m, const char *path);
+ARDEF ar_status ar_model_load_mem(ar_model *m, const unsigned char *buf, size_t len);
+/* Weights, configuration, orderings and masks: the file alone rebuilds the
+   model. Written to "<path>.tmp", then renamed. */
+ARDEF ar_status ar_model_save(ar_model *m, const char *path);
+ARDEF ar_status ar_model_save_mem(ar_model *m, unsigned char **buf, size_t *len); /* free *buf with ar_free */
+/* "made", "fvsbn", "nade", "rnade", "transformer", "pixelcnn", "gated",
+   "wavenet" (the names in checkpoints); NULL for an unknown kind. */
+ARDEF const char *ar_kind_name(ar_kind kind);
+ARDEF int ar_kind_parse(const char *name); /* the kind of a name, or -1 */
+
+/* -log p(x) per example [N] in nats on g: the training loss (take
+   ar_mean). x [N*D] is borrowed until the graph's next reset. rng (may be
+   NULL) is the randomness training uses: MADE with K > 1 mask sets draws
+   this batch's set from it (NULL: the current set, 0 unless
+   ar_made_set_mask chose another). Errors in m->err, and the graph fails
+   with the same message. */
+ARDEF ar_tensor *ar_model_nll(ar_model *m, ar_graph *g, const float *x, int N, ar_rng *rng);
+/* log p(x) per example into out [N] (nats; a density for real data): the
+   model's likelihood, for MADE the mixture of all K mask sets. Scratch
+   comes from the model (m->work), kept between calls. */
+ARDEF ar_status ar_model_log_prob(ar_model *m, const float *x, int N, float *out);
+/* Output biases at the marginals of data x [N*D] (log-odds of each
+   dimension's mean, log-frequencies of each level, RNADE's mixture means
+   spread over each dimension's range): training starts from the data's
+   independent model instead of far from it. Call after init. */
+ARDEF ar_status ar_model_init_bias(ar_model *m, const float *x, int N);
+
+/* How to sample, for every family. Start from ar_sample_defaults(). */
+typedef struct ar_sample_opts {
+    float temperature;  /* > 0 divides the logits (RNADE: the component logits, and
+                           sigma scales by sqrt(T)); 0: greedy, the most likely
+                           value (RNADE: the mean of the most likely component) */
+    int top_k;          /* > 0: only the k most likely values; 0: all */
+    float top_p;        /* in (0,1): the smallest set of values whose probability
+                           reaches top_p; 0 or 1: all */
+    const float *given; /* [N*D] or NULL: observed values, read where known is set */
+    const unsigned char *known; /* [N*D] or NULL: nonzero where x takes given's value
+                           instead of a draw. Known places that form a prefix of the
+                           order give exact samples of p(rest | known). */
+    int naive;          /* CNNs, Transformer: 1 recomputes the whole network per
+                           place (the reference) instead of the cached path; both
+                           give the same numbers */
+    float *probs;       /* [N*D*P] or NULL: the distribution each value was drawn
+                           from, after temperature/top-k/top-p; P = 1 for binary
+                           (p(x = 1)) and real data (the conditional mean), P =
+                           levels for categorical data */
+} ar_sample_opts;
+
+ARDEF ar_sample_opts ar_sample_defaults(void); /* temperature 1, no top-k/top-p, nothing given */
+/* N samples into x [N*D]. Options are checked (NaN, negative or out of
+   range: AR_ERR_ARG), given values as data. MADE with K > 1: each example
+   draws its mask set, so samples follow the mixture. */
+ARDEF ar_status ar_model_sample(ar_model *m, int N, const ar_sample_opts *opts, ar_rng *rng, float *x);
+
+/* One draw from logits [V] under opts' temperature, top-k and top-p
+   (given, known, naive and probs are not used). scratch: 3V floats; on
+   return scratch[0..V) holds the distribution drawn from. Returns the
+   index, or -1 for bad arguments (NULLs, V < 1, options out of range, NaN
+   logits). O(V) unless top-k/top-p need a partial sort. */
+ARDEF int ar_sample_logits(const float *logits, int V, const ar_sample_opts *opts, ar_rng *rng, float *scratch);
+
+/* ---- what one family alone has -------------------------------------------- */
+
+/* MADE: k in [0, n_masks): the mask set ar_model_nll uses without an rng. */
+ARDEF ar_status ar_made_set_mask(ar_model *m, int k);
+/* MADE: log p(x) under mask set k alone (k in [0, n_masks)); -1 is the
+   mixture (ar_model_log_prob). */
+ARDEF ar_status ar_made_log_prob(ar_model *m, const float *x, int N, int k, float *out);
+/* Logits [N,D] of p(x_d = 1 | x_<d), current mask set; x [N,D] on g. */
+ARDEF ar_tensor *ar_made_logits(ar_model *m, ar_graph *g, ar_tensor *x);
+
+/* Transformer, on int tokens [B,n] in [0,V) (n <= D; n = D with a custom
+   order), by position: logits [B,n,V] where position t predicts tokens[t]
+   from the tokens before it in the order (the shift and the start token
+   are inside), and the per-sequence nll [B]. Borrowed until reset. */
+ARDEF ar_tensor *ar_tfm_logits(ar_model *m, ar_graph *g, const int *tokens, int B, int n);
+ARDEF ar_tensor *ar_tfm_nll(ar_model *m, ar_graph *g, const int *tokens, int B, int n);
+/* KV cache for B sequences: keys and values of every layer and step so
+   far, and what it was made for (a cache is checked against the model it
+   is used with). */
+typedef struct ar_tfm_cache {
+    int B, len;          /* sequences, steps filled; len = 0 restarts */
+    int layers, T, d, heads, ffn, V; /* the model it was made for */
+    const ar_model *model;
+    float *k, *v;        /* owns: [layers][B][heads][T][d/heads] */
+    float *work;         /* owns: scratch for one step */
+} ar_tfm_cache;
+/* Errors of the cache calls in m->err. */
+ARDEF ar_status ar_tfm_cache_init(ar_tfm_cache *c, ar_model *m, int B);
+ARDEF void ar_tfm_cache_free(ar_tfm_cache *c);
+/* One step of B sequences: feeds the tokens [B] drawn at the previous step
+   (ignored, may be NULL, at step 0: the start token) and writes the logits
+   [B,V] of step c->len (position order[c->len]); O(layers (d^2 + len d)). */
+ARDEF ar_status ar_tfm_step(ar_model *m, ar_tfm_cache *c, const int *tokens, float *logits);
+
+/* CNNs: logits [N,H,W,P] (P 1 binary, else levels) for images x [N,H*W]. */
+ARDEF ar_tensor *ar_cnn_logits(ar_model *m, ar_graph *g, const float *x, int N);
+/* WaveNet's output at t sees pixels t-rf .. t-1; the 2-D models' output at
+   row y sees rows y-rf .. y. 0 for a model that is not a CNN. */
+ARDEF int ar_cnn_receptive_field(const ar_model *m);
 
 /* ==== Gradient check ==================================================== */
 
@@ -955,6 +1016,40 @@ static void ar__gemm(int ta, int tb, int M, int N, int K, float alpha, const flo
         }
 #endif
 }
+
+static void ar__gemv(int ta, int M, int N, float alpha, const float *A, int lda, const float *x, int incx, float beta,
+                     float *y, int incy)
+{
+#ifndef AR_NO_CBLAS
+    cblas_sgemv(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, M, N, alpha, A, lda, x, incx, beta, y, incy);
+#else
+    int i, j, m = ta ? N : M, k = ta ? M : N;
+    for (i = 0; i < m; i++) {
+        float s = 0;
+        for (j = 0; j < k; j++) s += (ta ? A[(size_t)j * lda + i] : A[(size_t)i * lda + j]) * x[(size_t)j * incx];
+        y[(size_t)i * incy] = alpha * s + (beta == 0 ? 0 : beta * y[(size_t)i * incy]);
+    }
+#endif
+}
+
+/* A += alpha x y^T, A row-major [M,N], strided x. */
+static void ar__ger(int M, int N, float alpha, const float *x, int incx, const float *y, float *A, int lda)
+{
+#ifndef AR_NO_CBLAS
+    cblas_sger(CblasRowMajor, M, N, alpha, x, incx, y, 1, A, lda);
+#else
+    int i, j;
+    for (i = 0; i < M; i++)
+        for (j = 0; j < N; j++) A[(size_t)i * lda + j] += alpha * x[(size_t)i * incx] * y[j];
+#endif
+}
+
+/* ---- the NADE family's heads: P outputs per place ------------------------
+   K = 0, Bernoulli: P = 1, the logit z.
+   K > 0, mixture of K Gaussians (RNADE): P = 3K: component logits z_k,
+   means mu_k, log standard deviations s_k. */
+#define AR__LOG_SQRT_2PI 0.91893853320467274178
+
 
 /* ==== SECTION: RNG ======================================================= */
 
@@ -3772,45 +3867,7 @@ static ar_status ar__st_read_meta(const unsigned char *buf, size_t len, ar_meta 
     return AR_OK;
 }
 
-/* ==== SECTION: models — common checkpoint plumbing ======================= */
-
-/* The metadata of a checkpoint in memory, checking that ar.model is `kind`
-   (or `kind2`). On success the caller owns *meta. */
-static ar_status ar__model_meta(const unsigned char *buf, size_t len, const char *kind, const char *kind2,
-                                ar_meta *meta, char *err)
-{
-    const char *model;
-    ar_status s;
-    ar_meta_init(meta);
-    if ((s = ar__st_read_meta(buf, len, meta, err)) != AR_OK) return s;
-    model = ar_meta_get(meta, "ar.model");
-    if (model && (!strcmp(model, kind) || (kind2 && !strcmp(model, kind2)))) return AR_OK;
-    ar__seterr(err, "not a %s checkpoint (ar.model = %.40s)", kind, model ? model : "absent");
-    ar_meta_free(meta);
-    return AR_ERR_FORMAT;
-}
-
-/* The tail every model loader shares. `init` is the status of building a
-   temporary model from the file's configuration (its message in
-   init_err); the file's tensors are then read into its parameters. The
-   caller swaps the temporary in only on success, so a failed load leaves
-   its model as it was, and frees the temporary otherwise. */
-static ar_status ar__load_weights(ar_status init, const char *init_err, ar_params *ps, const unsigned char *buf,
-                                  size_t len, char *err)
-{
-    ar_status s;
-    if (init != AR_OK) {
-        memcpy(err, init_err, AR_ERR_LEN);
-        return init == AR_ERR_NOMEM ? init : AR_ERR_FORMAT;
-    }
-    if ((s = ar_params_load_mem(ps, buf, len, NULL)) != AR_OK) memcpy(err, ps->err, AR_ERR_LEN);
-    return s;
-}
-
-/* A configuration whose parameters need more bytes than the file holds is
-   rejected before anything is allocated (a small file must not be able to
-   ask for a huge allocation). */
-static int ar__fits(size_t nparams, size_t len) { return nparams && nparams <= len / 4; }
+/* ==== SECTION: optimizer state files ======================================= */
 
 /* Prefixes a message with the file it is about. */
 static void ar__err_path(char *err, const char *path)
@@ -3818,59 +3875,6 @@ static void ar__err_path(char *err, const char *path)
     char msg[AR_ERR_LEN];
     memcpy(msg, err, AR_ERR_LEN);
     snprintf(err, AR_ERR_LEN, "%.100s: %.150s", path, msg);
-}
-
-
-
-/* Checks that order (if any) is a permutation of [0,D). */
-static ar_status ar__check_order(const int *order, int D, const char *who, char *err)
-{
-    char *seen;
-    int d;
-    if (!order) return AR_OK;
-    if (!(seen = (char *)AR_MALLOC((size_t)D))) { ar__seterr(err, "%s: out of memory", who); return AR_ERR_NOMEM; }
-    memset(seen, 0, (size_t)D);
-    for (d = 0; d < D; d++) {
-        if (order[d] < 0 || order[d] >= D || seen[order[d]]) {
-            ar__seterr(err, "%s: order is not a permutation of [0,%d) (order[%d] = %d)", who, D, d, order[d]);
-            AR_FREE(seen);
-            return AR_ERR_ARG;
-        }
-        seen[order[d]] = 1;
-    }
-    AR_FREE(seen);
-    return AR_OK;
-}
-
-/* "a,b,c" for n ints, into a new buffer (freed with AR_FREE). */
-static char *ar__ints_str(const int *v, int n)
-{
-    size_t cap = (size_t)n * 12 + 1, len = 0;
-    char *s = (char *)AR_MALLOC(cap);
-    int i;
-    if (!s) return NULL;
-    s[0] = 0;
-    for (i = 0; i < n; i++) len += (size_t)snprintf(s + len, cap - len, i ? ",%d" : "%d", v[i]);
-    return s;
-}
-
-/* Parses "a,b,c" of non-negative ints into v (at most max); -1 on error. */
-static int ar__parse_ints(const char *s, int *v, int max)
-{
-    int n = 0;
-    if (!s) return -1;
-    if (!*s) return 0;
-    for (;;) {
-        long x = 0;
-        if (*s < '0' || *s > '9' || n == max) return -1;
-        while (*s >= '0' && *s <= '9') {
-            x = x * 10 + (*s++ - '0');
-            if (x > 0x7fffffff) return -1;
-        }
-        v[n++] = (int)x;
-        if (!*s) return n;
-        if (*s++ != ',') return -1;
-    }
 }
 
 static int ar__meta_u64(const ar_meta *meta, const char *key, uint64_t *v)
@@ -3884,42 +3888,6 @@ static int ar__meta_u64(const ar_meta *meta, const char *key, uint64_t *v)
     }
     return 1;
 }
-
-
-/* Reads n named integers, each <= max; 0 when one is missing or malformed. */
-static int ar__meta_ints(const ar_meta *meta, const char *const *keys, uint64_t *v, int n, uint64_t max)
-{
-    int i;
-    for (i = 0; i < n; i++)
-        if (!ar__meta_u64(meta, keys[i], &v[i]) || v[i] > max) return 0;
-    return 1;
-}
-
-/* Saves ps with the model kind, library version, n named integers (the
-   configuration) and an optional order [D] as metadata; errors into err. */
-static ar_status ar__model_save(ar_params *ps, const char *path, const char *kind, const char *const *keys,
-                                const uint64_t *v, int n, const int *order, int D, char *err)
-{
-    ar_meta meta;
-    char num[32], *ord = order ? ar__ints_str(order, D) : NULL;
-    int i;
-    ar_status s;
-    ar_meta_init(&meta);
-    s = ar_meta_set(&meta, "ar.model", kind);
-    if (s == AR_OK) s = ar_meta_set(&meta, "ar.version", ar_version());
-    for (i = 0; i < n && s == AR_OK; i++) {
-        snprintf(num, sizeof num, "%llu", (unsigned long long)v[i]);
-        s = ar_meta_set(&meta, keys[i], num);
-    }
-    if (s == AR_OK && order) s = ord ? ar_meta_set(&meta, "order", ord) : AR_ERR_NOMEM;
-    AR_FREE(ord);
-    if (s != AR_OK) ar__seterr(err, "saving %s: out of memory", kind);
-    else if ((s = ar_params_save(ps, path, &meta)) != AR_OK) memcpy(err, ps->err, AR_ERR_LEN);
-    ar_meta_free(&meta);
-    return s;
-}
-
-/* ---- optimizer state ------------------------------------------------------ */
 
 static const char *const ar__optim_names[4] = {"sgd", "adam", "adamw", "adagrad"};
 
@@ -4016,7 +3984,12 @@ ARDEF ar_status ar_optim_load(ar_optim *o, ar_params *ps, ar_rng *rng, ar_meta *
     if (!o || !ps->x) { ar__seterr(ps->err, "ar_optim_load: need an optimizer and allocated parameters"); return AR_ERR_ARG; }
     ar_params_init(&st);
     if ((s = ar__read_file(path, &buf, &len, ps->err)) != AR_OK) return s;
-    if ((s = ar__model_meta(buf, len, "optim", NULL, &meta, ps->err)) != AR_OK) goto done;
+    if ((s = ar__st_read_meta(buf, len, &meta, ps->err)) != AR_OK) goto done;
+    if (!ar_meta_get(&meta, "ar.model") || strcmp(ar_meta_get(&meta, "ar.model"), "optim")) {
+        ar__seterr(ps->err, "not an optimizer state (ar.model is not \"optim\")");
+        s = AR_ERR_FORMAT;
+        goto done;
+    }
     s = AR_ERR_FORMAT;
     memset(&n, 0, sizeof n);
     kind = ar_meta_get(&meta, "optim");
@@ -4075,56 +4048,234 @@ done:
     return s;
 }
 
-/* The optional "order" of a checkpoint's metadata: *order stays NULL when
-   absent, else a new array of D ints (the caller frees it). */
-static ar_status ar__meta_order(const ar_meta *meta, int D, int **order, char *err)
+/* ==== SECTION: models — common ============================================= */
+
+static const char *const ar__kind_names[AR_KIND_COUNT] = {"made",     "fvsbn",    "nade",  "rnade",
+                                                          "transformer", "pixelcnn", "gated", "wavenet"};
+
+ARDEF const char *ar_kind_name(ar_kind kind)
 {
-    const char *s = ar_meta_get(meta, "order");
-    *order = NULL;
-    if (!s) return AR_OK;
-    if (!(*order = (int *)AR_MALLOC((size_t)D * sizeof(int)))) { ar__seterr(err, "out of memory"); return AR_ERR_NOMEM; }
-    if (ar__parse_ints(s, *order, D) == D) return AR_OK;
-    ar__seterr(err, "malformed order in __metadata__");
-    AR_FREE(*order);
-    *order = NULL;
-    return AR_ERR_FORMAT;
+    return (int)kind >= 0 && (int)kind < AR_KIND_COUNT ? ar__kind_names[kind] : NULL;
 }
 
-/* A model's load from a file: its in-memory load on the file's bytes, with
-   the path in any message. */
-typedef ar_status (*ar__load_mem_fn)(void *model, const unsigned char *buf, size_t len);
-static ar_status ar__load_file(void *model, char *err, const char *path, ar__load_mem_fn load)
+ARDEF int ar_kind_parse(const char *name)
 {
-    unsigned char *buf;
-    size_t len;
-    ar_status s;
-    if ((s = ar__read_file(path, &buf, &len, err)) != AR_OK) return s;
-    if ((s = load(model, buf, len)) != AR_OK) ar__err_path(err, path);
-    AR_FREE(buf);
+    int k;
+    for (k = 0; name && k < AR_KIND_COUNT; k++)
+        if (!strcmp(name, ar__kind_names[k])) return k;
+    return -1;
+}
+
+static int ar__is_cnn(int kind) { return kind >= AR_PIXELCNN && kind <= AR_WAVENET; }
+
+/* Every failing model call ends here: the message into m->err, the status back. */
+static ar_status ar__merr(ar_model *m, ar_status s, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(m->err, AR_ERR_LEN, fmt, ap);
+    va_end(ap);
+    if (!m->err[0]) snprintf(m->err, AR_ERR_LEN, "%s", ar_status_str(s));
     return s;
 }
 
-/* ==== SECTION: models — MADE / FVSBN ===================================== */
-
-ARDEF ar_made_cfg ar_made_default(int D)
+/* Starts a model call: clears the message, then checks that m holds a model
+   of one of `kinds` (bits 1 << kind; 0: any). */
+static ar_status ar__model_ok(ar_model *m, const char *who, unsigned kinds)
 {
-    ar_made_cfg c;
-    memset(&c, 0, sizeof c);
-    c.D = D;
-    c.n_hidden = 1;
-    c.hidden[0] = 500;
-    c.n_masks = 1;
-    c.seed = 1;
-    return c;
+    if (!m) return AR_ERR_ARG;
+    m->err[0] = 0;
+    if (!m->ps.x || (int)m->kind < 0 || (int)m->kind >= AR_KIND_COUNT || (!m->made && !m->nade && !m->tfm && !m->cnn))
+        return ar__merr(m, AR_ERR_ARG, "%s: the model is not initialized (ar_model_init or ar_model_load)", who);
+    if (kinds && !((kinds >> m->kind) & 1u))
+        return ar__merr(m, AR_ERR_ARG, "%s: not for a %s model", who, ar__kind_names[m->kind]);
+    return AR_OK;
 }
 
-ARDEF ar_made_cfg ar_fvsbn_default(int D)
+/* 1 <= N, and N*D values addressable with an int. */
+static ar_status ar__model_n(ar_model *m, const char *who, int N)
 {
-    ar_made_cfg c = ar_made_default(D);
-    c.n_hidden = 0;
-    c.direct = 1;
-    return c;
+    if (N < 1 || (size_t)N * (size_t)m->D > 0x7fffffff)
+        return ar__merr(m, AR_ERR_ARG, "%s: N = %d, need 1 <= N and N*D < 2^31 (D = %d)", who, N, m->D);
+    return AR_OK;
 }
+
+/* The one check every family's data goes through: x [N*D] (only where
+   known is set, if known is given) in the domain m->levels describes. */
+static ar_status ar__check_data(ar_model *m, const char *who, const float *x, const unsigned char *known, int N)
+{
+    size_t i, n = (size_t)N * (size_t)m->D;
+    int L = m->levels, logit = m->nade && m->nade->cfg.transform == AR_TRANSFORM_LOGIT;
+    for (i = 0; i < n; i++) {
+        float v = x[i];
+        if (known && !known[i]) continue;
+        if (!isfinite(v))
+            return ar__merr(m, AR_ERR_NUMERIC, "%s: example %zu, dimension %zu is %g", who, i / (size_t)m->D,
+                            i % (size_t)m->D, (double)v);
+        if (L == 2 ? v != 0 && v != 1 : L > 2 ? v < 0 || v >= (float)L || v != floorf(v) : logit && (v < 0 || v > 1)) {
+            char dom[48];
+            if (L == 2) snprintf(dom, sizeof dom, "0 or 1");
+            else if (L > 2) snprintf(dom, sizeof dom, "an integer in [0,%d)", L);
+            else snprintf(dom, sizeof dom, "in [0,1] (the logit transform)");
+            return ar__merr(m, AR_ERR_RANGE, "%s: example %zu, dimension %zu is %g, not %s", who, i / (size_t)m->D,
+                            i % (size_t)m->D, (double)v, dom);
+        }
+    }
+    return AR_OK;
+}
+
+/* -1 if p[0..n) is a permutation of [0,n), else the first place that is
+   not (-2: out of memory). rank (may be NULL) gets the inverse. The one
+   permutation check: orders, custom attention orders, ar_permute. */
+static int ar__perm_bad(const int *p, int n, int *rank)
+{
+    int *r = rank ? rank : (int *)AR_MALLOC((size_t)(n > 0 ? n : 1) * sizeof(int)), i, bad = -1;
+    if (!r) return -2;
+    for (i = 0; i < n; i++) r[i] = -1;
+    for (i = 0; i < n && bad < 0; i++) {
+        if (p[i] < 0 || p[i] >= n || r[p[i]] >= 0) bad = i;
+        else r[p[i]] = i;
+    }
+    if (!rank) AR_FREE(r);
+    return bad;
+}
+
+/* The model's scratch graph for log_prob and sample, made at first use. */
+static ar_graph *ar__work(ar_model *m)
+{
+    ar_graph *g = (ar_graph *)m->work;
+    if (g) {
+        ar_graph_reset(g);
+        ar_graph_set_grad(g, 0);
+        return g;
+    }
+    if (!(g = (ar_graph *)AR_MALLOC(sizeof *g))) return NULL;
+    if (ar_graph_init(g, 0) != AR_OK) {
+        AR_FREE(g);
+        return NULL;
+    }
+    ar_graph_set_grad(g, 0);
+    m->work = g;
+    return g;
+}
+
+/* ---- drawing values: the one sampler behind every discrete head ------------- */
+
+ARDEF ar_sample_opts ar_sample_defaults(void)
+{
+    ar_sample_opts o;
+    memset(&o, 0, sizeof o);
+    o.temperature = 1;
+    return o;
+}
+
+/* Why the options are unusable, or NULL. */
+static const char *ar__opts_bad(const ar_sample_opts *o)
+{
+    if (!(o->temperature >= 0) || !isfinite(o->temperature)) return "temperature must be finite and >= 0 (0: greedy)";
+    if (o->top_k < 0) return "top_k must be >= 0 (0: off)";
+    if (!(o->top_p >= 0 && o->top_p <= 1)) return "top_p must be in [0,1] (0 or 1: off)";
+    return NULL;
+}
+
+typedef struct { float p; int i; } ar__pi;
+
+/* Descending probability, ties by index: a total order, so results do not
+   depend on the sort. */
+static int ar__pi_before(const ar__pi *a, const ar__pi *b) { return a->p > b->p || (a->p == b->p && a->i < b->i); }
+static int ar__pi_cmp(const void *a, const void *b)
+{
+    return ar__pi_before((const ar__pi *)a, (const ar__pi *)b) ? -1 : ar__pi_before((const ar__pi *)b, (const ar__pi *)a);
+}
+
+/* Moves the k first of a[0..n) (in ar__pi_before's order) to the front,
+   in some order: quickselect, O(n) on average. */
+static void ar__select(ar__pi *a, int n, int k)
+{
+    int lo = 0, hi = n - 1;
+    while (lo < hi) {
+        ar__pi piv = a[lo + (hi - lo) / 2], t;
+        int i = lo, j = hi;
+        while (i <= j) {
+            while (ar__pi_before(&a[i], &piv)) i++;
+            while (ar__pi_before(&piv, &a[j])) j--;
+            if (i <= j) { t = a[i]; a[i] = a[j]; a[j] = t; i++; j--; }
+        }
+        if (k - 1 <= j) hi = j;
+        else if (k - 1 >= i) lo = i;
+        else break;
+    }
+}
+
+/* The distribution o draws from for logits[V], into scratch[0..V) (scratch:
+   3V floats). Returns the most likely index (the greedy choice), or -1
+   for NaN or all -inf logits. Temperature first, then top-k, then top-p
+   on what top-k left. */
+static int ar__dist(const float *logits, int V, const ar_sample_opts *o, float *scratch)
+{
+    float *p = scratch, mx = -INFINITY, T = o->temperature;
+    ar__pi *ix = (ar__pi *)(void *)(scratch + V);
+    double z = 0;
+    int i, j = -1, keep = V;
+    for (i = 0; i < V; i++) {
+        if (logits[i] != logits[i]) return -1;
+        if (logits[i] > mx) { mx = logits[i]; j = i; }
+    }
+    if (j < 0) return -1;
+    if (T == 0 || o->top_k == 1 || mx == INFINITY) {
+        memset(p, 0, (size_t)V * sizeof(float));
+        p[j] = 1;
+        return j;
+    }
+    for (i = 0; i < V; i++) z += p[i] = ar__expf((logits[i] - mx) / T); /* <= 0 exponents: no overflow */
+    if ((o->top_k > 0 && o->top_k < V) || (o->top_p > 0 && o->top_p < 1)) {
+        for (i = 0; i < V; i++) { ix[i].p = p[i]; ix[i].i = i; }
+        if (o->top_k > 0 && o->top_k < V) {
+            ar__select(ix, V, o->top_k);
+            keep = o->top_k;
+        }
+        if (o->top_p > 0 && o->top_p < 1) {
+            double cum = 0, kept = 0;
+            qsort(ix, (size_t)keep, sizeof *ix, ar__pi_cmp);
+            for (i = 0; i < keep; i++) kept += ix[i].p;
+            for (i = 0; i < keep; i++)
+                if ((cum += ix[i].p) >= o->top_p * kept) { keep = i + 1; break; }
+        }
+        memset(p, 0, (size_t)V * sizeof(float));
+        for (z = 0, i = 0; i < keep; i++) z += p[ix[i].i] = ix[i].p;
+    }
+    for (i = 0; i < V; i++) p[i] = (float)(p[i] / z);
+    return j;
+}
+
+/* A value from a head of P logits (P == 1: one Bernoulli logit z, the pair
+   {0, z}). probs (may be NULL) gets the distribution (P == 1: p(1)).
+   draw = 0 only computes the distribution. -1 for NaN logits. */
+static int ar__draw(const float *logit, int P, const ar_sample_opts *o, ar_rng *r, float *scratch, float *probs,
+                    int draw)
+{
+    float two[2];
+    const float *l = logit;
+    int V = P, j;
+    if (P == 1) { two[0] = 0; two[1] = logit[0]; l = two; V = 2; }
+    if ((j = ar__dist(l, V, o, scratch)) < 0) return -1;
+    if (probs) {
+        if (P == 1) probs[0] = scratch[1];
+        else memcpy(probs, scratch, (size_t)P * sizeof(float));
+    }
+    if (!draw) return 0;
+    return o->temperature == 0 || o->top_k == 1 ? j : ar_rng_categorical(r, scratch, V);
+}
+
+ARDEF int ar_sample_logits(const float *logits, int V, const ar_sample_opts *opts, ar_rng *rng, float *scratch)
+{
+    int j;
+    if (!logits || V < 1 || V > (1 << 24) || !opts || !rng || !scratch || ar__opts_bad(opts)) return -1;
+    if ((j = ar__dist(logits, V, opts, scratch)) < 0) return -1;
+    return opts->temperature == 0 || opts->top_k == 1 ? j : ar_rng_categorical(rng, scratch, V);
+}
+
+/* ==== SECTION: models — MADE / FVSBN ======================================= */
 
 static size_t ar__made_units(const ar_made_cfg *c)
 {
@@ -4134,138 +4285,118 @@ static size_t ar__made_units(const ar_made_cfg *c)
     return n;
 }
 
-static ar_status ar__made_check(const ar_made_cfg *c, char *err)
+/* Checks the configuration and declares the parameters (W0 b0 .. V c A). */
+static ar_status ar__made_declare(ar_model *m, const int *order)
 {
-    int l;
-    if (!c) { ar__seterr(err, "ar_made_init: cfg is NULL"); return AR_ERR_ARG; }
-    if (c->D < 1 || c->D > (1 << 20)) { ar__seterr(err, "ar_made: D = %d, need 1..2^20", c->D); return AR_ERR_ARG; }
-    if (c->n_hidden < 0 || c->n_hidden > AR_MADE_MAX_HIDDEN) {
-        ar__seterr(err, "ar_made: n_hidden = %d, need 0..%d", c->n_hidden, AR_MADE_MAX_HIDDEN);
-        return AR_ERR_ARG;
-    }
-    if (c->n_hidden == 0 && !c->direct) { ar__seterr(err, "ar_made: no hidden layer needs direct = 1 (FVSBN)"); return AR_ERR_ARG; }
-    if (c->n_hidden > 0 && c->D < 2) { ar__seterr(err, "ar_made: hidden layers need D >= 2"); return AR_ERR_ARG; }
-    for (l = 0; l < c->n_hidden; l++)
-        if (c->hidden[l] < 1 || c->hidden[l] > (1 << 20)) {
-            ar__seterr(err, "ar_made: hidden[%d] = %d, need 1..2^20", l, c->hidden[l]);
-            return AR_ERR_ARG;
-        }
-    if (c->n_masks < 1 || c->n_masks > 4096) { ar__seterr(err, "ar_made: n_masks = %d, need 1..4096", c->n_masks); return AR_ERR_ARG; }
-    return ar__check_order(c->order, c->D, "ar_made", err);
-}
-
-ARDEF void ar_made_free(ar_made *m)
-{
-    if (!m) return;
-    ar_params_free(&m->ps);
-    AR_FREE(m->orders);
-    AR_FREE(m->labels);
-    AR_FREE(m->pos);
-    memset(m, 0, sizeof *m);
-}
-
-ARDEF ar_status ar_made_init(ar_made *m, const ar_made_cfg *cfg)
-{
-    ar_rng rng;
-    int k, l, d, D, L, K, shape[2], prev;
-    size_t units, u;
+    ar_made_cfg *c = &m->cfg.made;
+    ar_made *md;
+    int D = m->D, L = c->n_hidden, K, l, shape[2], prev;
+    size_t units;
     char name[16];
-    ar_status s;
-    if (!m) return AR_ERR_ARG;
-    memset(m, 0, sizeof *m);
-    if ((s = ar__made_check(cfg, m->err)) != AR_OK) return s;
-    m->cfg = *cfg;
-    m->cfg.direct = cfg->direct != 0; /* flags are 0/1 from here on, as saved */
-    m->cfg.order_agnostic = cfg->order_agnostic != 0 && !cfg->order;
-    D = cfg->D; L = cfg->n_hidden; K = cfg->n_masks;
-    units = ar__made_units(cfg);
-    ar_params_init(&m->ps);
+    if (L < 0 || L > AR_MADE_MAX_HIDDEN)
+        return ar__merr(m, AR_ERR_ARG, "ar_model_init: made.n_hidden = %d, need 0..%d", L, AR_MADE_MAX_HIDDEN);
+    if (m->kind == AR_FVSBN && (L != 0 || c->direct != 1))
+        return ar__merr(m, AR_ERR_ARG, "ar_model_init: an FVSBN has made.n_hidden = 0 and made.direct = 1 (%d, %d)",
+                        L, c->direct);
+    if (m->kind == AR_MADE && L == 0)
+        return ar__merr(m, AR_ERR_ARG, "ar_model_init: a MADE needs a hidden layer (without one it is AR_FVSBN)");
+    if (L > 0 && D < 2) return ar__merr(m, AR_ERR_ARG, "ar_model_init: a MADE needs D >= 2");
+    if (D > (1 << 20)) return ar__merr(m, AR_ERR_ARG, "ar_model_init: D = %d, need D <= 2^20", D);
+    for (l = 0; l < L; l++)
+        if (c->hidden[l] < 1 || c->hidden[l] > (1 << 20))
+            return ar__merr(m, AR_ERR_ARG, "ar_model_init: made.hidden[%d] = %d, need 1..2^20", l, c->hidden[l]);
+    if (c->n_masks < 1 || c->n_masks > 4096)
+        return ar__merr(m, AR_ERR_ARG, "ar_model_init: made.n_masks = %d, need 1..4096", c->n_masks);
+    if ((c->direct != 0 && c->direct != 1) || (c->order_agnostic != 0 && c->order_agnostic != 1))
+        return ar__merr(m, AR_ERR_ARG, "ar_model_init: made.direct and made.order_agnostic are 0 or 1 (%d, %d)",
+                        c->direct, c->order_agnostic);
+    if (order) c->order_agnostic = 0; /* a given order is every set's order */
+    K = c->n_masks;
+    units = ar__made_units(c);
+    if (!(md = (ar_made *)AR_MALLOC(sizeof *md))) return ar__merr(m, AR_ERR_NOMEM, "ar_model_init: out of memory");
+    memset(md, 0, sizeof *md);
+    m->made = md;
+    md->cfg = *c;
+    md->D = D;
+    m->levels = 2;
     prev = D;
     for (l = 0; l < L; l++) {
-        shape[0] = cfg->hidden[l]; shape[1] = prev;
+        shape[0] = c->hidden[l]; shape[1] = prev;
         snprintf(name, sizeof name, "W%d", l);
-        m->W[l] = ar_params_add(&m->ps, name, 2, shape);
+        md->W[l] = ar_params_add(&m->ps, name, 2, shape);
         snprintf(name, sizeof name, "b%d", l);
-        m->b[l] = ar_params_add(&m->ps, name, 1, shape);
-        if (!m->W[l] || !m->b[l]) goto params_fail;
-        prev = cfg->hidden[l];
+        md->b[l] = ar_params_add(&m->ps, name, 1, shape);
+        if (!md->W[l] || !md->b[l]) return ar__merr(m, AR_ERR_NOMEM, "ar_model_init: %s", m->ps.err);
+        prev = c->hidden[l];
     }
     shape[0] = D; shape[1] = prev;
-    if (L > 0) {
-        if (!(m->V = ar_params_add(&m->ps, "V", 2, shape))) goto params_fail;
+    if (L > 0 && !(md->V = ar_params_add(&m->ps, "V", 2, shape))) return ar__merr(m, AR_ERR_NOMEM, "ar_model_init: %s", m->ps.err);
+    if (!(md->c = ar_params_add(&m->ps, "c", 1, shape))) return ar__merr(m, AR_ERR_NOMEM, "ar_model_init: %s", m->ps.err);
+    shape[1] = D;
+    if (c->direct && !(md->A = ar_params_add(&m->ps, "A", 2, shape)))
+        return ar__merr(m, AR_ERR_NOMEM, "ar_model_init: %s", m->ps.err);
+    md->orders = (int *)AR_MALLOC((size_t)K * D * sizeof(int));
+    md->labels = (int *)AR_MALLOC((units ? (size_t)K * units : 1) * sizeof(int));
+    md->pos = (int *)AR_MALLOC((size_t)D * sizeof(int));
+    if (!md->orders || !md->labels || !md->pos) return ar__merr(m, AR_ERR_NOMEM, "ar_model_init: out of memory");
+    if (order) {
+        memcpy(md->orders, order, (size_t)D * sizeof(int));
+        m->cfg.order = md->orders;
     }
-    if (!(m->c = ar_params_add(&m->ps, "c", 1, shape))) goto params_fail;
-    if (cfg->direct) {
-        shape[1] = D;
-        if (!(m->A = ar_params_add(&m->ps, "A", 2, shape))) goto params_fail;
-    }
-    if (ar_params_alloc(&m->ps) != AR_OK) goto params_fail;
-    m->orders = (int *)AR_MALLOC((size_t)K * D * sizeof(int));
-    m->labels = (int *)AR_MALLOC((units ? (size_t)K * units : 1) * sizeof(int));
-    m->pos = (int *)AR_MALLOC((size_t)D * sizeof(int));
-    if (!m->orders || !m->labels || !m->pos) {
-        ar_made_free(m);
-        ar__seterr(m->err, "ar_made_init: out of memory");
-        return AR_ERR_NOMEM;
-    }
-    /* Orderings and labels come from one stream, weights from another, so the
-       masks of a configuration never depend on how it is initialized. */
-    ar_rng_seed(&rng, cfg->seed);
-    for (k = 0; k < K; k++) {
-        int *ord = m->orders + (size_t)k * D, *lab = m->labels + (size_t)k * units, lo = 1;
-        for (d = 0; d < D; d++) ord[d] = cfg->order ? cfg->order[d] : d;
-        if (cfg->order_agnostic && !cfg->order) ar_rng_shuffle(&rng, ord, D);
+    return AR_OK;
+}
+
+/* Makes mask set k current: pos from its ordering. */
+static void ar__made_set(ar_made *md, int k)
+{
+    const int *ord = md->orders + (size_t)k * md->D;
+    int d;
+    for (d = 0; d < md->D; d++) md->pos[ord[d]] = d + 1;
+    md->cur = k;
+}
+
+/* Orderings and labels from one stream, weights from another, so the masks
+   of a configuration never depend on how it is initialized (0.4 files,
+   which stored only the seed, rebuild their masks through here). */
+static void ar__made_fill(ar_model *m)
+{
+    ar_made *md = m->made;
+    const ar_made_cfg *c = &md->cfg;
+    ar_rng rng;
+    int k, l, d, D = md->D, L = c->n_hidden;
+    size_t u, units = ar__made_units(c);
+    ar_rng_seed(&rng, m->cfg.seed);
+    for (k = 0; k < c->n_masks; k++) {
+        int *ord = md->orders + (size_t)k * D, *lab = md->labels + (size_t)k * units, lo = 1;
+        if (!m->cfg.order) for (d = 0; d < D; d++) ord[d] = d;
+        else if (k) memcpy(ord, md->orders, (size_t)D * sizeof(int));
+        if (c->order_agnostic) ar_rng_shuffle(&rng, ord, D);
         for (l = 0; l < L; l++) {
             int next = D - 1;
-            for (u = 0; u < (size_t)cfg->hidden[l]; u++) {
+            for (u = 0; u < (size_t)c->hidden[l]; u++) {
                 lab[u] = lo + (int)ar_rng_below(&rng, (uint32_t)(D - lo));
                 if (lab[u] < next) next = lab[u];
             }
-            lab += cfg->hidden[l];
+            lab += c->hidden[l];
             lo = next;
         }
     }
-    if (cfg->order) m->cfg.order = m->orders; /* the copy, not the caller's array */
-    ar_rng_seed(&rng, cfg->seed ^ 0x5eed5eed5eed5eedULL);
-    for (l = 0; l < L; l++) ar_init_xavier(m->W[l], &rng);
-    if (m->V) ar_init_xavier(m->V, &rng);
-    if (m->A && L > 0) ar_init_uniform(m->A, &rng, -0.01f, 0.01f); /* starts as a small correction */
-    ar_made_set_mask(m, 0);
-    return AR_OK;
-params_fail: /* the configuration was checked: only memory can fail here */
-    {
-        char err[AR_ERR_LEN];
-        memcpy(err, m->ps.err, sizeof err);
-        ar_made_free(m);
-        snprintf(m->err, AR_ERR_LEN, "ar_made_init: %.200s", err);
-    }
-    return AR_ERR_NOMEM;
-}
-
-ARDEF ar_status ar_made_set_mask(ar_made *m, int k)
-{
-    const int *ord;
-    int d;
-    if (!m || !m->ps.x) return AR_ERR_ARG;
-    if (k < 0 || k >= m->cfg.n_masks) {
-        ar__seterr(m->err, "ar_made_set_mask: mask set %d outside [0,%d)", k, m->cfg.n_masks);
-        return AR_ERR_RANGE;
-    }
-    ord = m->orders + (size_t)k * m->cfg.D;
-    for (d = 0; d < m->cfg.D; d++) m->pos[ord[d]] = d + 1;
-    m->cur = k;
-    return AR_OK;
+    ar_rng_seed(&rng, m->cfg.seed ^ 0x5eed5eed5eed5eedULL);
+    for (l = 0; l < L; l++) ar_init_xavier(md->W[l], &rng);
+    if (md->V) ar_init_xavier(md->V, &rng);
+    if (md->A && L > 0) ar_init_uniform(md->A, &rng, -0.01f, 0.01f); /* starts as a small correction */
+    ar__made_set(md, 0);
 }
 
 /* The labels of the current set: inputs and outputs are labelled by their
    1-based place (pos), hidden layer l by labels[l]. A layer keeps
    out >= in between hidden layers and out > in into the outputs. */
-static const int *ar__made_labels(const ar_made *m, int l)
+static const int *ar__made_labels(const ar_made *md, int l)
 {
-    const int *lab = m->labels + (size_t)m->cur * ar__made_units(&m->cfg);
+    const int *lab = md->labels + (size_t)md->cur * ar__made_units(&md->cfg);
     int j;
-    if (l < 0 || l == m->cfg.n_hidden) return m->pos;
-    for (j = 0; j < l; j++) lab += m->cfg.hidden[j];
+    if (l < 0 || l == md->cfg.n_hidden) return md->pos;
+    for (j = 0; j < l; j++) lab += md->cfg.hidden[j];
     return lab;
 }
 
@@ -4279,105 +4410,88 @@ static void ar__made_masked(const ar_tensor *W, const int *out, const int *in, i
             Wm[(size_t)o * In + i] = (long long)out[o] >= (long long)in[i] + strict ? W->x[(size_t)o * In + i] : 0;
 }
 
-ARDEF ar_tensor *ar_made_logits(ar_made *m, ar_graph *g, ar_tensor *x)
+static ar_tensor *ar__made_logits(const ar_made *md, ar_graph *g, ar_tensor *x)
 {
     ar_tensor *h, *out;
-    int l, L;
+    int l, L = md->cfg.n_hidden;
     if (!ar__check(g, "ar_made_logits", x, NULL, 1)) return NULL;
-    if (!m || !m->ps.x) { ar__fail(g, AR_ERR_ARG, "ar_made_logits: model is not initialized"); return NULL; }
-    if (x->nd != 2 || x->shape[1] != m->cfg.D) {
-        ar__fail(g, AR_ERR_SHAPE, "ar_made_logits: x must be [N,%d], has rank %d, last dim %d", m->cfg.D, x->nd,
+    if (x->nd != 2 || x->shape[1] != md->D) {
+        ar__fail(g, AR_ERR_SHAPE, "ar_made_logits: x must be [N,%d], has rank %d, last dim %d", md->D, x->nd,
                  x->shape[x->nd - 1]);
         return NULL;
     }
-    L = m->cfg.n_hidden;
     h = x;
     for (l = 0; l < L; l++)
-        h = ar_relu(g, ar_masked_linear(g, h, m->W[l], m->b[l], ar__made_labels(m, l), ar__made_labels(m, l - 1), 0));
-    if (m->V) {
-        out = ar_masked_linear(g, h, m->V, m->c, m->pos, ar__made_labels(m, L - 1), 1);
-        if (m->A) out = ar_add(g, out, ar_masked_linear(g, x, m->A, NULL, m->pos, m->pos, 1));
+        h = ar_relu(g, ar_masked_linear(g, h, md->W[l], md->b[l], ar__made_labels(md, l), ar__made_labels(md, l - 1), 0));
+    if (md->V) {
+        out = ar_masked_linear(g, h, md->V, md->c, md->pos, ar__made_labels(md, L - 1), 1);
+        if (md->A) out = ar_add(g, out, ar_masked_linear(g, x, md->A, NULL, md->pos, md->pos, 1));
     } else {
-        out = ar_masked_linear(g, x, m->A, m->c, m->pos, m->pos, 1);
+        out = ar_masked_linear(g, x, md->A, md->c, md->pos, md->pos, 1);
     }
     return out;
 }
 
-ARDEF ar_tensor *ar_made_nll(ar_made *m, ar_graph *g, const float *x, int N)
+/* -log p(x) [N] under mask set k (-1: the current one). The masked layers
+   copy the labels, so switching back afterwards leaves the graph intact. */
+static ar_tensor *ar__made_nll(ar_made *md, ar_graph *g, const float *x, int N, int k)
 {
-    int shape[2];
-    if (!ar__check(g, "ar_made_nll", NULL, NULL, 0)) return NULL;
-    if (!m || !m->ps.x || !x || N < 1) {
-        ar__fail(g, AR_ERR_ARG, "ar_made_nll: need an initialized model, data and N >= 1 (N = %d)", N);
-        return NULL;
-    }
+    int shape[2], cur = md->cur;
+    ar_tensor *t;
     shape[0] = N;
-    shape[1] = m->cfg.D;
-    return ar_bce_logits(g, ar_made_logits(m, g, ar_input(g, x, 2, shape)), x);
+    shape[1] = md->D;
+    if (k >= 0) ar__made_set(md, k);
+    t = ar_bce_logits(g, ar__made_logits(md, g, ar_input(g, x, 2, shape)), x);
+    if (k >= 0) ar__made_set(md, cur);
+    return t;
 }
 
-ARDEF ar_status ar_made_log_prob(ar_made *m, ar_graph *g, const float *x, int N, float *out)
+/* log p(x) under set k, or (k = -1) the log-mean-exp over all K sets,
+   streaming: each set's pass hands its arena back to the next. */
+static ar_status ar__made_log_prob(ar_model *m, ar_graph *g, const float *x, int N, int k, float *out)
 {
-    int k, n, K, cur, grad;
-    double *acc;
+    ar_made *md = m->made;
+    int j, n, K = md->cfg.n_masks, lo = k < 0 ? 0 : k, hi = k < 0 ? K : k + 1;
+    double *acc = (double *)ar_graph_alloc(g, 2 * (size_t)N * sizeof(double)); /* running max, sum */
     ar__mark mark;
-    ar_status s = AR_OK;
-    if (!g || !m || !out) return AR_ERR_ARG;
-    if (!ar__check(g, "ar_made_log_prob", NULL, NULL, 0)) return g->status;
-    K = m->cfg.n_masks;
-    cur = m->cur;
-    grad = g->grad;
-    acc = (double *)ar_graph_alloc(g, 2 * (size_t)(N > 0 ? N : 1) * sizeof(double)); /* running max, sum */
-    if (!acc) return (ar_status)(ar__fail(g, AR_ERR_NOMEM, "ar_made_log_prob: out of memory"), g->status);
-    ar_graph_set_grad(g, 0);
+    if (!acc) return ar__merr(m, AR_ERR_NOMEM, "ar_model_log_prob: out of memory");
     mark = ar__graph_mark(g);
-    for (k = 0; k < K && s == AR_OK; k++) {
-        ar_tensor *nll;
-        if (K > 1) ar_made_set_mask(m, k);
-        nll = ar_made_nll(m, g, x, N);
-        if (!nll) { s = g->status; break; }
-        for (n = 0; n < N; n++) { /* log-mean-exp over mask sets, streaming */
+    for (j = lo; j < hi; j++) {
+        ar_tensor *nll = ar__made_nll(md, g, x, N, j);
+        if (!nll) return ar__merr(m, g->status, "%s", g->err);
+        for (n = 0; n < N; n++) {
             double lp = -(double)nll->x[n];
-            if (k == 0) { acc[2 * n] = lp; acc[2 * n + 1] = 1; continue; }
+            if (j == lo) { acc[2 * n] = lp; acc[2 * n + 1] = 1; continue; }
             if (lp > acc[2 * n]) { acc[2 * n + 1] = acc[2 * n + 1] * exp(acc[2 * n] - lp) + 1; acc[2 * n] = lp; }
             else acc[2 * n + 1] += exp(lp - acc[2 * n]);
         }
-        ar__graph_rewind(g, &mark); /* the next pass reuses this one's arena */
+        ar__graph_rewind(g, &mark);
     }
-    ar_graph_set_grad(g, grad);
-    if (K > 1) ar_made_set_mask(m, cur);
-    if (s != AR_OK) return s;
-    for (n = 0; n < N; n++) out[n] = (float)(acc[2 * n] + log(acc[2 * n + 1] / K));
+    for (n = 0; n < N; n++) out[n] = (float)(acc[2 * n] + log(acc[2 * n + 1] / (hi - lo)));
     return AR_OK;
 }
 
-ARDEF ar_status ar_made_sample(ar_made *m, ar_graph *g, int N, ar_rng *rng, float temperature, const float *given,
-                               const unsigned char *known, float *x, float *probs)
+/* N samples under the current mask set, one place at a time; each hidden
+   unit is computed once, when its inputs are final, so a sample costs one
+   forward pass. */
+static ar_status ar__made_sample_set(ar_model *m, ar_graph *g, int N, const ar_sample_opts *o, ar_rng *rng,
+                                     const float *given, const unsigned char *known, float *x, float *probs)
 {
-    const ar_made_cfg *c;
-    const int *ord, *lab;
-    float *Wm[AR_MADE_MAX_HIDDEN], *H[AR_MADE_MAX_HIDDEN], *Vm = NULL, *Am = NULL, *logit, *tmp;
+    const ar_made *md = m->made;
+    const ar_made_cfg *c = &md->cfg;
+    const int *ord = md->orders + (size_t)md->cur * md->D, *lab;
+    float *Wm[AR_MADE_MAX_HIDDEN], *H[AR_MADE_MAX_HIDDEN], *Vm = NULL, *Am = NULL, *logit, *tmp, scratch[6];
     int *by_label[AR_MADE_MAX_HIDDEN], *start[AR_MADE_MAX_HIDDEN];
-    int l, t, u, n, d, D, L;
-    if (!g || !m || !m->ps.x) return AR_ERR_ARG;
-    if (!ar__check(g, "ar_made_sample", NULL, NULL, 0)) return g->status;
-    c = &m->cfg;
-    D = c->D;
-    L = c->n_hidden;
-    if (N < 1 || !rng || !x || !(temperature > 0) || (!given) != (!known))
-        return (ar_status)(ar__fail(g, AR_ERR_ARG, "ar_made_sample: need N >= 1, rng, x, temperature > 0, "
-                                                   "and given/known both set or both NULL"), g->status);
-    ord = m->orders + (size_t)m->cur * D;
-    /* Scratch: masked weights, activations, units grouped by label. */
-    for (l = 0; l < L; l++) {
-        lab = ar__made_labels(m, l);
-        Wm[l] = (float *)ar_graph_alloc(g, m->W[l]->n * sizeof(float));
+    int l, t, u, n, d, D = md->D, L = c->n_hidden;
+    for (l = 0; l < L; l++) { /* masked weights, activations, units grouped by label */
+        lab = ar__made_labels(md, l);
+        Wm[l] = (float *)ar_graph_alloc(g, md->W[l]->n * sizeof(float));
         H[l] = (float *)ar_graph_alloc(g, (size_t)N * c->hidden[l] * sizeof(float));
         by_label[l] = (int *)ar_graph_alloc(g, (size_t)c->hidden[l] * sizeof(int));
         start[l] = (int *)ar_graph_alloc(g, ((size_t)D + 1) * sizeof(int));
         if (!Wm[l] || !H[l] || !by_label[l] || !start[l]) goto nomem;
         memset(H[l], 0, (size_t)N * c->hidden[l] * sizeof(float)); /* masked, but 0 * NaN would leak */
-        ar__made_masked(m->W[l], lab, ar__made_labels(m, l - 1), 0, Wm[l]);
+        ar__made_masked(md->W[l], lab, ar__made_labels(md, l - 1), 0, Wm[l]);
         memset(start[l], 0, ((size_t)D + 1) * sizeof(int));
         for (u = 0; u < c->hidden[l]; u++) start[l][lab[u] + 1]++; /* counting sort by label */
         for (t = 0; t < D; t++) start[l][t + 1] += start[l][t];
@@ -4385,243 +4499,163 @@ ARDEF ar_status ar_made_sample(ar_made *m, ar_graph *g, int N, ar_rng *rng, floa
         for (t = D; t > 0; t--) start[l][t] = start[l][t - 1];
         start[l][0] = 0;
     }
-    if (m->V) {
-        if (!(Vm = (float *)ar_graph_alloc(g, m->V->n * sizeof(float)))) goto nomem;
-        ar__made_masked(m->V, m->pos, ar__made_labels(m, L - 1), 1, Vm);
+    if (md->V) {
+        if (!(Vm = (float *)ar_graph_alloc(g, md->V->n * sizeof(float)))) goto nomem;
+        ar__made_masked(md->V, md->pos, ar__made_labels(md, L - 1), 1, Vm);
     }
-    if (m->A) {
-        if (!(Am = (float *)ar_graph_alloc(g, m->A->n * sizeof(float)))) goto nomem;
-        ar__made_masked(m->A, m->pos, m->pos, 1, Am);
+    if (md->A) {
+        if (!(Am = (float *)ar_graph_alloc(g, md->A->n * sizeof(float)))) goto nomem;
+        ar__made_masked(md->A, md->pos, md->pos, 1, Am);
     }
     logit = (float *)ar_graph_alloc(g, (size_t)N * sizeof(float));
     tmp = (float *)ar_graph_alloc(g, (size_t)N * sizeof(float));
     if (!logit || !tmp) goto nomem;
     memset(x, 0, (size_t)N * D * sizeof(float)); /* unsampled inputs are masked out anyway */
     for (t = 0; t < D; t++) {
-        /* Hidden units labelled t see only places < t: all final now. */
-        for (l = 0; l < L; l++) {
+        for (l = 0; l < L; l++) { /* hidden units labelled t see only places < t: all final now */
             const float *prev = l ? H[l - 1] : x;
             int fan = l ? c->hidden[l - 1] : D, Hl = c->hidden[l], q;
             for (q = start[l][t]; q < start[l][t + 1]; q++) {
                 u = by_label[l][q];
                 ar__gemm(0, 1, N, 1, fan, 1, prev, fan, Wm[l] + (size_t)u * fan, fan, 0, tmp, 1);
                 for (n = 0; n < N; n++) {
-                    float a = tmp[n] + m->b[l]->x[u];
+                    float a = tmp[n] + md->b[l]->x[u];
                     H[l][(size_t)n * Hl + u] = a > 0 ? a : 0;
                 }
             }
         }
         d = ord[t];
-        for (n = 0; n < N; n++) logit[n] = m->c->x[d];
+        for (n = 0; n < N; n++) logit[n] = md->c->x[d];
         if (Vm) ar__gemm(0, 1, N, 1, c->hidden[L - 1], 1, H[L - 1], c->hidden[L - 1], Vm + (size_t)d * c->hidden[L - 1],
                          c->hidden[L - 1], 1, logit, 1);
         if (Am) ar__gemm(0, 1, N, 1, D, 1, x, D, Am + (size_t)d * D, D, 1, logit, 1);
         for (n = 0; n < N; n++) {
             size_t k = (size_t)n * D + d;
-            float p = ar__sigmoid(logit[n] / temperature);
-            if (probs) probs[k] = p;
-            x[k] = known && known[k] ? given[k] : (float)ar_rng_bernoulli(rng, p);
+            int obs = known && known[k], v = ar__draw(logit + n, 1, o, rng, scratch, probs ? probs + k : NULL, !obs);
+            if (v < 0) return ar__merr(m, AR_ERR_NUMERIC, "ar_model_sample: NaN logit at dimension %d", d);
+            x[k] = obs ? given[k] : (float)v;
         }
     }
     return AR_OK;
 nomem:
-    return (ar_status)(ar__fail(g, AR_ERR_NOMEM, "ar_made_sample: out of memory"), g->status);
+    return ar__merr(m, AR_ERR_NOMEM, "ar_model_sample: out of memory");
 }
 
-ARDEF ar_status ar_made_save(ar_made *m, const char *path)
+/* Samples of the mixture of the K mask sets: each example draws its set,
+   then each set samples its examples as one batch. */
+static ar_status ar__made_sample(ar_model *m, ar_graph *g, int N, const ar_sample_opts *o, ar_rng *rng, float *x)
 {
-    ar_meta meta;
-    char num[32], *hidden, *order = NULL;
+    ar_made *md = m->made;
+    int K = md->cfg.n_masks, D = md->D, cur = md->cur, k, n, cnt;
+    int *set, *idx;
+    float *xs, *gs = NULL, *ps = NULL;
+    unsigned char *ks = NULL;
     ar_status s = AR_OK;
-    if (!m || !m->ps.x) return AR_ERR_ARG;
-    ar_meta_init(&meta);
-    hidden = ar__ints_str(m->cfg.hidden, m->cfg.n_hidden);
-    if (m->cfg.order) order = ar__ints_str(m->cfg.order, m->cfg.D);
-    if (!hidden || (m->cfg.order && !order)) s = AR_ERR_NOMEM;
-#define AR__PUT(k, v) if (s == AR_OK) s = ar_meta_set(&meta, k, v)
-#define AR__PUTI(k, v) snprintf(num, sizeof num, "%llu", (unsigned long long)(v)); AR__PUT(k, num)
-    AR__PUT("ar.model", m->cfg.n_hidden ? "made" : "fvsbn");
-    AR__PUT("ar.version", ar_version());
-    AR__PUTI("D", m->cfg.D);
-    AR__PUT("hidden", hidden);
-    AR__PUTI("direct", m->cfg.direct);
-    AR__PUTI("n_masks", m->cfg.n_masks);
-    AR__PUTI("order_agnostic", m->cfg.order_agnostic);
-    AR__PUTI("seed", m->cfg.seed);
-    if (order) AR__PUT("order", order);
-#undef AR__PUTI
-#undef AR__PUT
-    AR_FREE(hidden);
-    AR_FREE(order);
-    if (s != AR_OK) ar__seterr(m->err, "ar_made_save: out of memory");
-    else if ((s = ar_params_save(&m->ps, path, &meta)) != AR_OK) memcpy(m->err, m->ps.err, AR_ERR_LEN);
-    ar_meta_free(&meta);
+    if (K == 1) return ar__made_sample_set(m, g, N, o, rng, o->given, o->known, x, o->probs);
+    set = (int *)ar_graph_alloc(g, 2 * (size_t)N * sizeof(int));
+    xs = (float *)ar_graph_alloc(g, (size_t)N * D * sizeof(float));
+    if (o->known) {
+        gs = (float *)ar_graph_alloc(g, (size_t)N * D * sizeof(float));
+        ks = (unsigned char *)ar_graph_alloc(g, (size_t)N * D);
+    }
+    if (o->probs) ps = (float *)ar_graph_alloc(g, (size_t)N * D * sizeof(float));
+    if (!set || !xs || (o->known && (!gs || !ks)) || (o->probs && !ps))
+        return ar__merr(m, AR_ERR_NOMEM, "ar_model_sample: out of memory");
+    idx = set + N;
+    for (n = 0; n < N; n++) set[n] = (int)ar_rng_below(rng, (uint32_t)K);
+    for (k = 0; k < K && s == AR_OK; k++) {
+        ar__mark mark;
+        for (cnt = 0, n = 0; n < N; n++)
+            if (set[n] == k) idx[cnt++] = n;
+        if (!cnt) continue;
+        for (n = 0; o->known && n < cnt; n++) {
+            memcpy(gs + (size_t)n * D, o->given + (size_t)idx[n] * D, (size_t)D * sizeof(float));
+            memcpy(ks + (size_t)n * D, o->known + (size_t)idx[n] * D, (size_t)D);
+        }
+        ar__made_set(md, k);
+        mark = ar__graph_mark(g);
+        s = ar__made_sample_set(m, g, cnt, o, rng, gs, ks, xs, ps);
+        ar__graph_rewind(g, &mark);
+        for (n = 0; s == AR_OK && n < cnt; n++) {
+            memcpy(x + (size_t)idx[n] * D, xs + (size_t)n * D, (size_t)D * sizeof(float));
+            if (ps) memcpy(o->probs + (size_t)idx[n] * D, ps + (size_t)n * D, (size_t)D * sizeof(float));
+        }
+    }
+    ar__made_set(md, cur);
     return s;
 }
 
-/* Parameters of a MADE configuration, 0 if absurd (overflow). */
-static size_t ar__made_nparams(const ar_made_cfg *c)
+ARDEF ar_status ar_made_set_mask(ar_model *m, int k)
 {
-    size_t n = 0, prev = (size_t)c->D, w;
-    int l;
-    for (l = 0; l < c->n_hidden; l++) {
-        if (!ar__mulsz(prev, (size_t)c->hidden[l], &w)) return 0;
-        n += w + (size_t)c->hidden[l];
-        prev = (size_t)c->hidden[l];
-    }
-    if (!ar__mulsz(prev, (size_t)c->D, &w)) return 0;
-    n += (c->n_hidden ? w : 0) + (size_t)c->D;
-    if (c->direct) n += (size_t)c->D * (size_t)c->D;
-    return n;
-}
-
-ARDEF ar_status ar_made_load_mem(ar_made *m, const unsigned char *buf, size_t len)
-{
-    ar_meta meta;
-    ar_made_cfg cfg;
-    ar_made tmp;
-    uint64_t D = 0, direct = 0, K = 0, oa = 0, seed = 0;
-    int *order = NULL, n;
-    ar_status s;
-    if (!m) return AR_ERR_ARG;
-    if ((s = ar__model_meta(buf, len, "made", "fvsbn", &meta, m->err)) != AR_OK) return s;
-    s = AR_ERR_FORMAT;
-    memset(&cfg, 0, sizeof cfg);
-    if (!ar__meta_u64(&meta, "D", &D) || !ar__meta_u64(&meta, "direct", &direct) ||
-        !ar__meta_u64(&meta, "n_masks", &K) || !ar__meta_u64(&meta, "order_agnostic", &oa) ||
-        !ar__meta_u64(&meta, "seed", &seed) || D > (1 << 20) || K > 4096 || direct > 1 || oa > 1 ||
-        (n = ar__parse_ints(ar_meta_get(&meta, "hidden"), cfg.hidden, AR_MADE_MAX_HIDDEN)) < 0) {
-        ar__seterr(m->err, "missing or malformed configuration in __metadata__");
-        goto done;
-    }
-    cfg.D = (int)D; cfg.n_hidden = n; cfg.direct = (int)direct; cfg.n_masks = (int)K;
-    cfg.order_agnostic = (int)oa; cfg.seed = seed;
-    if (ar__made_check(&cfg, m->err) != AR_OK) goto done;
-    if (!ar__fits(ar__made_nparams(&cfg), len) ||
-        (size_t)K * ((size_t)D + ar__made_units(&cfg)) / 16 > len / 4) { /* mask labels: at most 16x the file */
-        ar__seterr(m->err, "the configuration needs more parameters (or masks) than the file can hold");
-        goto done;
-    }
-    if ((s = ar__meta_order(&meta, (int)D, &order, m->err)) != AR_OK) goto done;
-    cfg.order = order;
-    s = ar__load_weights(ar_made_init(&tmp, &cfg), tmp.err, &tmp.ps, buf, len, m->err);
-    ar_made_free(s == AR_OK ? m : &tmp);
-    if (s == AR_OK) *m = tmp;
-done:
-    AR_FREE(order);
-    ar_meta_free(&meta);
-    return s;
-}
-
-static ar_status ar__made_load_mem(void *m, const unsigned char *buf, size_t len)
-{
-    return ar_made_load_mem((ar_made *)m, buf, len);
-}
-
-ARDEF ar_status ar_made_load(ar_made *m, const char *path)
-{
-    return m ? ar__load_file(m, m->err, path, ar__made_load_mem) : AR_ERR_ARG;
-}
-
-/* ==== SECTION: models — NADE ============================================== */
-
-ARDEF ar_nade_cfg ar_nade_default(int D)
-{
-    ar_nade_cfg c;
-    memset(&c, 0, sizeof c);
-    c.D = D;
-    c.H = 500;
-    c.seed = 1;
-    return c;
-}
-
-ARDEF ar_nade_cfg ar_rnade_default(int D, int K)
-{
-    ar_nade_cfg c = ar_nade_default(D);
-    c.K = K;
-    return c;
-}
-
-ARDEF void ar_nade_free(ar_nade *m)
-{
-    if (!m) return;
-    ar_params_free(&m->ps);
-    AR_FREE(m->order);
-    memset(m, 0, sizeof *m);
-}
-
-ARDEF ar_status ar_nade_init(ar_nade *m, const ar_nade_cfg *cfg)
-{
-    ar_rng rng;
-    int shape[3], d;
-    ar_status s;
-    if (!m) return AR_ERR_ARG;
-    memset(m, 0, sizeof *m);
-    if (!cfg || cfg->D < 1 || cfg->D > (1 << 20) || cfg->H < 1 || cfg->H > (1 << 20) || cfg->K < 0 ||
-        cfg->K > AR_NADE_MAX_K) {
-        ar__seterr(m->err, "ar_nade_init: need D and H in 1..2^20 and K in 0..%d (D = %d, H = %d, K = %d)",
-                   AR_NADE_MAX_K, cfg ? cfg->D : 0, cfg ? cfg->H : 0, cfg ? cfg->K : 0);
-        return AR_ERR_ARG;
-    }
-    if ((s = ar__check_order(cfg->order, cfg->D, "ar_nade_init", m->err)) != AR_OK) return s;
-    m->cfg = *cfg;
-    ar_params_init(&m->ps);
-    shape[0] = cfg->D; shape[1] = cfg->H;
-    m->W = ar_params_add(&m->ps, "W", 2, shape);
-    m->c = ar_params_add(&m->ps, "c", 1, shape + 1);
-    if (cfg->K == 0) { /* V [D,H], b [D] */
-        m->V = ar_params_add(&m->ps, "V", 2, shape);
-        m->b = ar_params_add(&m->ps, "b", 1, shape);
-    } else {           /* V [D,3K,H], b [D,3K]: logits, means, log-sigmas */
-        shape[1] = 3 * cfg->K; shape[2] = cfg->H;
-        m->V = ar_params_add(&m->ps, "V", 3, shape);
-        m->b = ar_params_add(&m->ps, "b", 2, shape);
-    }
-    m->order = (int *)AR_MALLOC((size_t)cfg->D * sizeof(int));
-    if (!m->W || !m->V || !m->c || !m->b || !m->order || ar_params_alloc(&m->ps) != AR_OK) {
-        ar_nade_free(m);
-        ar__seterr(m->err, "ar_nade_init: out of memory");
-        return AR_ERR_NOMEM;
-    }
-    for (d = 0; d < cfg->D; d++) m->order[d] = cfg->order ? cfg->order[d] : d;
-    m->cfg.order = cfg->order ? m->order : NULL;
-    ar_rng_seed(&rng, cfg->seed);
-    ar_init_uniform(m->W, &rng, -0.05f, 0.05f);
-    ar_init_uniform(m->V, &rng, -0.05f, 0.05f);
-    for (d = 0; cfg->K && d < cfg->D; d++) { /* spread the initial means over [-1,1] */
-        int k;
-        for (k = 0; k < cfg->K; k++)
-            m->b->x[(size_t)d * 3 * cfg->K + cfg->K + k] = cfg->K > 1 ? -1.0f + 2.0f * k / (cfg->K - 1) : 0.0f;
-    }
+    ar_status s = ar__model_ok(m, "ar_made_set_mask", 1u << AR_MADE | 1u << AR_FVSBN);
+    if (s != AR_OK) return s;
+    if (k < 0 || k >= m->made->cfg.n_masks)
+        return ar__merr(m, AR_ERR_ARG, "ar_made_set_mask: mask set %d outside [0,%d)", k, m->made->cfg.n_masks);
+    ar__made_set(m->made, k);
     return AR_OK;
 }
 
-/* y = alpha op(A) x + beta y, A row-major [M,N]; strided x and y. */
-static void ar__gemv(int ta, int M, int N, float alpha, const float *A, int lda, const float *x, int incx, float beta,
-                     float *y, int incy)
+ARDEF ar_tensor *ar_made_logits(ar_model *m, ar_graph *g, ar_tensor *x)
 {
-#ifndef AR_NO_CBLAS
-    cblas_sgemv(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, M, N, alpha, A, lda, x, incx, beta, y, incy);
-#else
-    int i, j, m = ta ? N : M, k = ta ? M : N;
-    for (i = 0; i < m; i++) {
-        float s = 0;
-        for (j = 0; j < k; j++) s += (ta ? A[(size_t)j * lda + i] : A[(size_t)i * lda + j]) * x[(size_t)j * incx];
-        y[(size_t)i * incy] = alpha * s + (beta == 0 ? 0 : beta * y[(size_t)i * incy]);
+    ar_status s = ar__model_ok(m, "ar_made_logits", 1u << AR_MADE | 1u << AR_FVSBN);
+    ar_tensor *t;
+    if (s != AR_OK) {
+        if (g && m) ar__fail(g, s, "%s", m->err);
+        return NULL;
     }
-#endif
+    if (!g) { ar__merr(m, AR_ERR_ARG, "ar_made_logits: graph is NULL"); return NULL; }
+    if (!(t = ar__made_logits(m->made, g, x))) ar__merr(m, g->status ? g->status : AR_ERR_ARG, "%s", g->err);
+    return t;
 }
 
-/* A += alpha x y^T, A row-major [M,N], strided x. */
-static void ar__ger(int M, int N, float alpha, const float *x, int incx, const float *y, float *A, int lda)
+/* ==== SECTION: models — NADE / RNADE ======================================= */
+
+static ar_status ar__nade_declare(ar_model *m, const int *order)
 {
-#ifndef AR_NO_CBLAS
-    cblas_sger(CblasRowMajor, M, N, alpha, x, incx, y, 1, A, lda);
-#else
-    int i, j;
-    for (i = 0; i < M; i++)
-        for (j = 0; j < N; j++) A[(size_t)i * lda + j] += alpha * x[(size_t)i * incx] * y[j];
-#endif
+    ar_nade_cfg *c = &m->cfg.nade;
+    ar_nade *nd;
+    int shape[3], D = m->D, d;
+    if (m->kind == AR_NADE) c->K = c->transform = 0; /* binary: no mixture, no transform */
+    if (D > (1 << 20) || c->H < 1 || c->H > (1 << 20))
+        return ar__merr(m, AR_ERR_ARG, "ar_model_init: nade.H = %d and D = %d, need both in 1..2^20", c->H, D);
+    if (m->kind == AR_RNADE && (c->K < 1 || c->K > AR_NADE_MAX_K))
+        return ar__merr(m, AR_ERR_ARG, "ar_model_init: nade.K = %d, need 1..%d components", c->K, AR_NADE_MAX_K);
+    if (c->transform != AR_TRANSFORM_NONE && c->transform != AR_TRANSFORM_LOGIT)
+        return ar__merr(m, AR_ERR_ARG, "ar_model_init: nade.transform = %d, need AR_TRANSFORM_NONE or _LOGIT", c->transform);
+    if (!(nd = (ar_nade *)AR_MALLOC(sizeof *nd))) return ar__merr(m, AR_ERR_NOMEM, "ar_model_init: out of memory");
+    memset(nd, 0, sizeof *nd);
+    m->nade = nd;
+    nd->cfg = *c;
+    nd->D = D;
+    m->levels = c->K ? 0 : 2;
+    shape[0] = D; shape[1] = c->H;
+    nd->W = ar_params_add(&m->ps, "W", 2, shape);
+    nd->c = ar_params_add(&m->ps, "c", 1, shape + 1);
+    if (c->K == 0) { /* V [D,H], b [D] */
+        nd->V = ar_params_add(&m->ps, "V", 2, shape);
+        nd->b = ar_params_add(&m->ps, "b", 1, shape);
+    } else {         /* V [D,3K,H], b [D,3K]: logits, means, log-sigmas */
+        shape[1] = 3 * c->K; shape[2] = c->H;
+        nd->V = ar_params_add(&m->ps, "V", 3, shape);
+        nd->b = ar_params_add(&m->ps, "b", 2, shape);
+    }
+    nd->order = (int *)AR_MALLOC((size_t)D * sizeof(int));
+    if (!nd->W || !nd->V || !nd->c || !nd->b || !nd->order) return ar__merr(m, AR_ERR_NOMEM, "ar_model_init: out of memory");
+    for (d = 0; d < D; d++) nd->order[d] = order ? order[d] : d;
+    if (order) m->cfg.order = nd->order;
+    return AR_OK;
+}
+
+static void ar__nade_fill(ar_model *m)
+{
+    ar_nade *nd = m->nade;
+    int d, k, K = nd->cfg.K;
+    ar_rng rng;
+    ar_rng_seed(&rng, m->cfg.seed);
+    ar_init_uniform(nd->W, &rng, -0.05f, 0.05f);
+    ar_init_uniform(nd->V, &rng, -0.05f, 0.05f);
+    for (d = 0; K && d < nd->D; d++) /* spread the initial means over [-1,1] */
+        for (k = 0; k < K; k++) nd->b->x[(size_t)d * 3 * K + K + k] = K > 1 ? -1.0f + 2.0f * k / (K - 1) : 0.0f;
 }
 
 /* ---- the NADE family's heads: P outputs per place ------------------------
@@ -4662,24 +4696,36 @@ static double ar__head_nll(int K, const float *o, float x, float *grad)
     return -(ml + log(sl) - lse);
 }
 
-/* A draw from the head and its mean; temperature divides the logits (and
-   scales sigma by sqrt(T)). */
-static float ar__head_sample(int K, const float *o, float T, ar_rng *r, float *mean)
+
+/* A draw from a mixture head into *v and its conditional mean into *mean,
+   under o: the component through the one sampler (temperature on the
+   component logits), then mu + sqrt(T) sigma e; greedy: the mean of the
+   most likely component. -1 for NaN logits. */
+static int ar__mix_draw(int K, const float *o, const ar_sample_opts *opts, ar_rng *r, float *scratch, float *v,
+                        float *mean, int draw)
 {
-    float w[64], m = -INFINITY;
-    double s = 0, mu = 0;
-    int k, c;
-    if (K == 0) {
-        *mean = ar__sigmoid(o[0] / T);
-        return (float)ar_rng_bernoulli(r, *mean);
-    }
-    for (k = 0; k < K; k++) m = o[k] > m ? o[k] : m;
-    for (k = 0; k < K; k++) s += w[k] = ar__expf((o[k] - m) / T); /* (o - max)/T <= 0: no inf - inf */
-    for (k = 0; k < K; k++) mu += w[k] / s * o[K + k];
+    double mu = 0;
+    int k, c = 0;
+    if (K > 1) c = ar__draw(o, K, opts, r, scratch, NULL, draw);
+    else if (o[0] != o[0]) c = -1;
+    else scratch[0] = 1; /* one component: nothing to choose */
+    if (c < 0) return -1;
+    for (k = 0; k < K; k++) mu += scratch[k] * o[K + k];
     *mean = (float)mu;
-    if ((c = ar_rng_categorical(r, w, K)) < 0) return NAN; /* NaN weights */
-    return o[K + c] + sqrtf(T) * ar__expf(o[2 * K + c]) * ar_rng_normal(r);
+    if (draw) *v = opts->temperature > 0 ? o[K + c] + sqrtf(opts->temperature) * ar__expf(o[2 * K + c]) * ar_rng_normal(r)
+                                         : o[K + c];
+    return 0;
 }
+
+/* The logit transform of RNADE's data: y = logit(l + (1 - 2l) x), l = 1e-6. */
+#define AR__LAMBDA 1e-6
+static float ar__to_logit(float x, double *logdet)
+{
+    double s = AR__LAMBDA + (1 - 2 * AR__LAMBDA) * x;
+    *logdet += log(1 - 2 * AR__LAMBDA) - log(s) - log(1 - s);
+    return (float)log(s / (1 - s));
+}
+static float ar__from_logit(float y) { return (float)((1 / (1 + exp(-(double)y)) - AR__LAMBDA) / (1 - 2 * AR__LAMBDA)); }
 
 /* ---- the NADE recursion, batched by place --------------------------------
    For each place t (d = order[t]) over all N examples at once:
@@ -4699,11 +4745,6 @@ static ar_tensor *ar__nade_op(ar_graph *g, ar_tensor *W, ar_tensor *c, ar_tensor
     ar_tensor *src[4], *out;
     ar__nade_aux *aux;
     float *A, *Hs;
-    for (k = 0; k < (size_t)N * D; k++)
-        if (K ? !isfinite(x[k]) : x[k] != 0 && x[k] != 1) {
-            ar__fail(g, AR_ERR_RANGE, "nade: x[%zu] = %g is not %s", k, (double)x[k], K ? "finite" : "0 or 1");
-            return NULL;
-        }
     src[0] = W; src[1] = c; src[2] = V; src[3] = b;
     shape[0] = N;
     out = ar__node_n(g, AR_OP_NADE, 1, shape, src, 4, NULL);
@@ -4763,222 +4804,145 @@ static void ar__nade_bwd(ar_tensor *t)
             for (j = 0; j < H; j++) dc[j] += dA[(size_t)n * H + j];
 }
 
-ARDEF ar_tensor *ar_nade_nll(ar_nade *m, ar_graph *g, const float *x, int N)
+
+/* -log p(x) [N]; with the logit transform, of x: the NADE of y minus the
+   log-determinant of dy/dx. */
+static ar_tensor *ar__nade_nll(ar_nade *nd, ar_graph *g, const float *x, int N)
 {
-    if (!ar__check(g, "ar_nade_nll", NULL, NULL, 0)) return NULL;
-    if (!m || !m->ps.x || !x || N < 1) {
-        ar__fail(g, AR_ERR_ARG, "ar_nade_nll: need an initialized model, data and N >= 1 (N = %d)", N);
-        return NULL;
+    float *y, *ld;
+    size_t n, i, D = (size_t)nd->D;
+    int shape[1];
+    if (nd->cfg.transform != AR_TRANSFORM_LOGIT) return ar__nade_op(g, nd->W, nd->c, nd->V, nd->b, nd->order, nd->cfg.K, x, N);
+    y = (float *)ar_graph_alloc(g, (size_t)N * D * sizeof(float));
+    ld = (float *)ar_graph_alloc(g, (size_t)N * sizeof(float));
+    if (!y || !ld) { ar__fail(g, AR_ERR_NOMEM, "rnade: out of memory"); return NULL; }
+    for (n = 0; n < (size_t)N; n++) {
+        double logdet = 0;
+        for (i = 0; i < D; i++) y[n * D + i] = ar__to_logit(x[n * D + i], &logdet);
+        ld[n] = (float)logdet;
     }
-    return ar__nade_op(g, m->W, m->c, m->V, m->b, m->order, m->cfg.K, x, N);
+    shape[0] = N;
+    return ar_sub(g, ar__nade_op(g, nd->W, nd->c, nd->V, nd->b, nd->order, nd->cfg.K, y, N), ar_input(g, ld, 1, shape));
 }
 
-ARDEF ar_status ar_nade_log_prob(ar_nade *m, ar_graph *g, const float *x, int N, float *out)
+/* The forward recursion, drawing x_d as it goes (with the logit transform
+   the recursion runs on y and x is mapped back at the end). */
+static ar_status ar__nade_sample(ar_model *m, ar_graph *g, int N, const ar_sample_opts *o, ar_rng *r, float *x)
 {
-    ar_tensor *nll;
-    int grad, n;
-    if (!g || !out) return AR_ERR_ARG;
-    grad = g->grad;
-    ar_graph_set_grad(g, 0);
-    nll = ar_nade_nll(m, g, x, N);
-    ar_graph_set_grad(g, grad);
-    if (!nll) return g->status;
-    for (n = 0; n < N; n++) out[n] = -nll->x[n];
-    return AR_OK;
-}
-
-ARDEF ar_status ar_nade_sample(ar_nade *m, ar_graph *g, int N, ar_rng *rng, float temperature, const float *given,
-                               const unsigned char *known, float *x, float *probs)
-{
-    float *A, *Hs, *O;
-    int n, t, D, H, P, K;
-    size_t k, NH;
-    if (!g || !m || !m->ps.x) return AR_ERR_ARG;
-    if (!ar__check(g, "ar_nade_sample", NULL, NULL, 0)) return g->status;
-    if (N < 1 || !rng || !x || !(temperature > 0) || (!given) != (!known))
-        return (ar_status)(ar__fail(g, AR_ERR_ARG, "ar_nade_sample: need N >= 1, rng, x, temperature > 0, "
-                                                   "and given/known both set or both NULL"), g->status);
-    D = m->cfg.D; H = m->cfg.H; K = m->cfg.K; P = K ? 3 * K : 1;
-    NH = (size_t)N * H;
-    A = (float *)ar_graph_alloc(g, (2 * NH + (size_t)N * P) * sizeof(float));
-    if (!A) return (ar_status)(ar__fail(g, AR_ERR_NOMEM, "ar_nade_sample: out of memory"), g->status);
+    const ar_nade *nd = m->nade;
+    int n, t, D = nd->D, H = nd->cfg.H, K = nd->cfg.K, P = K ? 3 * K : 1, logit = nd->cfg.transform == AR_TRANSFORM_LOGIT;
+    size_t k, NH = (size_t)N * H;
+    float *A = (float *)ar_graph_alloc(g, (2 * NH + (size_t)N * P + 3 * (size_t)(K > 2 ? K : 2)) * sizeof(float));
+    float *Hs, *O, *scratch, *y = logit ? (float *)ar_graph_alloc(g, (size_t)N * D * sizeof(float)) : x;
+    if (!A || !y) return ar__merr(m, AR_ERR_NOMEM, "ar_model_sample: out of memory");
     Hs = A + NH;
     O = Hs + NH;
-    for (n = 0; n < N; n++) memcpy(A + (size_t)n * H, m->c->x, (size_t)H * sizeof(float));
-    for (t = 0; t < D; t++) { /* the forward recursion, drawing x_d as it goes */
-        int d = m->order[t];
+    scratch = O + (size_t)N * P;
+    for (n = 0; n < N; n++) memcpy(A + (size_t)n * H, nd->c->x, (size_t)H * sizeof(float));
+    for (t = 0; t < D; t++) {
+        int d = nd->order[t];
         for (k = 0; k < NH; k++) Hs[k] = ar__sigmoid(A[k]);
-        for (n = 0; n < N; n++) memcpy(O + (size_t)n * P, m->b->x + (size_t)d * P, (size_t)P * sizeof(float));
-        ar__gemm(0, 1, N, P, H, 1, Hs, H, m->V->x + (size_t)d * P * H, H, 1, O, P);
+        for (n = 0; n < N; n++) memcpy(O + (size_t)n * P, nd->b->x + (size_t)d * P, (size_t)P * sizeof(float));
+        ar__gemm(0, 1, N, P, H, 1, Hs, H, nd->V->x + (size_t)d * P * H, H, 1, O, P);
         for (n = 0; n < N; n++) {
             size_t i = (size_t)n * D + d;
-            float mean, v = ar__head_sample(K, O + (size_t)n * P, temperature, rng, &mean);
-            if (probs) probs[i] = mean;
-            x[i] = known && known[i] ? given[i] : v;
+            int obs = o->known && o->known[i], bad;
+            float v = 0, mean;
+            double unused = 0;
+            if (K) {
+                bad = ar__mix_draw(K, O + (size_t)n * P, o, r, scratch, &v, &mean, !obs);
+                if (o->probs && !bad) o->probs[i] = logit ? ar__from_logit(mean) : mean;
+            } else {
+                bad = ar__draw(O + (size_t)n * P, 1, o, r, scratch, o->probs ? o->probs + i : NULL, !obs);
+                v = (float)bad;
+            }
+            if (bad < 0) return ar__merr(m, AR_ERR_NUMERIC, "ar_model_sample: NaN output at dimension %d", d);
+            y[i] = !obs ? v : logit ? ar__to_logit(o->given[i], &unused) : o->given[i];
         }
-        ar__ger(N, H, 1, x + d, D, m->W->x + (size_t)d * H, A, H);
+        ar__ger(N, H, 1, y + d, D, nd->W->x + (size_t)d * H, A, H);
     }
+    for (k = 0; logit && k < (size_t)N * D; k++) x[k] = ar__from_logit(y[k]);
     return AR_OK;
 }
 
-ARDEF ar_status ar_nade_save(ar_nade *m, const char *path)
-{
-    static const char *const keys[4] = {"D", "H", "K", "seed"};
-    uint64_t v[4];
-    if (!m || !m->ps.x) return AR_ERR_ARG;
-    v[0] = (uint64_t)m->cfg.D; v[1] = (uint64_t)m->cfg.H; v[2] = (uint64_t)m->cfg.K; v[3] = m->cfg.seed;
-    return ar__model_save(&m->ps, path, m->cfg.K ? "rnade" : "nade", keys, v, 4, m->cfg.order ? m->order : NULL,
-                          m->cfg.D, m->err);
-}
+/* ==== SECTION: models — Transformer decoder ================================ */
 
-ARDEF ar_status ar_nade_load_mem(ar_nade *m, const unsigned char *buf, size_t len)
+static ar_status ar__tfm_declare(ar_model *m, const int *order)
 {
-    ar_meta meta;
-    ar_nade_cfg cfg;
-    ar_nade tmp;
-    uint64_t D, H, K, seed;
-    size_t need;
-    int *order = NULL;
-    ar_status s;
-    if (!m) return AR_ERR_ARG;
-    if ((s = ar__model_meta(buf, len, "nade", "rnade", &meta, m->err)) != AR_OK) return s;
-    s = AR_ERR_FORMAT;
-    if (!ar__meta_u64(&meta, "D", &D) || !ar__meta_u64(&meta, "H", &H) || !ar__meta_u64(&meta, "K", &K) ||
-        !ar__meta_u64(&meta, "seed", &seed) || D < 1 || D > (1 << 20) || H < 1 || H > (1 << 20) ||
-        K > AR_NADE_MAX_K) {
-        ar__seterr(m->err, "missing or malformed configuration in __metadata__");
-        goto done;
-    }
-    /* W, V: D H (1 + P); c: H; b: D P */
-    need = (size_t)D * (size_t)H * (1 + (K ? 3 * K : 1)) + H + D * (K ? 3 * K : 1);
-    if (!ar__fits(need, len)) {
-        ar__seterr(m->err, "the configuration needs more parameters than the file holds");
-        goto done;
-    }
-    memset(&cfg, 0, sizeof cfg);
-    cfg.D = (int)D; cfg.H = (int)H; cfg.K = (int)K; cfg.seed = seed;
-    if ((s = ar__meta_order(&meta, (int)D, &order, m->err)) != AR_OK) goto done;
-    cfg.order = order;
-    s = ar__load_weights(ar_nade_init(&tmp, &cfg), tmp.err, &tmp.ps, buf, len, m->err);
-    ar_nade_free(s == AR_OK ? m : &tmp);
-    if (s == AR_OK) *m = tmp;
-done:
-    AR_FREE(order);
-    ar_meta_free(&meta);
-    return s;
-}
-
-static ar_status ar__nade_load_mem(void *m, const unsigned char *buf, size_t len)
-{
-    return ar_nade_load_mem((ar_nade *)m, buf, len);
-}
-
-ARDEF ar_status ar_nade_load(ar_nade *m, const char *path)
-{
-    return m ? ar__load_file(m, m->err, path, ar__nade_load_mem) : AR_ERR_ARG;
-}
-
-/* ==== SECTION: models — Transformer decoder =============================== */
-
-ARDEF ar_tfm_cfg ar_tfm_default(int V, int T)
-{
-    ar_tfm_cfg c;
-    memset(&c, 0, sizeof c);
-    c.V = V;
-    c.T = T;
-    c.d = 64;
-    c.heads = 4;
-    c.layers = 2;
-    c.ffn = 256;
-    c.pos = AR_POS_LEARNED;
-    c.seed = 1;
-    return c;
-}
-
-ARDEF void ar_tfm_free(ar_tfm *m)
-{
-    if (!m) return;
-    ar_params_free(&m->ps);
-    AR_FREE(m->sinus);
-    AR_FREE(m->order);
-    AR_FREE(m->rank);
-    memset(m, 0, sizeof *m);
-}
-
-ARDEF ar_status ar_tfm_init(ar_tfm *m, const ar_tfm_cfg *cfg)
-{
-    ar_rng r;
-    int l, t, j, s[2];
+    const ar_tfm_cfg *c = &m->cfg.tfm;
+    ar_tfm *tf;
+    int l, T = m->D, s[2];
     char name[32];
-    if (!m) return AR_ERR_ARG;
-    memset(m, 0, sizeof *m);
-    if (!cfg || cfg->V < 1 || cfg->T < 1 || cfg->T > (1 << 16) || cfg->d < 1 || cfg->heads < 1 ||
-        cfg->d % cfg->heads || cfg->layers < 1 || cfg->layers > AR_TFM_MAX_LAYERS || cfg->ffn < 1 ||
-        cfg->V > (1 << 24) || cfg->d > (1 << 16) || cfg->ffn > (1 << 20) ||
-        (cfg->pos != AR_POS_LEARNED && cfg->pos != AR_POS_SINUSOIDAL && cfg->pos != AR_POS_ROTARY) ||
-        (cfg->pos == AR_POS_ROTARY && ((cfg->d / cfg->heads) % 2 || cfg->d / cfg->heads > 4096))) {
-        ar__seterr(m->err, "ar_tfm_init: need V >= 1, 1 <= T <= 65536, d a multiple of heads, 1..%d layers, "
-                           "ffn >= 1 and a known position embedding (rotary: even head size)", AR_TFM_MAX_LAYERS);
-        return AR_ERR_ARG;
-    }
-    m->cfg = *cfg;
-    m->cfg.order = NULL;
-    ar_params_init(&m->ps);
-    if (cfg->order) { /* a permutation of [0,T), and its inverse */
-        m->order = (int *)AR_MALLOC((size_t)cfg->T * sizeof(int));
-        m->rank = (int *)AR_MALLOC((size_t)cfg->T * sizeof(int));
-        if (!m->order || !m->rank) goto nomem;
-        for (t = 0; t < cfg->T; t++) m->rank[t] = -1;
-        for (t = 0; t < cfg->T; t++) {
-            if (cfg->order[t] < 0 || cfg->order[t] >= cfg->T || m->rank[cfg->order[t]] >= 0) {
-                ar_tfm_free(m);
-                ar__seterr(m->err, "ar_tfm_init: order is not a permutation of [0,%d) (order[%d] = %d)", cfg->T, t,
-                           cfg->order[t]);
-                return AR_ERR_ARG;
-            }
-            m->rank[cfg->order[t]] = t;
-            m->order[t] = cfg->order[t];
-        }
-        m->cfg.order = m->order;
+    if (c->V < 2 || c->V >= (1 << 24) || T > (1 << 16) || c->d < 1 || c->d > (1 << 16) || c->heads < 1 ||
+        c->d % c->heads || c->layers < 1 || c->layers > AR_TFM_MAX_LAYERS || c->ffn < 1 || c->ffn > (1 << 20) ||
+        (c->pos != AR_POS_LEARNED && c->pos != AR_POS_SINUSOIDAL && c->pos != AR_POS_ROTARY) ||
+        (c->pos == AR_POS_ROTARY && ((c->d / c->heads) % 2 || c->d / c->heads > 4096)))
+        return ar__merr(m, AR_ERR_ARG, "ar_model_init: a Transformer needs 2 <= V < 2^24, D <= 65536 positions, d a "
+                        "multiple of heads, 1..%d layers, ffn >= 1 and a known position scheme (rotary: even head "
+                        "size) (V %d, D %d, d %d, heads %d, layers %d, ffn %d, pos %d)", AR_TFM_MAX_LAYERS, c->V, T,
+                        c->d, c->heads, c->layers, c->ffn, c->pos);
+    if (!(tf = (ar_tfm *)AR_MALLOC(sizeof *tf))) return ar__merr(m, AR_ERR_NOMEM, "ar_model_init: out of memory");
+    memset(tf, 0, sizeof *tf);
+    m->tfm = tf;
+    tf->cfg = *c;
+    tf->T = T;
+    m->levels = c->V;
+    if (order) { /* the order and its inverse (checked a permutation by the caller) */
+        tf->order = (int *)AR_MALLOC((size_t)T * sizeof(int));
+        tf->rank = (int *)AR_MALLOC((size_t)T * sizeof(int));
+        if (!tf->order || !tf->rank) return ar__merr(m, AR_ERR_NOMEM, "ar_model_init: out of memory");
+        memcpy(tf->order, order, (size_t)T * sizeof(int));
+        ar__perm_bad(order, T, tf->rank);
+        m->cfg.order = tf->order;
     }
 #define AR__P2(field, nm, a, b) (s[0] = (a), s[1] = (b), (field) = ar_params_add(&m->ps, nm, 2, s))
 #define AR__P1(field, nm, a) (s[0] = (a), (field) = ar_params_add(&m->ps, nm, 1, s))
-    AR__P2(m->tok, "tok", cfg->V, cfg->d);
-    if (cfg->pos == AR_POS_LEARNED) AR__P2(m->pos, "pos", cfg->T, cfg->d);
-    for (l = 0; l < cfg->layers; l++) {
-        ar_tfm_layer *L = &m->L[l];
-        snprintf(name, sizeof name, "h%d.ln1.g", l); AR__P1(L->ln1g, name, cfg->d);
-        snprintf(name, sizeof name, "h%d.ln1.b", l); AR__P1(L->ln1b, name, cfg->d);
-        snprintf(name, sizeof name, "h%d.qkv.W", l); AR__P2(L->Wqkv, name, 3 * cfg->d, cfg->d);
-        snprintf(name, sizeof name, "h%d.qkv.b", l); AR__P1(L->bqkv, name, 3 * cfg->d);
-        snprintf(name, sizeof name, "h%d.o.W", l); AR__P2(L->Wo, name, cfg->d, cfg->d);
-        snprintf(name, sizeof name, "h%d.o.b", l); AR__P1(L->bo, name, cfg->d);
-        snprintf(name, sizeof name, "h%d.ln2.g", l); AR__P1(L->ln2g, name, cfg->d);
-        snprintf(name, sizeof name, "h%d.ln2.b", l); AR__P1(L->ln2b, name, cfg->d);
-        snprintf(name, sizeof name, "h%d.mlp1.W", l); AR__P2(L->W1, name, cfg->ffn, cfg->d);
-        snprintf(name, sizeof name, "h%d.mlp1.b", l); AR__P1(L->b1, name, cfg->ffn);
-        snprintf(name, sizeof name, "h%d.mlp2.W", l); AR__P2(L->W2, name, cfg->d, cfg->ffn);
-        snprintf(name, sizeof name, "h%d.mlp2.b", l); AR__P1(L->b2, name, cfg->d);
+    AR__P2(tf->tok, "tok", c->V + 1, c->d); /* row V: the start token */
+    if (c->pos == AR_POS_LEARNED) AR__P2(tf->pos, "pos", T, c->d);
+    for (l = 0; l < c->layers; l++) {
+        ar_tfm_layer *L = &tf->L[l];
+        snprintf(name, sizeof name, "h%d.ln1.g", l); AR__P1(L->ln1g, name, c->d);
+        snprintf(name, sizeof name, "h%d.ln1.b", l); AR__P1(L->ln1b, name, c->d);
+        snprintf(name, sizeof name, "h%d.qkv.W", l); AR__P2(L->Wqkv, name, 3 * c->d, c->d);
+        snprintf(name, sizeof name, "h%d.qkv.b", l); AR__P1(L->bqkv, name, 3 * c->d);
+        snprintf(name, sizeof name, "h%d.o.W", l); AR__P2(L->Wo, name, c->d, c->d);
+        snprintf(name, sizeof name, "h%d.o.b", l); AR__P1(L->bo, name, c->d);
+        snprintf(name, sizeof name, "h%d.ln2.g", l); AR__P1(L->ln2g, name, c->d);
+        snprintf(name, sizeof name, "h%d.ln2.b", l); AR__P1(L->ln2b, name, c->d);
+        snprintf(name, sizeof name, "h%d.mlp1.W", l); AR__P2(L->W1, name, c->ffn, c->d);
+        snprintf(name, sizeof name, "h%d.mlp1.b", l); AR__P1(L->b1, name, c->ffn);
+        snprintf(name, sizeof name, "h%d.mlp2.W", l); AR__P2(L->W2, name, c->d, c->ffn);
+        snprintf(name, sizeof name, "h%d.mlp2.b", l); AR__P1(L->b2, name, c->d);
         if (!L->ln1g || !L->ln1b || !L->Wqkv || !L->bqkv || !L->Wo || !L->bo || !L->ln2g || !L->ln2b || !L->W1 ||
             !L->b1 || !L->W2 || !L->b2)
-            goto nomem;
+            return ar__merr(m, AR_ERR_NOMEM, "ar_model_init: %s", m->ps.err);
     }
-    AR__P1(m->lnfg, "lnf.g", cfg->d);
-    AR__P1(m->lnfb, "lnf.b", cfg->d);
-    AR__P2(m->Wout, "head.W", cfg->V, cfg->d);
-    AR__P1(m->bout, "head.b", cfg->V);
+    AR__P1(tf->lnfg, "lnf.g", c->d);
+    AR__P1(tf->lnfb, "lnf.b", c->d);
+    AR__P2(tf->Wout, "head.W", c->V, c->d);
+    AR__P1(tf->bout, "head.b", c->V);
 #undef AR__P1
 #undef AR__P2
-    if (cfg->pos == AR_POS_SINUSOIDAL) m->sinus = (float *)AR_MALLOC((size_t)cfg->T * cfg->d * sizeof(float));
-    if (!m->tok || (cfg->pos == AR_POS_LEARNED && !m->pos) || !m->lnfg || !m->lnfb || !m->Wout || !m->bout ||
-        (cfg->pos == AR_POS_SINUSOIDAL && !m->sinus) || ar_params_alloc(&m->ps) != AR_OK)
-        goto nomem;
-    for (t = 0; m->sinus && t < cfg->T; t++) /* sin on even, cos on odd features */
-        for (j = 0; j < cfg->d; j++) {
-            double f = pow(10000.0, -(double)(j - j % 2) / cfg->d);
-            m->sinus[(size_t)t * cfg->d + j] = (float)(j % 2 ? cos(t * f) : sin(t * f));
-        }
-    ar_rng_seed(&r, cfg->seed);
+    if (!tf->tok || (c->pos == AR_POS_LEARNED && !tf->pos) || !tf->lnfg || !tf->lnfb || !tf->Wout || !tf->bout)
+        return ar__merr(m, AR_ERR_NOMEM, "ar_model_init: %s", m->ps.err);
+    return AR_OK;
+}
+
+static ar_status ar__tfm_fill(ar_model *m)
+{
+    ar_tfm *tf = m->tfm;
+    int t, j, l, d = tf->cfg.d;
+    ar_rng r;
+    if (tf->cfg.pos == AR_POS_SINUSOIDAL) {
+        if (!(tf->sinus = (float *)AR_MALLOC((size_t)tf->T * d * sizeof(float))))
+            return ar__merr(m, AR_ERR_NOMEM, "ar_model_init: out of memory");
+        for (t = 0; t < tf->T; t++) /* sin on even, cos on odd features */
+            for (j = 0; j < d; j++) {
+                double f = pow(10000.0, -(double)(j - j % 2) / d);
+                tf->sinus[(size_t)t * d + j] = (float)(j % 2 ? cos(t * f) : sin(t * f));
+            }
+    }
+    ar_rng_seed(&r, m->cfg.seed);
     for (l = 0; l < m->ps.n; l++) { /* GPT-2 style: N(0, 0.02) weights, unit gains, zero biases */
         ar_tensor *p = m->ps.t[l];
         size_t nl = strlen(p->name);
@@ -4986,131 +4950,102 @@ ARDEF ar_status ar_tfm_init(ar_tfm *m, const ar_tfm_cfg *cfg)
         else if (p->nd == 2) ar_init_normal(p, &r, 0, 0.02f);
     }
     return AR_OK;
-nomem:
-    ar_tfm_free(m);
-    ar__seterr(m->err, "ar_tfm_init: out of memory");
-    return AR_ERR_NOMEM;
 }
 
-ARDEF ar_tensor *ar_tfm_logits(ar_tfm *m, ar_graph *g, const int *tokens, int B, int n)
+/* Logits [B,n,V]: position t predicts tokens[t] from the tokens before it
+   in the order; its input is the token one step earlier, or the start
+   token (id V) at step 0. tokens are checked by the caller. */
+static ar_tensor *ar__tfm_logits(const ar_tfm *tf, ar_graph *g, const int *tokens, int B, int n)
 {
-    int d, H, l, s2[2];
+    int d = tf->cfg.d, H = tf->cfg.heads, l, b, t, s2[2], *in;
     ar_tensor *x;
     if (!ar__check(g, "ar_tfm_logits", NULL, NULL, 0)) return NULL;
-    if (!m || !m->ps.x || !tokens || B < 1 || n < 1 || n > m->cfg.T || (m->order && n != m->cfg.T)) {
-        ar__fail(g, AR_ERR_ARG, "ar_tfm_logits: need a model, tokens, B >= 1 and 1 <= n <= T (n = T with a custom "
-                                "order; n = %d, T = %d)", n, m && m->ps.x ? m->cfg.T : 0);
+    if (!(in = (int *)ar_graph_alloc(g, (size_t)B * n * sizeof(int)))) {
+        ar__fail(g, AR_ERR_NOMEM, "ar_tfm_logits: out of memory");
         return NULL;
     }
-    d = m->cfg.d; H = m->cfg.heads;
+    for (b = 0; b < B; b++)
+        for (t = 0; t < n; t++)
+            in[(size_t)b * n + (tf->order ? tf->order[t] : t)] =
+                t ? tokens[(size_t)b * n + (tf->order ? tf->order[t - 1] : t - 1)] : tf->cfg.V;
     s2[0] = B; s2[1] = n;
-    x = ar_embedding(g, m->tok, tokens, 2, s2);
+    x = ar_embedding(g, tf->tok, in, 2, s2);
     s2[0] = n; s2[1] = d;
-    if (m->cfg.pos != AR_POS_ROTARY)
-        x = ar_add(g, x, m->pos ? ar_slice(g, m->pos, 0, 0, n) : ar_input(g, m->sinus, 2, s2));
-    for (l = 0; l < m->cfg.layers; l++) {
-        const ar_tfm_layer *L = &m->L[l];
+    if (tf->cfg.pos != AR_POS_ROTARY)
+        x = ar_add(g, x, tf->pos ? ar_slice(g, tf->pos, 0, 0, n) : ar_input(g, tf->sinus, 2, s2));
+    for (l = 0; l < tf->cfg.layers; l++) {
+        const ar_tfm_layer *L = &tf->L[l];
         ar_tensor *h = ar_linear(g, ar_layernorm(g, x, L->ln1g, L->ln1b, 1e-5f), L->Wqkv, L->bqkv); /* [B,n,3d] */
-        h = ar_attention(g, h, H, 1.0f / sqrtf((float)(d / H)), m->rank, m->cfg.pos == AR_POS_ROTARY); /* [B,n,d] */
+        h = ar_attention(g, h, H, 1.0f / sqrtf((float)(d / H)), tf->rank, tf->cfg.pos == AR_POS_ROTARY); /* [B,n,d] */
         x = ar_add(g, x, ar_linear(g, h, L->Wo, L->bo));
         h = ar_gelu(g, ar_linear(g, ar_layernorm(g, x, L->ln2g, L->ln2b, 1e-5f), L->W1, L->b1));
         x = ar_add(g, x, ar_linear(g, h, L->W2, L->b2));
     }
-    return ar_linear(g, ar_layernorm(g, x, m->lnfg, m->lnfb, 1e-5f), m->Wout, m->bout);
+    return ar_linear(g, ar_layernorm(g, x, tf->lnfg, tf->lnfb, 1e-5f), tf->Wout, tf->bout);
 }
 
-ARDEF ar_tensor *ar_tfm_nll(ar_tfm *m, ar_graph *g, const int *inputs, const int *targets, int B, int n)
+static ar_tensor *ar__tfm_nll(const ar_tfm *tf, ar_graph *g, const int *tokens, int B, int n)
 {
-    return ar_sum(g, ar_cross_entropy(g, ar_tfm_logits(m, g, inputs, B, n), targets), 1);
+    return ar_sum(g, ar_cross_entropy(g, ar__tfm_logits(tf, g, tokens, B, n), tokens), 1);
 }
 
-ARDEF ar_status ar_tfm_inputs(const ar_tfm *m, const int *targets, int B, int n, int start, int *inputs)
+/* Checks a public token call: model, graph, sizes and token values. */
+static ar_status ar__tfm_tokens(ar_model *m, ar_graph *g, const char *who, const int *tokens, int B, int n)
 {
-    int b, t;
-    if (!m || !m->ps.x || !targets || !inputs || B < 1 || n < 1 || n > m->cfg.T || (m->order && n != m->cfg.T))
-        return AR_ERR_ARG;
-    for (b = 0; b < B; b++)
-        for (t = 0; t < n; t++) {
-            int p = m->order ? m->order[t] : t;
-            inputs[(size_t)b * n + p] = t ? targets[(size_t)b * n + (m->order ? m->order[t - 1] : t - 1)] : start;
-        }
-    return AR_OK;
-}
-
-
-static const char *const ar__tfm_keys[8] = {"V", "T", "d", "heads", "layers", "ffn", "pos", "seed"};
-
-ARDEF ar_status ar_tfm_save(ar_tfm *m, const char *path)
-{
-    uint64_t v[8];
-    if (!m || !m->ps.x) return AR_ERR_ARG;
-    v[0] = (uint64_t)m->cfg.V; v[1] = (uint64_t)m->cfg.T; v[2] = (uint64_t)m->cfg.d; v[3] = (uint64_t)m->cfg.heads;
-    v[4] = (uint64_t)m->cfg.layers; v[5] = (uint64_t)m->cfg.ffn; v[6] = (uint64_t)m->cfg.pos; v[7] = m->cfg.seed;
-    return ar__model_save(&m->ps, path, "transformer", ar__tfm_keys, v, 8, m->order, m->cfg.T, m->err);
-}
-
-ARDEF ar_status ar_tfm_load_mem(ar_tfm *m, const unsigned char *buf, size_t len)
-{
-    ar_meta meta;
-    ar_tfm_cfg cfg;
-    ar_tfm tmp;
-    uint64_t v[8];
-    size_t need;
-    int *order = NULL;
-    ar_status s;
-    if (!m) return AR_ERR_ARG;
-    if ((s = ar__model_meta(buf, len, "transformer", NULL, &meta, m->err)) != AR_OK) return s;
-    s = AR_ERR_FORMAT;
-    if (!ar__meta_ints(&meta, ar__tfm_keys, v, 7, 1 << 24) || !ar__meta_ints(&meta, ar__tfm_keys + 7, v + 7, 1, UINT64_MAX)) {
-        ar__seterr(m->err, "missing or malformed configuration in __metadata__");
-        goto done;
-    }
-    memset(&cfg, 0, sizeof cfg);
-    cfg.V = (int)v[0]; cfg.T = (int)v[1]; cfg.d = (int)v[2]; cfg.heads = (int)v[3];
-    cfg.layers = (int)v[4]; cfg.ffn = (int)v[5]; cfg.pos = (int)v[6]; cfg.seed = v[7];
-    /* at least the embeddings and one block's weights must be in the file */
-    need = (size_t)cfg.V * cfg.d + (size_t)cfg.layers * (4 * (size_t)cfg.d * cfg.d + 2 * (size_t)cfg.d * cfg.ffn);
-    if (!ar__fits(need, len) || (size_t)cfg.T * cfg.d > len) { /* sinusoidal table [T,d] */
-        ar__seterr(m->err, "the configuration needs more parameters than the file holds");
-        goto done;
-    }
-    if ((s = ar__meta_order(&meta, cfg.T, &order, m->err)) != AR_OK) goto done;
-    cfg.order = order;
-    s = ar__load_weights(ar_tfm_init(&tmp, &cfg), tmp.err, &tmp.ps, buf, len, m->err);
-    ar_tfm_free(s == AR_OK ? m : &tmp);
-    if (s == AR_OK) *m = tmp;
-done:
-    AR_FREE(order); /* init keeps its own copy */
-    ar_meta_free(&meta);
+    ar_status s = ar__model_ok(m, who, 1u << AR_TRANSFORMER);
+    size_t i;
+    if (s == AR_OK && !g) s = ar__merr(m, AR_ERR_ARG, "%s: graph is NULL", who);
+    if (s == AR_OK && (!tokens || B < 1 || n < 1 || n > m->D || (m->tfm->order && n != m->D) ||
+                       (size_t)B * n > 0x7fffffff))
+        s = ar__merr(m, AR_ERR_ARG, "%s: need tokens, B >= 1 and 1 <= n <= %d (n = %d with a custom order; B %d, n %d)",
+                     who, m->D, m->D, B, n);
+    for (i = 0; s == AR_OK && i < (size_t)B * n; i++)
+        if (tokens[i] < 0 || tokens[i] >= m->tfm->cfg.V)
+            s = ar__merr(m, AR_ERR_RANGE, "%s: tokens[%zu] = %d is outside [0,%d)", who, i, tokens[i], m->tfm->cfg.V);
+    if (s != AR_OK && g && m) ar__fail(g, s, "%s", m->err);
     return s;
 }
 
-static ar_status ar__tfm_load_mem(void *m, const unsigned char *buf, size_t len)
+ARDEF ar_tensor *ar_tfm_logits(ar_model *m, ar_graph *g, const int *tokens, int B, int n)
 {
-    return ar_tfm_load_mem((ar_tfm *)m, buf, len);
+    ar_tensor *t;
+    if (ar__tfm_tokens(m, g, "ar_tfm_logits", tokens, B, n) != AR_OK) return NULL;
+    if (!(t = ar__tfm_logits(m->tfm, g, tokens, B, n))) ar__merr(m, g->status ? g->status : AR_ERR_ARG, "%s", g->err);
+    return t;
 }
 
-ARDEF ar_status ar_tfm_load(ar_tfm *m, const char *path)
+ARDEF ar_tensor *ar_tfm_nll(ar_model *m, ar_graph *g, const int *tokens, int B, int n)
 {
-    return m ? ar__load_file(m, m->err, path, ar__tfm_load_mem) : AR_ERR_ARG;
+    ar_tensor *t;
+    if (ar__tfm_tokens(m, g, "ar_tfm_nll", tokens, B, n) != AR_OK) return NULL;
+    if (!(t = ar__tfm_nll(m->tfm, g, tokens, B, n))) ar__merr(m, g->status ? g->status : AR_ERR_ARG, "%s", g->err);
+    return t;
 }
 
-ARDEF ar_status ar_tfm_cache_init(ar_tfm_cache *c, const ar_tfm *m, int B)
+ARDEF ar_status ar_tfm_cache_init(ar_tfm_cache *c, ar_model *m, int B)
 {
-    size_t kv;
-    if (!c) return AR_ERR_ARG;
-    memset(c, 0, sizeof *c);
-    if (!m || !m->ps.x || B < 1 || B > (1 << 20)) return AR_ERR_ARG;
-    kv = (size_t)m->cfg.layers * B * m->cfg.T * m->cfg.d;
-    c->B = B;
+    ar_status s = ar__model_ok(m, "ar_tfm_cache_init", 1u << AR_TRANSFORMER);
+    const ar_tfm_cfg *tc;
+    size_t kv, work;
+    if (c) memset(c, 0, sizeof *c);
+    if (s != AR_OK) return s;
+    if (!c) return ar__merr(m, AR_ERR_ARG, "ar_tfm_cache_init: cache is NULL");
+    if (B < 1 || B > (1 << 20)) return ar__merr(m, AR_ERR_ARG, "ar_tfm_cache_init: B = %d, need 1..2^20", B);
+    tc = &m->tfm->cfg;
+    if (!ar__mulsz((size_t)tc->layers * B, (size_t)m->D * tc->d, &kv) || kv > ((size_t)1 << 40))
+        return ar__merr(m, AR_ERR_RANGE, "ar_tfm_cache_init: a cache of %d sequences is too large", B);
     c->k = (float *)AR_MALLOC(kv * sizeof(float));
     c->v = (float *)AR_MALLOC(kv * sizeof(float));
     /* x, h, att [B,d]; qkv [B,3d]; u [B,ffn]; scores [T]; rotations [d/heads] */
-    c->work = (float *)AR_MALLOC(((size_t)B * (6 * m->cfg.d + m->cfg.ffn) + m->cfg.T + m->cfg.d) * sizeof(float));
+    work = (size_t)B * (6 * (size_t)tc->d + tc->ffn) + m->D + tc->d;
+    c->work = (float *)AR_MALLOC(work * sizeof(float));
     if (!c->k || !c->v || !c->work) {
         ar_tfm_cache_free(c);
-        return AR_ERR_NOMEM;
+        return ar__merr(m, AR_ERR_NOMEM, "ar_tfm_cache_init: out of memory for %d sequences", B);
     }
+    c->B = B;
+    c->layers = tc->layers; c->T = m->D; c->d = tc->d; c->heads = tc->heads; c->ffn = tc->ffn; c->V = tc->V;
+    c->model = m;
     return AR_OK;
 }
 
@@ -5123,30 +5058,39 @@ ARDEF void ar_tfm_cache_free(ar_tfm_cache *c)
     memset(c, 0, sizeof *c);
 }
 
-ARDEF ar_status ar_tfm_step(ar_tfm *m, ar_tfm_cache *c, const int *tokens, float *logits)
+ARDEF ar_status ar_tfm_step(ar_model *m, ar_tfm_cache *c, const int *tokens, float *logits)
 {
-    int B, d, H, dh, T, t, pos, l, b, hd, j, r;
+    const ar_tfm *tf;
+    int B, d, H, dh, T, t, pos, l, b, hd, j, r, V;
     float *x, *h, *att, *qkv, *u, *sc, *cs, scale;
-    if (!m || !m->ps.x) return AR_ERR_ARG;
-    if (!c || !c->k || !tokens || !logits) { ar__seterr(m->err, "ar_tfm_step: need a cache, tokens and logits"); return AR_ERR_ARG; }
-    B = c->B; d = m->cfg.d; H = m->cfg.heads; dh = d / H; T = m->cfg.T; t = c->len;
-    if (t >= T) { ar__seterr(m->err, "ar_tfm_step: the cache is full (%d positions)", T); return AR_ERR_RANGE; }
-    pos = m->order ? m->order[t] : t; /* the cache holds steps 0..t: exactly what this position may see */
-    for (b = 0; b < B; b++)
-        if (tokens[b] < 0 || tokens[b] >= m->cfg.V) {
-            ar__seterr(m->err, "ar_tfm_step: tokens[%d] = %d is outside [0,%d)", b, tokens[b], m->cfg.V);
-            return AR_ERR_RANGE;
-        }
+    ar_status s = ar__model_ok(m, "ar_tfm_step", 1u << AR_TRANSFORMER);
+    if (s != AR_OK) return s;
+    tf = m->tfm;
+    d = tf->cfg.d; H = tf->cfg.heads; dh = d / H; T = tf->T; V = tf->cfg.V;
+    if (!c || !c->k || !logits) return ar__merr(m, AR_ERR_ARG, "ar_tfm_step: need a cache (ar_tfm_cache_init) and logits");
+    if (c->model != m || c->layers != tf->cfg.layers || c->T != T || c->d != d || c->heads != H ||
+        c->ffn != tf->cfg.ffn || c->V != V)
+        return ar__merr(m, AR_ERR_ARG, "ar_tfm_step: the cache was made for another model");
+    if (c->B < 1 || c->len < 0) return ar__merr(m, AR_ERR_ARG, "ar_tfm_step: cache with B = %d, len = %d", c->B, c->len);
+    t = c->len;
+    if (t >= T) return ar__merr(m, AR_ERR_RANGE, "ar_tfm_step: the cache is full (%d steps)", T);
+    B = c->B;
+    if (t > 0 && !tokens) return ar__merr(m, AR_ERR_ARG, "ar_tfm_step: tokens may be NULL only at step 0");
+    for (b = 0; t > 0 && b < B; b++)
+        if (tokens[b] < 0 || tokens[b] >= V)
+            return ar__merr(m, AR_ERR_RANGE, "ar_tfm_step: tokens[%d] = %d is outside [0,%d)", b, tokens[b], V);
+    pos = tf->order ? tf->order[t] : t; /* the cache holds steps 0..t: exactly what this position may see */
     x = c->work; h = x + (size_t)B * d; att = h + (size_t)B * d; qkv = att + (size_t)B * d;
-    u = qkv + (size_t)B * 3 * d; sc = u + (size_t)B * m->cfg.ffn; cs = sc + T;
+    u = qkv + (size_t)B * 3 * d; sc = u + (size_t)B * tf->cfg.ffn; cs = sc + T;
     scale = 1.0f / sqrtf((float)dh);
-    if (m->cfg.pos == AR_POS_ROTARY) ar__rope_angles(pos, dh, cs);
-    for (b = 0; b < B; b++)
+    if (tf->cfg.pos == AR_POS_ROTARY) ar__rope_angles(pos, dh, cs);
+    for (b = 0; b < B; b++) {
+        const float *e = tf->tok->x + (size_t)(t ? tokens[b] : V) * d;
         for (j = 0; j < d; j++)
-            x[(size_t)b * d + j] = m->tok->x[(size_t)tokens[b] * d + j] +
-                                   (m->cfg.pos == AR_POS_ROTARY ? 0.0f : (m->pos ? m->pos->x : m->sinus)[(size_t)pos * d + j]);
-    for (l = 0; l < m->cfg.layers; l++) {
-        const ar_tfm_layer *L = &m->L[l];
+            x[(size_t)b * d + j] = e[j] + (tf->cfg.pos == AR_POS_ROTARY ? 0.0f : (tf->pos ? tf->pos->x : tf->sinus)[(size_t)pos * d + j]);
+    }
+    for (l = 0; l < tf->cfg.layers; l++) {
+        const ar_tfm_layer *L = &tf->L[l];
         for (b = 0; b < B; b++)
             ar__ln_row(x + (size_t)b * d, L->ln1g->x, L->ln1b->x, h + (size_t)b * d, d, 1e-5f, NULL);
         ar__rows_linear(h, B, L->Wqkv, L->bqkv, qkv);
@@ -5154,7 +5098,7 @@ ARDEF ar_status ar_tfm_step(ar_tfm *m, ar_tfm_cache *c, const int *tokens, float
             for (hd = 0; hd < H; hd++) {
                 size_t base = (((size_t)l * B + b) * H + hd) * (size_t)T * dh; /* this head's [T,dh] */
                 float *q = qkv + (size_t)b * 3 * d + hd * dh, *K = c->k + base, *Vv = c->v + base, lse;
-                if (m->cfg.pos == AR_POS_ROTARY) { /* rotate q and k for the position, as ar_attention does */
+                if (tf->cfg.pos == AR_POS_ROTARY) { /* rotate q and k for the position, as ar_attention does */
                     ar__rope_apply(q, dh, cs, 0);
                     ar__rope_apply(q + d, dh, cs, 0);
                 }
@@ -5167,119 +5111,71 @@ ARDEF ar_status ar_tfm_step(ar_tfm *m, ar_tfm_cache *c, const int *tokens, float
         for (b = 0; b < B; b++)
             ar__ln_row(x + (size_t)b * d, L->ln2g->x, L->ln2b->x, h + (size_t)b * d, d, 1e-5f, NULL);
         ar__rows_linear(h, B, L->W1, L->b1, u);
-        for (r = 0; r < B * m->cfg.ffn; r++) u[r] = ar__gelu(u[r]);
+        for (r = 0; r < B * tf->cfg.ffn; r++) u[r] = ar__gelu(u[r]);
         ar__rows_linear(u, B, L->W2, L->b2, h);
         for (r = 0; r < B * d; r++) x[r] += h[r];
     }
-    for (b = 0; b < B; b++) ar__ln_row(x + (size_t)b * d, m->lnfg->x, m->lnfb->x, h + (size_t)b * d, d, 1e-5f, NULL);
-    ar__rows_linear(h, B, m->Wout, m->bout, logits);
+    for (b = 0; b < B; b++) ar__ln_row(x + (size_t)b * d, tf->lnfg->x, tf->lnfb->x, h + (size_t)b * d, d, 1e-5f, NULL);
+    ar__rows_linear(h, B, tf->Wout, tf->bout, logits);
     c->len = t + 1;
     return AR_OK;
 }
 
-
-ARDEF int ar_sample_logits(const float *logits, int V, const ar_sampler *s, ar_rng *r, float *scratch)
+/* Step by step in the order, through the KV cache or (naive) a whole
+   forward pass per step; both feed each step's value to the next. */
+static ar_status ar__tfm_sample(ar_model *m, ar_graph *g, int N, const ar_sample_opts *o, ar_rng *r, float *x)
 {
-    float *p = scratch, *idx = scratch + V, mx = -INFINITY, T;
-    double z = 0, cum = 0;
-    int i, j, keep;
-    if (!logits || V < 1 || V > (1 << 24) || !s || !r || !scratch) return -1;
-    for (i = 0, j = 0; i < V; i++)
-        if (logits[i] > mx) { mx = logits[i]; j = i; }
-    if (!(s->temperature > 0) || mx == INFINITY) return j; /* argmax */
-    if (mx == -INFINITY || mx != mx) return -1;
-    T = s->temperature;
-    for (i = 0; i < V; i++) z += p[i] = ar__expf((logits[i] - mx) / T);
-    for (i = 0; i < V; i++) { p[i] = (float)(p[i] / z); idx[i] = (float)i; }
-    keep = V;
-    if ((s->top_k > 0 && s->top_k < V) || (s->top_p > 0 && s->top_p < 1)) {
-        for (i = 1; i < V; i++) { /* insertion sort of indices by probability, descending */
-            float pi = p[(int)idx[i]], ii = idx[i];
-            for (j = i; j > 0 && p[(int)idx[j - 1]] < pi; j--) idx[j] = idx[j - 1];
-            idx[j] = ii;
+    const ar_tfm *tf = m->tfm;
+    int T = tf->T, V = tf->cfg.V, t, n;
+    float *logits = (float *)ar_graph_alloc(g, ((size_t)N * V + 3 * (size_t)V) * sizeof(float)), *scratch;
+    int *tok = (int *)ar_graph_alloc(g, (size_t)N * sizeof(int));
+    int *all = o->naive ? (int *)ar_graph_alloc(g, (size_t)N * T * sizeof(int)) : NULL;
+    ar_tfm_cache c;
+    ar_status s = AR_OK;
+    memset(&c, 0, sizeof c);
+    if (!logits || !tok || (o->naive && !all)) return ar__merr(m, AR_ERR_NOMEM, "ar_model_sample: out of memory");
+    scratch = logits + (size_t)N * V;
+    if (all) memset(all, 0, (size_t)N * T * sizeof(int));
+    else if ((s = ar_tfm_cache_init(&c, m, N)) != AR_OK) return s;
+    for (t = 0; t < T && s == AR_OK; t++) {
+        int p = tf->order ? tf->order[t] : t;
+        if (!all) {
+            s = ar_tfm_step(m, &c, t ? tok : NULL, logits);
+        } else {
+            ar__mark mark = ar__graph_mark(g);
+            ar_tensor *lg = ar__tfm_logits(tf, g, all, N, T);
+            if (!lg) s = ar__merr(m, g->status, "%s", g->err);
+            for (n = 0; lg && n < N; n++)
+                memcpy(logits + (size_t)n * V, lg->x + ((size_t)n * T + p) * V, (size_t)V * sizeof(float));
+            ar__graph_rewind(g, &mark);
         }
-        if (s->top_k > 0 && s->top_k < keep) keep = s->top_k;
-        if (s->top_p > 0 && s->top_p < 1)
-            for (i = 0; i < keep; i++)
-                if ((cum += p[(int)idx[i]]) >= s->top_p) { keep = i + 1; break; }
-        for (i = keep; i < V; i++) p[(int)idx[i]] = 0;
-    }
-    return ar_rng_categorical(r, p, V); /* renormalizes */
-}
-
-ARDEF ar_status ar_tfm_sample(ar_tfm *m, ar_tfm_cache *c, int n, int start, const int *prefix, int n_prefix,
-                              const ar_sampler *s, ar_rng *r, int *out)
-{
-    float *logits, *scratch;
-    int *tok, t, b, V;
-    ar_status st = AR_OK;
-    if (!m || !m->ps.x) return AR_ERR_ARG;
-    if (!c || !c->k || !s || !r || !out || n < 1 || n > m->cfg.T || n_prefix < 0 || n_prefix > n ||
-        (n_prefix && !prefix) || start < 0 || start >= m->cfg.V || (m->order && n != m->cfg.T)) {
-        ar__seterr(m->err, "ar_tfm_sample: need a cache, sampler, rng, out, 1 <= n <= T (n = T with a custom "
-                           "order), a valid start token and 0 <= n_prefix <= n");
-        return AR_ERR_ARG;
-    }
-    V = m->cfg.V;
-    logits = (float *)AR_MALLOC(((size_t)c->B * V + 2 * (size_t)V) * sizeof(float));
-    tok = (int *)AR_MALLOC((size_t)c->B * sizeof(int));
-    if (!logits || !tok) {
-        AR_FREE(logits); AR_FREE(tok);
-        ar__seterr(m->err, "ar_tfm_sample: out of memory");
-        return AR_ERR_NOMEM;
-    }
-    scratch = logits + (size_t)c->B * V;
-    c->len = 0;
-    for (b = 0; b < c->B; b++) tok[b] = start;
-    for (t = 0; t < n && st == AR_OK; t++) {
-        if ((st = ar_tfm_step(m, c, tok, logits)) != AR_OK) break;
-        for (b = 0; b < c->B; b++) {
-            int x = t < n_prefix ? prefix[(size_t)b * n_prefix + t]
-                                 : ar_sample_logits(logits + (size_t)b * V, V, s, r, scratch);
-            if (x < 0 || x >= V) {
-                ar__seterr(m->err, "ar_tfm_sample: %s token %d at sequence %d, place %d",
-                           t < n_prefix ? "prefix" : "sampled", x, b, t);
-                st = AR_ERR_RANGE;
-                break;
-            }
-            out[(size_t)b * n + (m->order ? m->order[t] : t)] = tok[b] = x;
+        for (n = 0; n < N && s == AR_OK; n++) {
+            size_t i = (size_t)n * T + p;
+            int obs = o->known && o->known[i];
+            int v = ar__draw(logits + (size_t)n * V, V, o, r, scratch, o->probs ? o->probs + i * V : NULL, !obs);
+            if (v < 0) s = ar__merr(m, AR_ERR_NUMERIC, "ar_model_sample: NaN logits at position %d", p);
+            tok[n] = obs ? (int)o->given[i] : v;
+            x[i] = (float)tok[n];
+            if (all) all[i] = tok[n];
         }
     }
-    AR_FREE(logits);
-    AR_FREE(tok);
-    return st;
+    ar_tfm_cache_free(&c);
+    return s;
 }
 
 /* ==== SECTION: models — convolutional (PixelCNN, Gated, WaveNet) ========== */
-
-ARDEF ar_cnn_cfg ar_cnn_default(int kind, int H, int W, int layers)
-{
-    ar_cnn_cfg c;
-    memset(&c, 0, sizeof c);
-    c.kind = kind;
-    c.H = H;
-    c.W = W;
-    c.levels = 1;
-    c.channels = kind == AR_CNN_PIXELCNN ? 64 : 32;
-    c.layers = layers;
-    c.kernel = 3;
-    c.first_kernel = 7;
-    c.dilations = 10;
-    c.seed = 1;
-    return c;
-}
 
 /* Where each convolution reads, one description for the graph and the
    sampler. Maps are [H,W,C] images, or [1,H*W,C] for WaveNet. */
 enum { AR__CNN_MAIN, AR__CNN_VERT, AR__CNN_LINK, AR__CNN_1X1 };
 
-static ar__conv ar__cnn_conv(const ar_cnn *m, int l, int which, const ar_tensor *Wt)
+static ar__conv ar__cnn_conv(const ar_cnn *cn, int l, int which, const ar_tensor *Wt)
 {
-    const ar_cnn_cfg *c = &m->cfg;
+    const ar_cnn_cfg *c = &cn->cfg;
     ar__conv q;
-    int k = l ? c->kernel : c->first_kernel, wave = c->kind == AR_CNN_WAVENET;
-    q.H = wave ? 1 : c->H;
-    q.W = wave ? c->H * c->W : c->W;
+    int k = l ? c->kernel : c->first_kernel, wave = cn->kind == AR_WAVENET;
+    q.H = wave ? 1 : cn->H;
+    q.W = wave ? cn->H * cn->W : cn->W;
     q.Ci = Wt->shape[3];
     q.kh = Wt->shape[1];
     q.kw = Wt->shape[2];
@@ -5289,10 +5185,10 @@ static ar__conv ar__cnn_conv(const ar_cnn *m, int l, int which, const ar_tensor 
         q.top = q.left = k / 2;
     } else if (which == AR__CNN_LINK) { /* the vertical stack one row up */
         q.top = 1;
-    } else if (which == AR__CNN_MAIN && c->kind == AR_CNN_PIXELCNN) { /* mask A first, then B */
+    } else if (which == AR__CNN_MAIN && cn->kind == AR_PIXELCNN) { /* mask A first, then B */
         q.top = q.left = k / 2;
         q.taps = (k / 2) * k + k / 2 + (l > 0);
-    } else if (which == AR__CNN_MAIN && c->kind == AR_CNN_GATED) { /* x - k/2 .. x (layer 0: .. x - 1) */
+    } else if (which == AR__CNN_MAIN && cn->kind == AR_GATED) { /* x - k/2 .. x (layer 0: .. x - 1) */
         q.left = k / 2;
         q.taps = l ? k / 2 + 1 : k / 2;
     } else if (which == AR__CNN_MAIN) { /* WaveNet: t-2, t-1 first, then t-d, t */
@@ -5303,10 +5199,10 @@ static ar__conv ar__cnn_conv(const ar_cnn *m, int l, int which, const ar_tensor 
     return q;
 }
 
-static ar_tensor *ar__cnn_apply(ar_graph *g, const ar_cnn *m, int l, int which, ar_tensor *x, ar_tensor *Wt,
+static ar_tensor *ar__cnn_apply(ar_graph *g, const ar_cnn *cn, int l, int which, ar_tensor *x, ar_tensor *Wt,
                                 ar_tensor *b)
 {
-    ar__conv q = ar__cnn_conv(m, l, which, Wt);
+    ar__conv q = ar__cnn_conv(cn, l, which, Wt);
     return ar_conv2d(g, x, Wt, b, q.top, q.left, q.dil, q.taps);
 }
 
@@ -5314,201 +5210,178 @@ static int ar__cnn_cin(const ar_cnn_cfg *c) { return 1 + 2 * (c->coords != 0); }
 static int ar__cnn_outs(const ar_cnn_cfg *c) { return c->levels > 1 ? c->levels : 1; }
 
 /* The network's input at pixel p: its value scaled to [0,1], then (row/H, col/W). */
-static void ar__cnn_input(const ar_cnn_cfg *c, float value, int p, float *v)
+static void ar__cnn_input(const ar_cnn *cn, float value, int p, float *v)
 {
+    const ar_cnn_cfg *c = &cn->cfg;
     v[0] = c->levels > 1 ? value / (float)(c->levels - 1) : value;
     if (c->coords) {
-        v[1] = (float)(p / c->W) / (float)c->H;
-        v[2] = (float)(p % c->W) / (float)c->W;
+        v[1] = (float)(p / cn->W) / (float)cn->H;
+        v[2] = (float)(p % cn->W) / (float)cn->W;
     }
 }
 
-/* A pixel value the model can score: {0,1} or an integer in [0, levels). */
-static int ar__cnn_value_ok(const ar_cnn_cfg *c, float v)
+ARDEF int ar_cnn_receptive_field(const ar_model *m)
 {
-    return v >= 0 && v == floorf(v) && v < (float)(c->levels > 1 ? c->levels : 2);
-}
-
-ARDEF int ar_cnn_receptive_field(const ar_cnn_cfg *c)
-{
+    const ar_cnn *cn = m && m->cnn && m->ps.x ? m->cnn : NULL;
     int l, rf;
-    if (!c || c->layers < 0 || c->layers >= AR_CNN_MAX_LAYERS) return 0;
-    if (c->kind != AR_CNN_WAVENET) return c->first_kernel / 2 + c->layers * (c->kernel / 2);
-    for (rf = 2, l = 1; l <= c->layers && c->dilations > 0; l++) rf += 1 << ((l - 1) % c->dilations);
+    if (!cn) return 0;
+    if (cn->kind != AR_WAVENET) return cn->cfg.first_kernel / 2 + cn->cfg.layers * (cn->cfg.kernel / 2);
+    for (rf = 2, l = 1; l <= cn->cfg.layers; l++) rf += 1 << ((l - 1) % cn->cfg.dilations);
     return rf; /* t-2, t-1 first, then each block d further back */
 }
 
-ARDEF void ar_cnn_free(ar_cnn *m)
-{
-    if (!m) return;
-    ar_params_free(&m->ps);
-    memset(m, 0, sizeof *m);
-}
-
 /* Parameter "l<l>.<what>" (or just what for l < 0), [a,b,c,d] or [a] when b == 0. */
-static ar_tensor *ar__cnn_param(ar_cnn *m, int l, const char *what, int a, int b, int c, int d)
+static ar_tensor *ar__cnn_param(ar_params *ps, int l, const char *what, int a, int b, int c, int d)
 {
     char name[40];
     int s[4];
     s[0] = a; s[1] = b; s[2] = c; s[3] = d;
     if (l >= 0) snprintf(name, sizeof name, "l%d.%s", l, what);
     else snprintf(name, sizeof name, "%s", what);
-    return ar_params_add(&m->ps, name, b ? 4 : 1, s);
+    return ar_params_add(ps, name, b ? 4 : 1, s);
 }
 
-ARDEF ar_status ar_cnn_init(ar_cnn *m, const ar_cnn_cfg *cfg)
+
+static ar_status ar__cnn_declare(ar_model *m)
 {
-    ar_rng r;
-    int l, i, F, Cin, ok;
-    float gain;
-    if (!m) return AR_ERR_ARG;
-    memset(m, 0, sizeof *m);
-    if (!cfg || cfg->kind < AR_CNN_PIXELCNN || cfg->kind > AR_CNN_WAVENET || cfg->H < 1 || cfg->W < 1 ||
-        cfg->H > 4096 || cfg->W > 4096 || (size_t)cfg->H * cfg->W > (1u << 22) || cfg->levels < 1 ||
-        cfg->levels > 65536 || cfg->channels < 1 || cfg->channels > 4096 || cfg->layers < 0 ||
-        cfg->layers >= AR_CNN_MAX_LAYERS || (cfg->coords != 0 && cfg->coords != 1) ||
-        (cfg->kind != AR_CNN_WAVENET && (cfg->kernel < 1 || cfg->kernel % 2 == 0 || cfg->kernel > 31 ||
-                                         cfg->first_kernel < 3 || cfg->first_kernel % 2 == 0 ||
-                                         cfg->first_kernel > 31)) ||
-        (cfg->kind == AR_CNN_WAVENET && (cfg->dilations < 1 || cfg->dilations > 20))) {
-        ar__seterr(m->err, "ar_cnn_init: need a known kind, 1 <= H, W <= 4096, 1 <= levels <= 65536, "
-                           "1 <= channels <= 4096, 0 <= layers < %d, coords 0 or 1, odd kernels (first >= 3, "
-                           "both <= 31), WaveNet 1 <= dilations <= 20", AR_CNN_MAX_LAYERS);
-        return AR_ERR_ARG;
-    }
-    m->cfg = *cfg;
+    const ar_cnn_cfg *cfg = &m->cfg.cnn;
+    ar_cnn *cn;
+    ar_params *ps = &m->ps;
+    int l, F, Cin, ok, kind = m->kind;
+    if (m->rows > 4096 || m->cols > 4096 || cfg->levels < 1 || cfg->levels > 65536 || cfg->channels < 1 ||
+        cfg->channels > 4096 || cfg->layers < 0 || cfg->layers >= AR_CNN_MAX_LAYERS || (cfg->coords != 0 && cfg->coords != 1) ||
+        (kind != AR_WAVENET && (cfg->kernel < 1 || cfg->kernel % 2 == 0 || cfg->kernel > 31 || cfg->first_kernel < 3 ||
+                                cfg->first_kernel % 2 == 0 || cfg->first_kernel > 31)) ||
+        (kind == AR_WAVENET && (cfg->dilations < 1 || cfg->dilations > 20)))
+        return ar__merr(m, AR_ERR_ARG, "ar_model_init: a %s needs rows, cols <= 4096, 1 <= levels <= 65536, "
+                        "1 <= channels <= 4096, 0 <= layers < %d, coords 0 or 1, odd kernels (first >= 3, both <= 31), "
+                        "WaveNet 1 <= dilations <= 20", ar__kind_names[kind], AR_CNN_MAX_LAYERS);
+    if (!(cn = (ar_cnn *)AR_MALLOC(sizeof *cn))) return ar__merr(m, AR_ERR_NOMEM, "ar_model_init: out of memory");
+    memset(cn, 0, sizeof *cn);
+    m->cnn = cn;
+    cn->cfg = *cfg;
+    cn->kind = kind;
+    cn->H = m->rows;
+    cn->W = m->cols;
+    m->levels = cfg->levels > 1 ? cfg->levels : 2;
     F = cfg->channels;
     Cin = ar__cnn_cin(cfg);
-    ar_params_init(&m->ps);
     for (l = 0; l <= cfg->layers; l++) {
-        ar_cnn_layer *L = &m->L[l];
+        ar_cnn_layer *L = &cn->L[l];
         int k = l ? cfg->kernel : cfg->first_kernel, Ci = l ? F : Cin, F2 = 2 * F;
-        if (cfg->kind == AR_CNN_PIXELCNN) {
-            L->W = ar__cnn_param(m, l, "W", F, k, k, Ci);
-            L->b = ar__cnn_param(m, l, "b", F, 0, 0, 0);
-        } else if (cfg->kind == AR_CNN_GATED) {
-            L->Wv = ar__cnn_param(m, l, "v.W", F2, k / 2 + 1, k, Ci);
-            L->bv = ar__cnn_param(m, l, "v.b", F2, 0, 0, 0);
-            L->W = ar__cnn_param(m, l, "h.W", F2, 1, k / 2 + 1, Ci);
-            L->b = ar__cnn_param(m, l, "h.b", F2, 0, 0, 0);
-            L->Wl = ar__cnn_param(m, l, "link.W", F2, 1, 1, F2);
-            L->bl = ar__cnn_param(m, l, "link.b", F2, 0, 0, 0);
+        if (kind == AR_PIXELCNN) {
+            L->W = ar__cnn_param(ps, l, "W", F, k, k, Ci);
+            L->b = ar__cnn_param(ps, l, "b", F, 0, 0, 0);
+        } else if (kind == AR_GATED) {
+            L->Wv = ar__cnn_param(ps, l, "v.W", F2, k / 2 + 1, k, Ci);
+            L->bv = ar__cnn_param(ps, l, "v.b", F2, 0, 0, 0);
+            L->W = ar__cnn_param(ps, l, "h.W", F2, 1, k / 2 + 1, Ci);
+            L->b = ar__cnn_param(ps, l, "h.b", F2, 0, 0, 0);
+            L->Wl = ar__cnn_param(ps, l, "link.W", F2, 1, 1, F2);
+            L->bl = ar__cnn_param(ps, l, "link.b", F2, 0, 0, 0);
         } else {
-            L->W = ar__cnn_param(m, l, "W", l ? F2 : F, 1, 2, Ci);
-            L->b = ar__cnn_param(m, l, "b", l ? F2 : F, 0, 0, 0);
+            L->W = ar__cnn_param(ps, l, "W", l ? F2 : F, 1, 2, Ci);
+            L->b = ar__cnn_param(ps, l, "b", l ? F2 : F, 0, 0, 0);
         }
-        if (l > 0 && cfg->kind != AR_CNN_PIXELCNN) {
-            L->Wr = ar__cnn_param(m, l, "res.W", F, 1, 1, F);
-            L->br = ar__cnn_param(m, l, "res.b", F, 0, 0, 0);
+        if (l > 0 && kind != AR_PIXELCNN) {
+            L->Wr = ar__cnn_param(ps, l, "res.W", F, 1, 1, F);
+            L->br = ar__cnn_param(ps, l, "res.b", F, 0, 0, 0);
         }
-        if (l > 0 && cfg->kind == AR_CNN_WAVENET) {
-            L->Ws = ar__cnn_param(m, l, "skip.W", F, 1, 1, F);
-            L->bs = ar__cnn_param(m, l, "skip.b", F, 0, 0, 0);
+        if (l > 0 && kind == AR_WAVENET) {
+            L->Ws = ar__cnn_param(ps, l, "skip.W", F, 1, 1, F);
+            L->bs = ar__cnn_param(ps, l, "skip.b", F, 0, 0, 0);
         }
     }
-    m->W1 = ar__cnn_param(m, -1, "head1.W", F, 1, 1, F);
-    m->b1 = ar__cnn_param(m, -1, "head1.b", F, 0, 0, 0);
-    m->W2 = ar__cnn_param(m, -1, "head2.W", ar__cnn_outs(cfg), 1, 1, F);
-    m->b2 = ar__cnn_param(m, -1, "head2.b", ar__cnn_outs(cfg), 0, 0, 0);
-    for (ok = m->W1 && m->b1 && m->W2 && m->b2, l = 0; l <= cfg->layers && ok; l++) {
-        const ar_cnn_layer *L = &m->L[l];
-        ok = L->W && L->b && (cfg->kind != AR_CNN_GATED || (L->Wv && L->bv && L->Wl && L->bl)) &&
-             (!l || cfg->kind == AR_CNN_PIXELCNN || (L->Wr && L->br)) &&
-             (!l || cfg->kind != AR_CNN_WAVENET || (L->Ws && L->bs));
+    cn->W1 = ar__cnn_param(ps, -1, "head1.W", F, 1, 1, F);
+    cn->b1 = ar__cnn_param(ps, -1, "head1.b", F, 0, 0, 0);
+    cn->W2 = ar__cnn_param(ps, -1, "head2.W", ar__cnn_outs(cfg), 1, 1, F);
+    cn->b2 = ar__cnn_param(ps, -1, "head2.b", ar__cnn_outs(cfg), 0, 0, 0);
+    for (ok = cn->W1 && cn->b1 && cn->W2 && cn->b2, l = 0; l <= cfg->layers && ok; l++) {
+        const ar_cnn_layer *L = &cn->L[l];
+        ok = L->W && L->b && (kind != AR_GATED || (L->Wv && L->bv && L->Wl && L->bl)) &&
+             (!l || kind == AR_PIXELCNN || (L->Wr && L->br)) && (!l || kind != AR_WAVENET || (L->Ws && L->bs));
     }
-    if (!ok || ar_params_alloc(&m->ps) != AR_OK) goto nomem;
-    ar_rng_seed(&r, cfg->seed);
-    /* U(+-sqrt(gain/fan_in)) over the used taps, zero biases. The gated
-       model's vertical stack has no residual path: with gain 1 a signal
-       shrank ~12x in variance per layer and training was far slower (mean
-       train NLL over the first 10k MNIST images 117.7, 9 layers); He's
-       gain 6 gives 103.5 (gain 3: 106.4; gain 12 starts far worse). The
-       residual models keep gain 1: WaveNet with gain 6 trained slower
-       (119.4 against 115 over its first 10k images). */
-    gain = cfg->kind == AR_CNN_GATED ? 6.0f : 1.0f;
+    return ok ? AR_OK : ar__merr(m, AR_ERR_NOMEM, "ar_model_init: %s", ps->err);
+}
+
+/* U(+-sqrt(gain/fan_in)) over the used taps, zero biases. The gated
+   model's vertical stack has no residual path: with gain 1 a signal
+   shrinks ~12x in variance per layer and trains far slower; He's gain 6
+   fits it. The residual models keep gain 1. */
+static void ar__cnn_fill(ar_model *m)
+{
+    ar_cnn *cn = m->cnn;
+    ar_rng r;
+    int i, l;
+    float gain = cn->kind == AR_GATED ? 6.0f : 1.0f;
+    ar_rng_seed(&r, m->cfg.seed);
     for (i = 0; i < m->ps.n; i++) {
         ar_tensor *p = m->ps.t[i];
         int fan = p->shape[1] * p->shape[2] * p->shape[3];
         if (p->nd != 4) continue;
-        for (l = 0; l <= cfg->layers; l++)
-            if (p == m->L[l].W) fan = ar__cnn_conv(m, l, AR__CNN_MAIN, p).taps * p->shape[3];
+        for (l = 0; l <= cn->cfg.layers; l++)
+            if (p == cn->L[l].W) fan = ar__cnn_conv(cn, l, AR__CNN_MAIN, p).taps * p->shape[3];
         ar_init_uniform(p, &r, -sqrtf(gain / (float)fan), sqrtf(gain / (float)fan));
     }
-    return AR_OK;
-nomem:
-    ar_cnn_free(m);
-    ar__seterr(m->err, "ar_cnn_init: out of memory");
-    return AR_ERR_NOMEM;
 }
 
-ARDEF ar_tensor *ar_cnn_logits(ar_cnn *m, ar_graph *g, const float *x, int N)
+/* Logits [N,H,W,P] of images x [N,H*W] (checked by the caller). */
+static ar_tensor *ar__cnn_logits(const ar_cnn *cn, ar_graph *g, const float *x, int N)
 {
-    const ar_cnn_cfg *c;
-    int l, HW, s4[4];
+    const ar_cnn_cfg *c = &cn->cfg;
+    int l, HW = cn->H * cn->W, s4[4];
     size_t i;
     ar_tensor *in, *h, *v = NULL, *vp, *z, *skip = NULL;
     if (!ar__check(g, "ar_cnn_logits", NULL, NULL, 0)) return NULL;
-    if (!m || !m->ps.x || !x || N < 1 || (size_t)N * m->cfg.H * m->cfg.W > 0x7fffffff) {
-        ar__fail(g, AR_ERR_ARG, "ar_cnn_logits: need a model, images and 1 <= N (N*H*W < 2^31)");
-        return NULL;
-    }
-    c = &m->cfg;
-    HW = c->H * c->W;
-    for (i = 0; i < (size_t)N * HW; i++)
-        if (!ar__cnn_value_ok(c, x[i])) {
-            ar__fail(g, AR_ERR_ARG, "ar_cnn_logits: image %zu pixel %zu is %g, not %s", i / HW, i % HW, (double)x[i],
-                     c->levels > 1 ? "an integer in [0, levels)" : "0 or 1");
-            return NULL;
-        }
     s4[0] = N;
-    s4[1] = c->kind == AR_CNN_WAVENET ? 1 : c->H;
-    s4[2] = c->kind == AR_CNN_WAVENET ? HW : c->W;
+    s4[1] = cn->kind == AR_WAVENET ? 1 : cn->H;
+    s4[2] = cn->kind == AR_WAVENET ? HW : cn->W;
     s4[3] = ar__cnn_cin(c);
     if (!(in = ar_zeros(g, 4, s4))) return NULL;
-    for (i = 0; i < (size_t)N * HW; i++) ar__cnn_input(c, x[i], (int)(i % HW), in->x + i * s4[3]);
-    if (c->kind == AR_CNN_PIXELCNN) {
-        h = ar_relu(g, ar__cnn_apply(g, m, 0, AR__CNN_MAIN, in, m->L[0].W, m->L[0].b));
+    for (i = 0; i < (size_t)N * HW; i++) ar__cnn_input(cn, x[i], (int)(i % HW), in->x + i * s4[3]);
+    if (cn->kind == AR_PIXELCNN) {
+        h = ar_relu(g, ar__cnn_apply(g, cn, 0, AR__CNN_MAIN, in, cn->L[0].W, cn->L[0].b));
         for (l = 1; l <= c->layers; l++)
-            h = ar_add(g, h, ar_relu(g, ar__cnn_apply(g, m, l, AR__CNN_MAIN, h, m->L[l].W, m->L[l].b)));
-    } else if (c->kind == AR_CNN_GATED) {
+            h = ar_add(g, h, ar_relu(g, ar__cnn_apply(g, cn, l, AR__CNN_MAIN, h, cn->L[l].W, cn->L[l].b)));
+    } else if (cn->kind == AR_GATED) {
         for (h = v = in, l = 0; l <= c->layers; l++) {
-            const ar_cnn_layer *L = &m->L[l];
-            vp = ar__cnn_apply(g, m, l, AR__CNN_VERT, v, L->Wv, L->bv);
-            z = ar_gate(g, ar_add(g, ar__cnn_apply(g, m, l, AR__CNN_MAIN, h, L->W, L->b),
-                                  ar__cnn_apply(g, m, l, AR__CNN_LINK, vp, L->Wl, L->bl)));
-            h = l ? ar_add(g, h, ar__cnn_apply(g, m, l, AR__CNN_1X1, z, L->Wr, L->br)) : z;
+            const ar_cnn_layer *L = &cn->L[l];
+            vp = ar__cnn_apply(g, cn, l, AR__CNN_VERT, v, L->Wv, L->bv);
+            z = ar_gate(g, ar_add(g, ar__cnn_apply(g, cn, l, AR__CNN_MAIN, h, L->W, L->b),
+                                  ar__cnn_apply(g, cn, l, AR__CNN_LINK, vp, L->Wl, L->bl)));
+            h = l ? ar_add(g, h, ar__cnn_apply(g, cn, l, AR__CNN_1X1, z, L->Wr, L->br)) : z;
             if (l < c->layers) v = ar_gate(g, vp); /* the last one would go unused */
         }
     } else {
-        h = ar__cnn_apply(g, m, 0, AR__CNN_MAIN, in, m->L[0].W, m->L[0].b);
+        h = ar__cnn_apply(g, cn, 0, AR__CNN_MAIN, in, cn->L[0].W, cn->L[0].b);
         for (l = 1; l <= c->layers; l++) {
-            const ar_cnn_layer *L = &m->L[l];
-            z = ar_gate(g, ar__cnn_apply(g, m, l, AR__CNN_MAIN, h, L->W, L->b));
-            h = ar_add(g, h, ar__cnn_apply(g, m, l, AR__CNN_1X1, z, L->Wr, L->br));
-            z = ar__cnn_apply(g, m, l, AR__CNN_1X1, z, L->Ws, L->bs);
+            const ar_cnn_layer *L = &cn->L[l];
+            z = ar_gate(g, ar__cnn_apply(g, cn, l, AR__CNN_MAIN, h, L->W, L->b));
+            h = ar_add(g, h, ar__cnn_apply(g, cn, l, AR__CNN_1X1, z, L->Wr, L->br));
+            z = ar__cnn_apply(g, cn, l, AR__CNN_1X1, z, L->Ws, L->bs);
             skip = skip ? ar_add(g, skip, z) : z;
         }
         if (skip) h = skip;
     }
-    h = ar_relu(g, ar__cnn_apply(g, m, 0, AR__CNN_1X1, ar_relu(g, h), m->W1, m->b1));
-    h = ar__cnn_apply(g, m, 0, AR__CNN_1X1, h, m->W2, m->b2);
-    s4[1] = c->H;
-    s4[2] = c->W;
+    h = ar_relu(g, ar__cnn_apply(g, cn, 0, AR__CNN_1X1, ar_relu(g, h), cn->W1, cn->b1));
+    h = ar__cnn_apply(g, cn, 0, AR__CNN_1X1, h, cn->W2, cn->b2);
+    s4[1] = cn->H;
+    s4[2] = cn->W;
     s4[3] = ar__cnn_outs(c);
     return ar_reshape(g, h, 4, s4);
 }
 
-ARDEF ar_tensor *ar_cnn_nll(ar_cnn *m, ar_graph *g, const float *x, int N)
+static ar_tensor *ar__cnn_nll(const ar_cnn *cn, ar_graph *g, const float *x, int N)
 {
-    ar_tensor *lg = ar_cnn_logits(m, g, x, N);
+    ar_tensor *lg = ar__cnn_logits(cn, g, x, N);
     int s3[3], *labels, HW;
     size_t i;
     if (!lg) return NULL;
-    HW = m->cfg.H * m->cfg.W;
-    s3[0] = N; s3[1] = HW; s3[2] = ar__cnn_outs(&m->cfg);
-    if (m->cfg.levels == 1) return ar_bce_logits(g, ar_reshape(g, lg, 2, s3), x);
+    HW = cn->H * cn->W;
+    s3[0] = N; s3[1] = HW; s3[2] = ar__cnn_outs(&cn->cfg);
+    if (cn->cfg.levels == 1) return ar_bce_logits(g, ar_reshape(g, lg, 2, s3), x);
     if (!(labels = (int *)ar_graph_alloc(g, (size_t)N * HW * sizeof(int)))) {
-        ar__fail(g, AR_ERR_NOMEM, "ar_cnn_nll: out of memory");
+        ar__fail(g, AR_ERR_NOMEM, "cnn: out of memory");
         return NULL;
     }
     for (i = 0; i < (size_t)N * HW; i++) labels[i] = (int)x[i];
@@ -5516,17 +5389,6 @@ ARDEF ar_tensor *ar_cnn_nll(ar_cnn *m, ar_graph *g, const float *x, int N)
 }
 
 /* ---- sampling ------------------------------------------------------------- */
-
-/* One pixel value from its logits; both samplers draw through here. */
-static float ar__cnn_draw(const ar_cnn_cfg *c, const float *logit, ar_rng *r, float *scratch)
-{
-    int j, P = c->levels;
-    float mx;
-    if (P == 1) return (float)ar_rng_bernoulli(r, ar__sigmoid(logit[0]));
-    for (mx = logit[0], j = 1; j < P; j++) mx = logit[j] > mx ? logit[j] : mx;
-    for (j = 0; j < P; j++) scratch[j] = ar__expf(logit[j] - mx);
-    return (float)ar_rng_categorical(r, scratch, P);
-}
 
 /* Activations kept while sampling: every map the next pixel's layers read. */
 typedef struct ar__cnn_run {
@@ -5539,10 +5401,10 @@ typedef struct ar__cnn_run {
 } ar__cnn_run;
 
 /* out[N,Co] = the conv of map at pixel (row, col) of each image. */
-static void ar__cnn_at(const ar_cnn *m, ar__cnn_run *s, int l, int which, const float *map, const ar_tensor *Wt,
+static void ar__cnn_at(const ar_cnn *cn, ar__cnn_run *s, int l, int which, const float *map, const ar_tensor *Wt,
                        const ar_tensor *b, int row, int col, float *out)
 {
-    ar__conv q = ar__cnn_conv(m, l, which, Wt);
+    ar__conv q = ar__cnn_conv(cn, l, which, Wt);
     size_t img = (size_t)s->HW * q.Ci;
     int n, K = q.taps * q.Ci;
     for (n = 0; n < s->N; n++) ar__conv_col(&q, (float *)map + n * img, row, col, s->cols + (size_t)n * K, 0);
@@ -5550,10 +5412,10 @@ static void ar__cnn_at(const ar_cnn *m, ar__cnn_run *s, int l, int which, const 
 }
 
 /* out[N,Co] = 1x1 conv of vectors x[N,Ci] (no gather needed). */
-static void ar__cnn_1x1(const ar_cnn *m, const ar__cnn_run *s, const float *x, const ar_tensor *Wt,
+static void ar__cnn_1x1(const ar_cnn *cn, const ar__cnn_run *s, const float *x, const ar_tensor *Wt,
                         const ar_tensor *b, float *out)
 {
-    ar__conv q = ar__cnn_conv(m, 0, AR__CNN_1X1, Wt);
+    ar__conv q = ar__cnn_conv(cn, 0, AR__CNN_1X1, Wt);
     ar__conv_gemm(&q, s->N, x, Wt->x, b->x, Wt->shape[0], out);
 }
 
@@ -5571,26 +5433,26 @@ static void ar__cnn_gate_rows(const ar__cnn_run *s, const float *a, float *z)
 }
 
 /* Every layer at pixel p, from the kept maps; the head's logits into out [N,P]. */
-static void ar__cnn_pixel(const ar_cnn *m, ar__cnn_run *s, int p, float *out)
+static void ar__cnn_pixel(const ar_cnn *cn, ar__cnn_run *s, int p, float *out)
 {
-    const ar_cnn_cfg *c = &m->cfg;
-    int l, n, j, F = s->F, NF = s->N * s->F, wave = c->kind == AR_CNN_WAVENET;
-    int row = wave ? 0 : p / c->W, col = wave ? p : p % c->W;
+    const ar_cnn_cfg *c = &cn->cfg;
+    int l, n, j, F = s->F, NF = s->N * s->F, wave = cn->kind == AR_WAVENET;
+    int row = wave ? 0 : p / cn->W, col = wave ? p : p % cn->W;
     float *last;
-    if (c->kind == AR_CNN_GATED && col == 0 && row > 0) /* the vertical stack, the whole row above */
+    if (cn->kind == AR_GATED && col == 0 && row > 0) /* the vertical stack, the whole row above */
         for (l = 0; l <= c->layers; l++)
-            for (j = 0; j < c->W; j++) {
-                ar__cnn_at(m, s, l, AR__CNN_VERT, l ? s->v[l - 1] : s->in, m->L[l].Wv, m->L[l].bv, row - 1, j, s->a);
-                ar__cnn_put(s, s->vp[l], 2 * F, p - c->W + j, s->a);
+            for (j = 0; j < cn->W; j++) {
+                ar__cnn_at(cn, s, l, AR__CNN_VERT, l ? s->v[l - 1] : s->in, cn->L[l].Wv, cn->L[l].bv, row - 1, j, s->a);
+                ar__cnn_put(s, s->vp[l], 2 * F, p - cn->W + j, s->a);
                 if (l == c->layers) continue;
                 ar__cnn_gate_rows(s, s->a, s->z);
-                ar__cnn_put(s, s->v[l], F, p - c->W + j, s->z);
+                ar__cnn_put(s, s->v[l], F, p - cn->W + j, s->z);
             }
     for (l = 0; l <= c->layers; l++) {
-        const ar_cnn_layer *L = &m->L[l];
+        const ar_cnn_layer *L = &cn->L[l];
         const float *below = l ? s->h[l - 1] : s->in;
-        ar__cnn_at(m, s, l, AR__CNN_MAIN, below, L->W, L->b, row, col, s->a);
-        if (c->kind == AR_CNN_PIXELCNN) {
+        ar__cnn_at(cn, s, l, AR__CNN_MAIN, below, L->W, L->b, row, col, s->a);
+        if (cn->kind == AR_PIXELCNN) {
             for (j = 0; j < NF; j++) s->a[j] = s->a[j] > 0 ? s->a[j] : 0;
             if (!l) { ar__cnn_put(s, s->h[0], F, p, s->a); continue; }
             for (n = 0; n < s->N; n++)
@@ -5598,8 +5460,8 @@ static void ar__cnn_pixel(const ar_cnn *m, ar__cnn_run *s, int p, float *out)
             ar__cnn_put(s, s->h[l], F, p, s->a);
             continue;
         }
-        if (c->kind == AR_CNN_GATED) {
-            ar__cnn_at(m, s, l, AR__CNN_LINK, s->vp[l], L->Wl, L->bl, row, col, s->b);
+        if (cn->kind == AR_GATED) {
+            ar__cnn_at(cn, s, l, AR__CNN_LINK, s->vp[l], L->Wl, L->bl, row, col, s->b);
             for (j = 0; j < 2 * NF; j++) s->a[j] += s->b[j];
         } else if (!l) {
             ar__cnn_put(s, s->h[0], F, p, s->a);
@@ -5607,12 +5469,12 @@ static void ar__cnn_pixel(const ar_cnn *m, ar__cnn_run *s, int p, float *out)
         }
         ar__cnn_gate_rows(s, s->a, s->z);
         if (!l) { ar__cnn_put(s, s->h[0], F, p, s->z); continue; }
-        ar__cnn_1x1(m, s, s->z, L->Wr, L->br, s->t);
+        ar__cnn_1x1(cn, s, s->z, L->Wr, L->br, s->t);
         for (n = 0; n < s->N; n++)
             for (j = 0; j < F; j++) s->t[n * F + j] += below[((size_t)n * s->HW + p) * F + j];
         ar__cnn_put(s, s->h[l], F, p, s->t);
         if (wave) {
-            ar__cnn_1x1(m, s, s->z, L->Ws, L->bs, s->t);
+            ar__cnn_1x1(cn, s, s->z, L->Ws, L->bs, s->t);
             for (j = 0; j < NF; j++) s->skip[j] = (l == 1 ? 0 : s->skip[j]) + s->t[j];
         }
     }
@@ -5624,9 +5486,9 @@ static void ar__cnn_pixel(const ar_cnn *m, ar__cnn_run *s, int p, float *out)
         last = s->z;
     }
     for (j = 0; j < NF; j++) s->t[j] = last[j] > 0 ? last[j] : 0;
-    ar__cnn_1x1(m, s, s->t, m->W1, m->b1, s->a);
+    ar__cnn_1x1(cn, s, s->t, cn->W1, cn->b1, s->a);
     for (j = 0; j < NF; j++) s->a[j] = s->a[j] > 0 ? s->a[j] : 0;
-    ar__cnn_1x1(m, s, s->a, m->W2, m->b2, out);
+    ar__cnn_1x1(cn, s, s->a, cn->W2, cn->b2, out);
 }
 
 static void ar__cnn_run_free(ar__cnn_run *s)
@@ -5649,17 +5511,17 @@ static float *ar__cnn_zeros(size_t n)
     return p;
 }
 
-static ar_status ar__cnn_run_init(const ar_cnn *m, ar__cnn_run *s, int N)
+static ar_status ar__cnn_run_init(const ar_cnn *cn, ar__cnn_run *s, int N)
 {
-    const ar_cnn_cfg *c = &m->cfg;
-    size_t img = (size_t)N * c->H * c->W;
-    int l, k = c->first_kernel > c->kernel ? c->first_kernel : c->kernel, gated = c->kind == AR_CNN_GATED;
+    const ar_cnn_cfg *c = &cn->cfg;
+    size_t img = (size_t)N * cn->H * cn->W;
+    int l, k = c->first_kernel > c->kernel ? c->first_kernel : c->kernel, gated = cn->kind == AR_GATED;
     int ok, Cmax = ar__cnn_cin(c) > 2 * c->channels ? ar__cnn_cin(c) : 2 * c->channels;
     memset(s, 0, sizeof *s);
     s->N = N;
-    s->HW = c->H * c->W;
+    s->HW = cn->H * cn->W;
     s->F = c->channels;
-    s->K = (c->kind == AR_CNN_WAVENET ? 2 : k * k) * Cmax;
+    s->K = (cn->kind == AR_WAVENET ? 2 : k * k) * Cmax;
     s->in = ar__cnn_zeros(img * ar__cnn_cin(c));
     ok = s->in != NULL;
     for (l = 0; l <= c->layers && ok; l++) {
@@ -5682,126 +5544,651 @@ static ar_status ar__cnn_run_init(const ar_cnn *m, ar__cnn_run *s, int N)
     return AR_OK;
 }
 
-ARDEF ar_status ar_cnn_sample(ar_cnn *m, int N, int given, int cached, ar_rng *r, float *x, float *logits)
+ARDEF ar_tensor *ar_cnn_logits(ar_model *m, ar_graph *g, const float *x, int N)
 {
-    const ar_cnn_cfg *c;
-    int HW, P, p, n;
-    float *out = NULL, *scratch = NULL;
+    ar_status s = ar__model_ok(m, "ar_cnn_logits", 1u << AR_PIXELCNN | 1u << AR_GATED | 1u << AR_WAVENET);
+    ar_tensor *t = NULL;
+    if (s == AR_OK && !g) s = ar__merr(m, AR_ERR_ARG, "ar_cnn_logits: graph is NULL");
+    if (s == AR_OK && !x) s = ar__merr(m, AR_ERR_ARG, "ar_cnn_logits: x is NULL");
+    if (s == AR_OK) s = ar__model_n(m, "ar_cnn_logits", N);
+    if (s == AR_OK) s = ar__check_data(m, "ar_cnn_logits", x, NULL, N);
+    if (s != AR_OK) {
+        if (g && m) ar__fail(g, s, "%s", m->err);
+        return NULL;
+    }
+    if (!(t = ar__cnn_logits(m->cnn, g, x, N))) ar__merr(m, g->status ? g->status : AR_ERR_ARG, "%s", g->err);
+    return t;
+}
+
+/* Pixel by pixel in raster order: cached, each layer at the new pixel from
+   activations kept for the pixels before it (O(layers) per pixel); naive,
+   a whole forward pass whenever a pixel was drawn since the last one. Both
+   give the same logits, so the same draws. */
+static ar_status ar__cnn_sample(ar_model *m, ar_graph *g, int N, const ar_sample_opts *o, ar_rng *r, float *x)
+{
+    const ar_cnn *cn = m->cnn;
+    int HW = cn->H * cn->W, P = ar__cnn_outs(&cn->cfg), Cin = ar__cnn_cin(&cn->cfg), p, n, dirty = 1;
+    float *out = (float *)ar_graph_alloc(g, ((size_t)N * P + 3 * (size_t)(P > 2 ? P : 2)) * sizeof(float)), *scratch;
     ar__cnn_run s;
-    ar_graph g;
+    ar__mark mark;
     ar_tensor *lg = NULL;
     ar_status st = AR_OK;
-    if (!m) return AR_ERR_ARG;
-    c = &m->cfg;
-    HW = c->H * c->W;
-    if (!m->ps.x || !r || !x || N < 1 || N > (1 << 20) || given < 0 || given > HW || (size_t)N * HW > 0x7fffffff) {
-        ar__seterr(m->err, "ar_cnn_sample: need a model, rng, images, 1 <= N <= 2^20 and 0 <= given <= H*W");
-        return AR_ERR_ARG;
-    }
-    for (n = 0; n < N; n++)
-        for (p = 0; p < given; p++)
-            if (!ar__cnn_value_ok(c, x[(size_t)n * HW + p])) {
-                ar__seterr(m->err, "ar_cnn_sample: given pixel %d of image %d is %g, not a pixel value", p, n,
-                           (double)x[(size_t)n * HW + p]);
-                return AR_ERR_ARG;
-            }
-    for (n = 0; n < N; n++) /* defined values where the network may look ahead (it ignores them) */
-        for (p = given; p < HW; p++) x[(size_t)n * HW + p] = 0;
-    P = ar__cnn_outs(c);
-    memset(&g, 0, sizeof g);
+    size_t i;
     memset(&s, 0, sizeof s);
-    out = (float *)AR_MALLOC(((size_t)N + 1) * P * sizeof(float));
-    scratch = out ? out + (size_t)N * P : NULL;
-    if (!out || (cached ? ar__cnn_run_init(m, &s, N) : ar_graph_init(&g, 0)) != AR_OK) {
-        ar__seterr(m->err, "ar_cnn_sample: out of memory");
-        st = AR_ERR_NOMEM;
-        goto done;
-    }
-    if (!cached) ar_graph_set_grad(&g, 0);
-    for (p = 0; p < HW; p++) {
-        if (cached) {
-            ar__cnn_pixel(m, &s, p, out);
+    if (!out || (!o->naive && ar__cnn_run_init(cn, &s, N) != AR_OK))
+        return ar__merr(m, AR_ERR_NOMEM, "ar_model_sample: out of memory");
+    scratch = out + (size_t)N * P;
+    mark = ar__graph_mark(g);
+    for (i = 0; i < (size_t)N * HW; i++) /* given values in place; the rest defined (the network never reads them) */
+        x[i] = o->known && o->known[i] ? o->given[i] : 0;
+    for (p = 0; p < HW && st == AR_OK; p++) {
+        if (!o->naive) {
+            ar__cnn_pixel(cn, &s, p, out);
         } else {
-            if (p == 0 || p > given) { /* one pass serves every pixel up to `given` */
-                ar_graph_reset(&g);
-                if (!(lg = ar_cnn_logits(m, &g, x, N))) {
-                    memcpy(m->err, g.err, AR_ERR_LEN);
-                    st = g.status;
-                    goto done;
-                }
+            if (dirty) {
+                ar__graph_rewind(g, &mark);
+                if (!(lg = ar__cnn_logits(cn, g, x, N))) { st = ar__merr(m, g->status, "%s", g->err); break; }
+                dirty = 0;
             }
-            for (n = 0; n < N; n++)
-                memcpy(out + (size_t)n * P, lg->x + ((size_t)n * HW + p) * P, (size_t)P * sizeof(float));
+            for (n = 0; n < N; n++) memcpy(out + (size_t)n * P, lg->x + ((size_t)n * HW + p) * P, (size_t)P * sizeof(float));
         }
         for (n = 0; n < N; n++) {
-            float *xv = x + (size_t)n * HW + p;
-            if (p >= given) *xv = ar__cnn_draw(c, out + (size_t)n * P, r, scratch);
-            if (cached) ar__cnn_input(c, *xv, p, s.in + ((size_t)n * HW + p) * ar__cnn_cin(c));
-            if (logits) memcpy(logits + ((size_t)n * HW + p) * P, out + (size_t)n * P, (size_t)P * sizeof(float));
+            size_t k = (size_t)n * HW + p;
+            int obs = o->known && o->known[k];
+            int v = ar__draw(out + (size_t)n * P, P, o, r, scratch, o->probs ? o->probs + k * P : NULL, !obs);
+            if (v < 0) { st = ar__merr(m, AR_ERR_NUMERIC, "ar_model_sample: NaN logits at pixel %d", p); break; }
+            if (!obs) { x[k] = (float)v; dirty = 1; }
+            if (!o->naive) ar__cnn_input(cn, x[k], p, s.in + k * Cin);
         }
     }
-done:
-    if (cached) ar__cnn_run_free(&s);
-    else ar_graph_free(&g);
-    AR_FREE(out);
+    if (!o->naive) ar__cnn_run_free(&s);
     return st;
 }
 
-static const char *const ar__cnn_keys[11] = {"kind", "H", "W", "levels", "channels", "layers",
-                                             "kernel", "first_kernel", "dilations", "coords", "seed"};
+/* ==== SECTION: models — the one interface ================================== */
 
-ARDEF ar_status ar_cnn_save(ar_cnn *m, const char *path)
+ARDEF ar_model_cfg ar_model_default(ar_kind kind, int rows, int cols)
 {
-    uint64_t v[11];
-    if (!m || !m->ps.x) return AR_ERR_ARG;
-    v[0] = (uint64_t)m->cfg.kind; v[1] = (uint64_t)m->cfg.H; v[2] = (uint64_t)m->cfg.W;
-    v[3] = (uint64_t)m->cfg.levels; v[4] = (uint64_t)m->cfg.channels; v[5] = (uint64_t)m->cfg.layers;
-    v[6] = (uint64_t)m->cfg.kernel; v[7] = (uint64_t)m->cfg.first_kernel; v[8] = (uint64_t)m->cfg.dilations;
-    v[9] = (uint64_t)m->cfg.coords; v[10] = m->cfg.seed;
-    return ar__model_save(&m->ps, path, "cnn", ar__cnn_keys, v, 11, NULL, 0, m->err);
+    ar_model_cfg c;
+    memset(&c, 0, sizeof c);
+    c.kind = kind;
+    c.rows = rows;
+    c.cols = cols;
+    c.seed = 1;
+    c.made.n_hidden = kind == AR_FVSBN ? 0 : 1;
+    c.made.hidden[0] = 500;
+    c.made.direct = 1;
+    c.made.n_masks = 1;
+    c.nade.H = 500;
+    c.nade.K = kind == AR_RNADE ? 10 : 0;
+    c.nade.transform = kind == AR_RNADE ? AR_TRANSFORM_LOGIT : AR_TRANSFORM_NONE;
+    c.tfm.V = 2;
+    c.tfm.d = 64;
+    c.tfm.heads = 4;
+    c.tfm.layers = 2;
+    c.tfm.ffn = 256;
+    c.tfm.pos = AR_POS_ROTARY;
+    c.cnn.levels = 1;
+    c.cnn.channels = kind == AR_PIXELCNN ? 64 : 32;
+    c.cnn.layers = kind == AR_WAVENET ? 20 : kind == AR_GATED ? 6 : 5;
+    c.cnn.kernel = 3;
+    c.cnn.first_kernel = 7;
+    c.cnn.dilations = 10;
+    return c;
 }
 
-ARDEF ar_status ar_cnn_load_mem(ar_cnn *m, const unsigned char *buf, size_t len)
+ARDEF void ar_model_free(ar_model *m)
 {
-    ar_meta meta;
-    ar_cnn_cfg cfg;
-    ar_cnn tmp;
-    uint64_t v[11];
-    size_t need;
+    if (!m) return;
+    ar_params_free(&m->ps);
+    if (m->made) {
+        AR_FREE(m->made->orders);
+        AR_FREE(m->made->labels);
+        AR_FREE(m->made->pos);
+        AR_FREE(m->made);
+    }
+    if (m->nade) AR_FREE(m->nade->order);
+    AR_FREE(m->nade);
+    if (m->tfm) {
+        AR_FREE(m->tfm->sinus);
+        AR_FREE(m->tfm->order);
+        AR_FREE(m->tfm->rank);
+        AR_FREE(m->tfm);
+    }
+    AR_FREE(m->cnn);
+    if (m->work) ar_graph_free((ar_graph *)m->work);
+    AR_FREE(m->work);
+    memset(m, 0, sizeof *m);
+}
+
+/* Builds the model cfg describes into m (output only). max_params > 0
+   (a loader: the file's size) refuses configurations that need more
+   parameters than that before anything large is allocated. */
+static ar_status ar__model_build(ar_model *m, const ar_model_cfg *cfg, size_t max_params)
+{
     ar_status s;
-    if (!m) return AR_ERR_ARG;
-    if ((s = ar__model_meta(buf, len, "cnn", NULL, &meta, m->err)) != AR_OK) return s;
-    s = AR_ERR_FORMAT;
-    if (!ar__meta_ints(&meta, ar__cnn_keys, v, 10, 1 << 22) || !ar__meta_ints(&meta, ar__cnn_keys + 10, v + 10, 1, UINT64_MAX)) {
-        ar__seterr(m->err, "missing or malformed configuration in __metadata__");
-        goto done;
+    size_t total = 0;
+    int i, bad;
+    memset(m, 0, sizeof *m);
+    if (!cfg) return ar__merr(m, AR_ERR_ARG, "ar_model_init: cfg is NULL");
+    if ((int)cfg->kind < 0 || (int)cfg->kind >= AR_KIND_COUNT)
+        return ar__merr(m, AR_ERR_ARG, "ar_model_init: unknown kind %d", (int)cfg->kind);
+    if (cfg->rows < 1 || cfg->cols < 1 || (size_t)cfg->rows * (size_t)cfg->cols > (1u << 22))
+        return ar__merr(m, AR_ERR_ARG, "ar_model_init: rows = %d, cols = %d; need both >= 1 and rows * cols <= 2^22",
+                        cfg->rows, cfg->cols);
+    m->cfg = *cfg;
+    m->cfg.order = NULL;
+    m->kind = cfg->kind;
+    m->rows = cfg->rows;
+    m->cols = cfg->cols;
+    m->D = cfg->rows * cfg->cols;
+    if (cfg->order && ar__is_cnn(cfg->kind))
+        return ar__merr(m, AR_ERR_ARG, "ar_model_init: the convolutional models generate in raster order (order must be NULL)");
+    if (cfg->order && (bad = ar__perm_bad(cfg->order, m->D, NULL)) != -1)
+        return bad == -2 ? ar__merr(m, AR_ERR_NOMEM, "ar_model_init: out of memory")
+                         : ar__merr(m, AR_ERR_ARG, "ar_model_init: order is not a permutation of [0,%d) (order[%d] = %d)",
+                                    m->D, bad, cfg->order[bad]);
+    s = cfg->kind <= AR_FVSBN ? ar__made_declare(m, cfg->order)
+      : cfg->kind <= AR_RNADE ? ar__nade_declare(m, cfg->order)
+      : cfg->kind == AR_TRANSFORMER ? ar__tfm_declare(m, cfg->order) : ar__cnn_declare(m);
+    for (i = 0; s == AR_OK && i < m->ps.n; i++) total += m->ps.t[i]->n;
+    if (s == AR_OK && max_params && total > max_params)
+        s = ar__merr(m, AR_ERR_FORMAT, "the configuration needs %zu parameters, more than the file holds", total);
+    if (s == AR_OK && (s = ar_params_alloc(&m->ps)) != AR_OK) ar__merr(m, s, "ar_model_init: %s", m->ps.err);
+    if (s == AR_OK) {
+        if (m->made) ar__made_fill(m);
+        else if (m->nade) ar__nade_fill(m);
+        else if (m->tfm) s = ar__tfm_fill(m);
+        else ar__cnn_fill(m);
     }
-    memset(&cfg, 0, sizeof cfg);
-    cfg.kind = (int)v[0]; cfg.H = (int)v[1]; cfg.W = (int)v[2]; cfg.levels = (int)v[3];
-    cfg.channels = (int)v[4]; cfg.layers = (int)v[5]; cfg.kernel = (int)v[6]; cfg.first_kernel = (int)v[7];
-    cfg.dilations = (int)v[8]; cfg.coords = (int)v[9]; cfg.seed = v[10];
-    /* at least every layer's F x F weights must be in the file */
-    need = (size_t)(cfg.layers + 1) * cfg.channels * cfg.channels;
-    if (!ar__fits(need, len)) {
-        ar__seterr(m->err, "the configuration needs more parameters than the file holds");
-        goto done;
+    if (s != AR_OK) {
+        char err[AR_ERR_LEN];
+        memcpy(err, m->err, AR_ERR_LEN);
+        ar_model_free(m);
+        memcpy(m->err, err, AR_ERR_LEN);
     }
-    s = ar__load_weights(ar_cnn_init(&tmp, &cfg), tmp.err, &tmp.ps, buf, len, m->err);
-    ar_cnn_free(s == AR_OK ? m : &tmp);
-    if (s == AR_OK) *m = tmp;
-done:
+    return s;
+}
+
+ARDEF ar_status ar_model_init(ar_model *m, const ar_model_cfg *cfg)
+{
+    return m ? ar__model_build(m, cfg, 0) : AR_ERR_ARG;
+}
+
+/* -log p(x) [N] on g, x checked. */
+static ar_tensor *ar__model_nll(ar_model *m, ar_graph *g, const float *x, int N, ar_rng *rng)
+{
+    size_t i, n = (size_t)N * m->D;
+    int *tok;
+    if (m->made)
+        return ar__made_nll(m->made, g, x, N, rng && m->made->cfg.n_masks > 1
+                                                  ? (int)ar_rng_below(rng, (uint32_t)m->made->cfg.n_masks) : -1);
+    if (m->nade) return ar__nade_nll(m->nade, g, x, N);
+    if (m->cnn) return ar__cnn_nll(m->cnn, g, x, N);
+    if (!(tok = (int *)ar_graph_alloc(g, n * sizeof(int)))) {
+        ar__fail(g, AR_ERR_NOMEM, "ar_model_nll: out of memory");
+        return NULL;
+    }
+    for (i = 0; i < n; i++) tok[i] = (int)x[i];
+    return ar__tfm_nll(m->tfm, g, tok, N, m->D);
+}
+
+ARDEF ar_tensor *ar_model_nll(ar_model *m, ar_graph *g, const float *x, int N, ar_rng *rng)
+{
+    ar_status s = ar__model_ok(m, "ar_model_nll", 0);
+    ar_tensor *t;
+    if (s == AR_OK && !g) s = ar__merr(m, AR_ERR_ARG, "ar_model_nll: graph is NULL");
+    if (s == AR_OK && !x) s = ar__merr(m, AR_ERR_ARG, "ar_model_nll: x is NULL");
+    if (s == AR_OK) s = ar__model_n(m, "ar_model_nll", N);
+    if (s == AR_OK) s = ar__check_data(m, "ar_model_nll", x, NULL, N);
+    if (s == AR_OK && !ar__check(g, "ar_model_nll", NULL, NULL, 0))
+        s = ar__merr(m, g->status ? g->status : AR_ERR_ARG, "ar_model_nll: the graph failed before: %s", g->err);
+    if (s != AR_OK) {
+        if (g && m) ar__fail(g, s, "%s", m->err);
+        return NULL;
+    }
+    if (!(t = ar__model_nll(m, g, x, N, rng))) ar__merr(m, g->status ? g->status : AR_ERR_ARG, "%s", g->err);
+    return t;
+}
+
+/* log p(x) [N] on the work graph: k = -1 the model (MADE: the mixture),
+   k >= 0 MADE's set k alone. */
+static ar_status ar__log_prob(ar_model *m, const char *who, const float *x, int N, int k, float *out)
+{
+    ar_graph *g;
+    ar_tensor *nll;
+    ar_status s;
+    int n;
+    if (!x || !out) return ar__merr(m, AR_ERR_ARG, "%s: x and out must not be NULL", who);
+    if ((s = ar__model_n(m, who, N)) != AR_OK || (s = ar__check_data(m, who, x, NULL, N)) != AR_OK) return s;
+    if (!(g = ar__work(m))) return ar__merr(m, AR_ERR_NOMEM, "%s: out of memory", who);
+    if (m->made) {
+        s = ar__made_log_prob(m, g, x, N, k, out);
+    } else if (!(nll = ar__model_nll(m, g, x, N, NULL))) {
+        s = ar__merr(m, g->status, "%s", g->err);
+    } else {
+        for (n = 0; n < N; n++) out[n] = -nll->x[n];
+    }
+    ar_graph_reset(g);
+    return s;
+}
+
+ARDEF ar_status ar_model_log_prob(ar_model *m, const float *x, int N, float *out)
+{
+    ar_status s = ar__model_ok(m, "ar_model_log_prob", 0);
+    return s != AR_OK ? s : ar__log_prob(m, "ar_model_log_prob", x, N, -1, out);
+}
+
+ARDEF ar_status ar_made_log_prob(ar_model *m, const float *x, int N, int k, float *out)
+{
+    ar_status s = ar__model_ok(m, "ar_made_log_prob", 1u << AR_MADE | 1u << AR_FVSBN);
+    if (s != AR_OK) return s;
+    if (k < -1 || k >= m->made->cfg.n_masks)
+        return ar__merr(m, AR_ERR_ARG, "ar_made_log_prob: mask set %d outside [-1,%d)", k, m->made->cfg.n_masks);
+    return ar__log_prob(m, "ar_made_log_prob", x, N, k, out);
+}
+
+ARDEF ar_status ar_model_sample(ar_model *m, int N, const ar_sample_opts *opts, ar_rng *rng, float *x)
+{
+    ar_status s = ar__model_ok(m, "ar_model_sample", 0);
+    const char *bad;
+    ar_graph *g;
+    if (s != AR_OK) return s;
+    if (!opts || !rng || !x) return ar__merr(m, AR_ERR_ARG, "ar_model_sample: opts, rng and x must not be NULL");
+    if ((bad = ar__opts_bad(opts)) != NULL) return ar__merr(m, AR_ERR_ARG, "ar_model_sample: %s", bad);
+    if (!opts->given != !opts->known)
+        return ar__merr(m, AR_ERR_ARG, "ar_model_sample: given and known go together (both set or both NULL)");
+    if (N > (1 << 20)) return ar__merr(m, AR_ERR_ARG, "ar_model_sample: N = %d, need N <= 2^20", N);
+    if ((s = ar__model_n(m, "ar_model_sample", N)) != AR_OK) return s;
+    if (opts->given && (s = ar__check_data(m, "ar_model_sample (given)", opts->given, opts->known, N)) != AR_OK) return s;
+    if (!(g = ar__work(m))) return ar__merr(m, AR_ERR_NOMEM, "ar_model_sample: out of memory");
+    s = m->made ? ar__made_sample(m, g, N, opts, rng, x)
+      : m->nade ? ar__nade_sample(m, g, N, opts, rng, x)
+      : m->tfm ? ar__tfm_sample(m, g, N, opts, rng, x) : ar__cnn_sample(m, g, N, opts, rng, x);
+    ar_graph_reset(g);
+    if (s == AR_OK) m->err[0] = 0; /* a cache step inside may have cleared and set nothing else */
+    return s;
+}
+
+/* log((count + 1) / (n + 2)) odds, or log-frequency with add-one smoothing. */
+ARDEF ar_status ar_model_init_bias(ar_model *m, const float *x, int N)
+{
+    ar_status s = ar__model_ok(m, "ar_model_init_bias", 0);
+    size_t n, i, D;
+    int d, v, L;
+    if (s != AR_OK) return s;
+    if (!x) return ar__merr(m, AR_ERR_ARG, "ar_model_init_bias: x is NULL");
+    if ((s = ar__model_n(m, "ar_model_init_bias", N)) != AR_OK ||
+        (s = ar__check_data(m, "ar_model_init_bias", x, NULL, N)) != AR_OK)
+        return s;
+    D = (size_t)m->D;
+    if (m->made || (m->nade && !m->nade->cfg.K)) { /* per dimension: log-odds of its mean */
+        float *b = m->made ? m->made->c->x : m->nade->b->x;
+        for (d = 0; d < m->D; d++) {
+            double p = 0;
+            for (n = 0; n < (size_t)N; n++) p += x[n * D + d];
+            p = (p + 1) / (N + 2);
+            b[d] = (float)log(p / (1 - p));
+        }
+    } else if (m->nade) { /* RNADE: the means spread over mean +- 2 sd of each (transformed) dimension */
+        const ar_nade *nd = m->nade;
+        int K = nd->cfg.K, k;
+        for (d = 0; d < m->D; d++) {
+            double s1 = 0, s2 = 0, mu, sd, unused = 0;
+            float *b = nd->b->x + (size_t)d * 3 * K;
+            for (n = 0; n < (size_t)N; n++) {
+                double y = nd->cfg.transform == AR_TRANSFORM_LOGIT ? ar__to_logit(x[n * D + d], &unused) : x[n * D + d];
+                s1 += y;
+                s2 += y * y;
+            }
+            mu = s1 / N;
+            sd = sqrt(s2 / N - mu * mu > 1e-6 ? s2 / N - mu * mu : 1e-6);
+            for (k = 0; k < K; k++) {
+                b[k] = 0;
+                b[K + k] = (float)(mu + (K > 1 ? sd * (-2.0 + 4.0 * k / (K - 1)) : 0));
+                b[2 * K + k] = (float)log(sd);
+            }
+        }
+    } else { /* Transformer, CNNs: one bias per value for all places */
+        float *b = m->tfm ? m->tfm->bout->x : m->cnn->b2->x;
+        double *cnt;
+        L = m->levels;
+        if (!(cnt = (double *)AR_MALLOC((size_t)L * sizeof(double))))
+            return ar__merr(m, AR_ERR_NOMEM, "ar_model_init_bias: out of memory");
+        for (v = 0; v < L; v++) cnt[v] = 1;
+        for (i = 0; i < (size_t)N * D; i++) cnt[(int)x[i]] += 1;
+        if (m->cnn && m->cnn->cfg.levels == 1) b[0] = (float)log(cnt[1] / cnt[0]); /* one Bernoulli logit */
+        else for (v = 0; v < L; v++) b[v] = (float)log(cnt[v] / ((double)N * D + L));
+        AR_FREE(cnt);
+    }
+    return AR_OK;
+}
+
+/* ---- checkpoints ------------------------------------------------------------ */
+
+/* Metadata helpers: set a number, set a list of ints. */
+static ar_status ar__meta_num(ar_meta *meta, const char *key, unsigned long long v)
+{
+    char num[32];
+    snprintf(num, sizeof num, "%llu", v);
+    return ar_meta_set(meta, key, num);
+}
+
+/* "a,b,c" for n ints (n may be 0: ""). */
+static ar_status ar__meta_list(ar_meta *meta, const char *key, const int *v, size_t n)
+{
+    size_t cap = n * 12 + 1, len = 0, i;
+    char *s = (char *)AR_MALLOC(cap);
+    ar_status st;
+    if (!s) return AR_ERR_NOMEM;
+    s[0] = 0;
+    for (i = 0; i < n; i++) len += (size_t)snprintf(s + len, cap - len, i ? ",%d" : "%d", v[i]);
+    st = ar_meta_set(meta, key, s);
+    AR_FREE(s);
+    return st;
+}
+
+/* The model's whole description as checkpoint metadata. */
+static ar_status ar__model_meta(const ar_model *m, ar_meta *meta)
+{
+    const ar_model_cfg *c = &m->cfg;
+    ar_status s = ar_meta_set(meta, "ar.model", ar__kind_names[m->kind]);
+#define AR__NUM(k, v) if (s == AR_OK) s = ar__meta_num(meta, k, (unsigned long long)(v))
+    if (s == AR_OK) s = ar_meta_set(meta, "ar.version", ar_version());
+    AR__NUM("rows", m->rows);
+    AR__NUM("cols", m->cols);
+    AR__NUM("seed", c->seed);
+    if (s == AR_OK && c->order) s = ar__meta_list(meta, "order", c->order, (size_t)m->D);
+    if (m->made) {
+        const ar_made *md = m->made;
+        AR__NUM("direct", md->cfg.direct);
+        AR__NUM("n_masks", md->cfg.n_masks);
+        AR__NUM("order_agnostic", md->cfg.order_agnostic);
+        if (s == AR_OK) s = ar__meta_list(meta, "hidden", md->cfg.hidden, (size_t)md->cfg.n_hidden);
+        if (s == AR_OK) s = ar__meta_list(meta, "orders", md->orders, (size_t)md->cfg.n_masks * m->D);
+        if (s == AR_OK) s = ar__meta_list(meta, "labels", md->labels, (size_t)md->cfg.n_masks * ar__made_units(&md->cfg));
+    } else if (m->nade) {
+        AR__NUM("H", m->nade->cfg.H);
+        AR__NUM("K", m->nade->cfg.K);
+        AR__NUM("transform", m->nade->cfg.transform);
+    } else if (m->tfm) {
+        const ar_tfm_cfg *t = &m->tfm->cfg;
+        AR__NUM("V", t->V); AR__NUM("d", t->d); AR__NUM("heads", t->heads);
+        AR__NUM("layers", t->layers); AR__NUM("ffn", t->ffn); AR__NUM("pos", t->pos);
+    } else {
+        const ar_cnn_cfg *k = &m->cnn->cfg;
+        AR__NUM("levels", k->levels); AR__NUM("channels", k->channels); AR__NUM("layers", k->layers);
+        AR__NUM("kernel", k->kernel); AR__NUM("first_kernel", k->first_kernel);
+        AR__NUM("dilations", k->dilations); AR__NUM("coords", k->coords);
+    }
+#undef AR__NUM
+    return s;
+}
+
+ARDEF ar_status ar_model_save(ar_model *m, const char *path)
+{
+    ar_status s = ar__model_ok(m, "ar_model_save", 0);
+    ar_meta meta;
+    if (s != AR_OK) return s;
+    if (!path) return ar__merr(m, AR_ERR_ARG, "ar_model_save: path is NULL");
+    ar_meta_init(&meta);
+    if ((s = ar__model_meta(m, &meta)) != AR_OK) ar__merr(m, s, "ar_model_save: out of memory");
+    else if ((s = ar_params_save(&m->ps, path, &meta)) != AR_OK) ar__merr(m, s, "%s", m->ps.err);
     ar_meta_free(&meta);
     return s;
 }
 
-static ar_status ar__cnn_load_mem(void *m, const unsigned char *buf, size_t len)
+ARDEF ar_status ar_model_save_mem(ar_model *m, unsigned char **buf, size_t *len)
 {
-    return ar_cnn_load_mem((ar_cnn *)m, buf, len);
+    ar_status s = ar__model_ok(m, "ar_model_save_mem", 0);
+    ar_meta meta;
+    if (s != AR_OK) return s;
+    if (!buf || !len) return ar__merr(m, AR_ERR_ARG, "ar_model_save_mem: buf and len must not be NULL");
+    ar_meta_init(&meta);
+    if ((s = ar__model_meta(m, &meta)) != AR_OK) ar__merr(m, s, "ar_model_save_mem: out of memory");
+    else if ((s = ar_params_save_mem(&m->ps, &meta, buf, len)) != AR_OK) ar__merr(m, s, "%s", m->ps.err);
+    ar_meta_free(&meta);
+    return s;
 }
 
-ARDEF ar_status ar_cnn_load(ar_cnn *m, const char *path)
+/* An int in [lo, hi] from the metadata; 0 (and a message naming the key)
+   when it is missing or malformed. */
+static int ar__meta_int(const ar_meta *meta, const char *key, int *v, long long lo, long long hi, char *err)
 {
-    return m ? ar__load_file(m, m->err, path, ar__cnn_load_mem) : AR_ERR_ARG;
+    uint64_t u;
+    if (!ar__meta_u64(meta, key, &u) || (long long)u < lo || u > (uint64_t)hi) {
+        ar__seterr(err, "missing or malformed \"%s\" in __metadata__ (need %lld..%lld)", key, lo, hi);
+        return 0;
+    }
+    *v = (int)u;
+    return 1;
+}
+
+/* n ints of a metadata list; 0 when malformed or of another length. */
+static int ar__meta_ints_n(const ar_meta *meta, const char *key, int *v, size_t n, char *err)
+{
+    const char *s = ar_meta_get(meta, key);
+    size_t i = 0;
+    if (s && !*s && n == 0) return 1;
+    while (s && i < n) {
+        long x = 0;
+        if (*s < '0' || *s > '9') break;
+        while (*s >= '0' && *s <= '9' && x <= 0x7fffffff) x = x * 10 + (*s++ - '0');
+        if (x > 0x7fffffff) break;
+        v[i++] = (int)x;
+        if (*s == ',' && i < n) s++;
+        else break;
+    }
+    if (s && i == n && !*s) return 1;
+    ar__seterr(err, "missing or malformed \"%s\" in __metadata__ (need %zu integers)", key, n);
+    return 0;
+}
+
+/* "MAJOR.MINOR.PATCH" against the version rule (FILE FORMAT); legacy gets
+   whether it is a 0.4 file. */
+static ar_status ar__check_version(const char *v, int *legacy, char *err)
+{
+    int part[3], i;
+    const char *s = v;
+    for (i = 0; s && i < 3; i++) {
+        long x = 0;
+        if (*s < '0' || *s > '9') break;
+        while (*s >= '0' && *s <= '9' && x < 100000) x = x * 10 + (*s++ - '0');
+        part[i] = (int)x;
+        if (i < 2 && *s++ != '.') break;
+    }
+    if (!v || i < 3 || *s) {
+        ar__seterr(err, "ar.version \"%.40s\" is not MAJOR.MINOR.PATCH", v ? v : "(absent)");
+        return AR_ERR_VERSION;
+    }
+    if (part[0] != AR_VERSION_MAJOR || part[1] > AR_VERSION_MINOR || (part[0] == 0 && part[1] < 4)) {
+        ar__seterr(err, "written by ar.h %.40s; this is ar.h %s, which reads %d.%d to %d.%d", v, ar_version(),
+                   AR_VERSION_MAJOR, AR_VERSION_MAJOR ? 0 : 4, AR_VERSION_MAJOR, AR_VERSION_MINOR);
+        return AR_ERR_VERSION;
+    }
+    *legacy = part[0] == 0 && part[1] == 4;
+    return AR_OK;
+}
+
+/* The configuration a checkpoint's metadata describes (order: a new array
+   or NULL, the caller frees it). len bounds what the file can ask for. */
+static ar_status ar__cfg_from_meta(const ar_meta *meta, size_t len, int legacy, ar_model_cfg *c, int **order,
+                                   char *err)
+{
+    const char *model = ar_meta_get(meta, "ar.model");
+    int kind = ar_kind_parse(model), ok = 1, D, n;
+    uint64_t seed;
+    memset(c, 0, sizeof *c);
+    *order = NULL;
+    if (legacy && model && !strcmp(model, "cnn")) { /* 0.4 kept one kind for the three CNNs */
+        if (!ar__meta_int(meta, "kind", &kind, 0, 2, err)) return AR_ERR_FORMAT;
+        kind += AR_PIXELCNN;
+    }
+    if (kind < 0) {
+        ar__seterr(err, "unknown model kind \"%.40s\" in ar.model", model);
+        return AR_ERR_FORMAT;
+    }
+    if (legacy && kind == AR_TRANSFORMER) {
+        ar__seterr(err, "a Transformer of ar.h 0.4: its start token was one of its own tokens, chosen by the caller; "
+                        "0.5 keeps it inside the model, so this file cannot be read (retrain it)");
+        return AR_ERR_VERSION;
+    }
+    *c = ar_model_default((ar_kind)kind, 1, 1);
+    if (!ar__meta_u64(meta, "seed", &seed)) {
+        ar__seterr(err, "missing or malformed \"seed\" in __metadata__");
+        return AR_ERR_FORMAT;
+    }
+    c->seed = seed;
+    if (!legacy) ok = ar__meta_int(meta, "rows", &c->rows, 1, 1 << 22, err) && ar__meta_int(meta, "cols", &c->cols, 1, 1 << 22, err);
+    else if (ar__is_cnn(kind)) ok = ar__meta_int(meta, "H", &c->rows, 1, 4096, err) && ar__meta_int(meta, "W", &c->cols, 1, 4096, err);
+    else ok = ar__meta_int(meta, "D", &c->rows, 1, 1 << 20, err), c->cols = 1;
+    if (!ok) return AR_ERR_FORMAT;
+    if ((size_t)c->rows * c->cols > (1u << 22)) {
+        ar__seterr(err, "rows * cols = %zu is too large", (size_t)c->rows * c->cols);
+        return AR_ERR_FORMAT;
+    }
+    D = c->rows * c->cols;
+    if (kind <= AR_FVSBN) {
+        ok = ar__meta_int(meta, "direct", &c->made.direct, 0, 1, err) &&
+             ar__meta_int(meta, "n_masks", &c->made.n_masks, 1, 4096, err) &&
+             ar__meta_int(meta, "order_agnostic", &c->made.order_agnostic, 0, 1, err);
+        if (ok) {
+            const char *h = ar_meta_get(meta, "hidden");
+            n = 0;
+            if (h && *h)
+                for (n = 1; *h; h++) n += *h == ',';
+            ok = ar_meta_get(meta, "hidden") && n <= AR_MADE_MAX_HIDDEN &&
+                 ar__meta_ints_n(meta, "hidden", c->made.hidden, (size_t)n, err);
+            if (!ok) ar__seterr(err, "missing or malformed \"hidden\" in __metadata__");
+            c->made.n_hidden = n;
+        }
+        /* the masks and orderings must fit in the file (stored) or be few enough to rebuild */
+        if (ok && (size_t)c->made.n_masks * ((size_t)D + ar__made_units(&c->made)) > len) {
+            ar__seterr(err, "the configuration's masks need more room than the file has");
+            return AR_ERR_FORMAT;
+        }
+    } else if (kind <= AR_RNADE) {
+        ok = ar__meta_int(meta, "H", &c->nade.H, 1, 1 << 20, err) &&
+             ar__meta_int(meta, "K", &c->nade.K, 0, AR_NADE_MAX_K, err) &&
+             (legacy ? (c->nade.transform = AR_TRANSFORM_NONE, 1)
+                     : ar__meta_int(meta, "transform", &c->nade.transform, 0, 1, err));
+        if (ok && (kind == AR_RNADE) != (c->nade.K > 0)) {
+            ar__seterr(err, "K = %d does not fit ar.model \"%s\"", c->nade.K, model);
+            return AR_ERR_FORMAT;
+        }
+    } else if (kind == AR_TRANSFORMER) {
+        ok = ar__meta_int(meta, "V", &c->tfm.V, 2, (1 << 24) - 1, err) && ar__meta_int(meta, "d", &c->tfm.d, 1, 1 << 16, err) &&
+             ar__meta_int(meta, "heads", &c->tfm.heads, 1, 1 << 16, err) &&
+             ar__meta_int(meta, "layers", &c->tfm.layers, 1, AR_TFM_MAX_LAYERS, err) &&
+             ar__meta_int(meta, "ffn", &c->tfm.ffn, 1, 1 << 20, err) && ar__meta_int(meta, "pos", &c->tfm.pos, 0, 2, err);
+        if (ok && c->tfm.pos == AR_POS_SINUSOIDAL && (size_t)D * c->tfm.d > len) { /* the table is not in the file */
+            ar__seterr(err, "the configuration needs more memory than the file can justify");
+            return AR_ERR_FORMAT;
+        }
+    } else {
+        ok = ar__meta_int(meta, "levels", &c->cnn.levels, 1, 65536, err) &&
+             ar__meta_int(meta, "channels", &c->cnn.channels, 1, 4096, err) &&
+             ar__meta_int(meta, "layers", &c->cnn.layers, 0, AR_CNN_MAX_LAYERS - 1, err) &&
+             ar__meta_int(meta, "kernel", &c->cnn.kernel, 0, 31, err) &&
+             ar__meta_int(meta, "first_kernel", &c->cnn.first_kernel, 0, 31, err) &&
+             ar__meta_int(meta, "dilations", &c->cnn.dilations, 0, 20, err) &&
+             ar__meta_int(meta, "coords", &c->cnn.coords, 0, 1, err);
+    }
+    if (!ok) return AR_ERR_FORMAT;
+    if (ar_meta_get(meta, "order")) {
+        if (!(*order = (int *)AR_MALLOC((size_t)D * sizeof(int)))) {
+            ar__seterr(err, "out of memory");
+            return AR_ERR_NOMEM;
+        }
+        if (!ar__meta_ints_n(meta, "order", *order, (size_t)D, err)) return AR_ERR_FORMAT;
+    }
+    return AR_OK;
+}
+
+/* MADE's stored orderings and labels replace the ones built from the seed. */
+static ar_status ar__made_masks_from_meta(ar_model *m, const ar_meta *meta)
+{
+    ar_made *md = m->made;
+    size_t units = ar__made_units(&md->cfg), K = (size_t)md->cfg.n_masks, k, i;
+    int *rank = (int *)AR_MALLOC((size_t)m->D * sizeof(int)), bad = -1;
+    if (!rank) return ar__merr(m, AR_ERR_NOMEM, "out of memory");
+    if (!ar__meta_ints_n(meta, "orders", md->orders, K * m->D, m->err) ||
+        !ar__meta_ints_n(meta, "labels", md->labels, K * units, m->err)) {
+        AR_FREE(rank);
+        return AR_ERR_FORMAT;
+    }
+    for (k = 0; k < K && bad < 0; k++) bad = ar__perm_bad(md->orders + k * m->D, m->D, rank);
+    AR_FREE(rank);
+    if (bad != -1) return ar__merr(m, AR_ERR_FORMAT, "\"orders\": mask set %zu is not a permutation", k - 1);
+    for (i = 0; i < K * units; i++)
+        if (md->labels[i] < 1 || md->labels[i] > m->D - 1)
+            return ar__merr(m, AR_ERR_FORMAT, "\"labels\": label %zu is %d, outside [1,%d]", i, md->labels[i], m->D - 1);
+    ar__made_set(md, 0);
+    return AR_OK;
+}
+
+ARDEF ar_status ar_model_load_mem(ar_model *m, const unsigned char *buf, size_t len)
+{
+    ar_meta meta;
+    ar_model_cfg cfg;
+    ar_model tmp;
+    int *order = NULL, legacy = 0;
+    char err[AR_ERR_LEN];
+    ar_status s;
+    if (!m) return AR_ERR_ARG;
+    err[0] = 0;
+    memset(&tmp, 0, sizeof tmp);
+    ar_meta_init(&meta);
+    if ((s = ar__st_read_meta(buf, len, &meta, err)) != AR_OK) goto fail;
+    if (!ar_meta_get(&meta, "ar.model")) {
+        ar__seterr(err, "not an ar.h model: no \"ar.model\" in __metadata__");
+        s = AR_ERR_FORMAT;
+        goto fail;
+    }
+    if (!strcmp(ar_meta_get(&meta, "ar.model"), "optim")) {
+        ar__seterr(err, "an optimizer state, not a model (ar_optim_load reads it)");
+        s = AR_ERR_FORMAT;
+        goto fail;
+    }
+    if ((s = ar__check_version(ar_meta_get(&meta, "ar.version"), &legacy, err)) != AR_OK) goto fail;
+    if ((s = ar__cfg_from_meta(&meta, len, legacy, &cfg, &order, err)) != AR_OK) goto fail;
+    cfg.order = order;
+    if ((s = ar__model_build(&tmp, &cfg, len / 4)) != AR_OK) {
+        memcpy(err, tmp.err, AR_ERR_LEN);
+        if (s != AR_ERR_NOMEM) s = AR_ERR_FORMAT;
+        goto fail;
+    }
+    if (tmp.made && !legacy && (s = ar__made_masks_from_meta(&tmp, &meta)) != AR_OK) {
+        memcpy(err, tmp.err, AR_ERR_LEN);
+        goto fail;
+    }
+    if ((s = ar_params_load_mem(&tmp.ps, buf, len, NULL)) != AR_OK) {
+        memcpy(err, tmp.ps.err, AR_ERR_LEN);
+        goto fail;
+    }
+    AR_FREE(order);
+    ar_meta_free(&meta);
+    *m = tmp;
+    return AR_OK;
+fail:
+    AR_FREE(order);
+    ar_meta_free(&meta);
+    ar_model_free(&tmp);
+    memcpy(m->err, err, AR_ERR_LEN);
+    if (!m->err[0]) ar__seterr(m->err, "%s", ar_status_str(s));
+    return s;
+}
+
+ARDEF ar_status ar_model_load(ar_model *m, const char *path)
+{
+    unsigned char *buf;
+    size_t len;
+    ar_status s;
+    if (!m) return AR_ERR_ARG;
+    if ((s = ar__read_file(path, &buf, &len, m->err)) != AR_OK) return s;
+    if ((s = ar_model_load_mem(m, buf, len)) != AR_OK) ar__err_path(m->err, path);
+    AR_FREE(buf);
+    return s;
 }
 
 /* ==== SECTION: gradient check ============================================ */
