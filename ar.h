@@ -66,8 +66,8 @@ BUILD MACROS (define before including the implementation)
     AR_ASSERT(c)               internal invariants only (default: assert)
     AR_NO_CBLAS                use a plain C sgemm instead of cblas (slow;
                                for builds without a BLAS)
-    AR_MAX_DIM (4)  AR_ERR_LEN (256)                     limits; they change struct
-                               layouts, so every file must see the same values
+    AR_ERR_LEN (256)           message buffer size; it changes struct layouts,
+                               so every file must see the same value
 
 ERRORS (the contract)
     - Every fallible call returns an ar_status (AR_OK == 0, errors < 0) or
@@ -160,9 +160,7 @@ LICENSE
 #define AR_VERSION_MINOR 5
 #define AR_VERSION_PATCH 0
 
-#ifndef AR_MAX_DIM
-#define AR_MAX_DIM 4
-#endif
+#define AR_MAX_DIM 4 /* tensor rank limit (fixed: op parameters assume it) */
 #define AR_MAX_SRC 4
 #ifndef AR_ERR_LEN
 #define AR_ERR_LEN 256
@@ -928,6 +926,22 @@ static void ar__shape_str(const ar_tensor *t, char *buf, size_t len)
     if (k > 0 && (size_t)k < len) snprintf(buf + k, len - (size_t)k, "]");
 }
 
+/* -1 if p[0..n) is a permutation of [0,n), else the first place that is
+   not (-2: out of memory). rank (may be NULL) gets the inverse. The one
+   permutation check: orders, custom attention orders, ar_permute. */
+static int ar__perm_bad(const int *p, int n, int *rank)
+{
+    int *r = rank ? rank : (int *)AR_MALLOC((size_t)(n > 0 ? n : 1) * sizeof(int)), i, bad = -1;
+    if (!r) return -2;
+    for (i = 0; i < n; i++) r[i] = -1;
+    for (i = 0; i < n && bad < 0; i++) {
+        if (p[i] < 0 || p[i] >= n || r[p[i]] >= 0) bad = i;
+        else r[p[i]] = i;
+    }
+    if (!rank) AR_FREE(r);
+    return bad;
+}
+
 /* ==== SECTION: numerics ================================================== */
 
 /* exp(x) to about 1 ulp, branch-free so loops over it vectorize (libm's
@@ -962,6 +976,29 @@ static inline float ar__expf(float x)
 
 /* log(1 + e) for e in [0, 1]: 2 atanh(s) with s = e / (2 + e) <= 1/3, odd
    series to s^13 (error < 1e-8); no cancellation for small e. */
+/* log sum_j exp(x_j), shifted by the max so large values keep their
+   precision; -inf for a row that is all -inf (fully masked), NaN for NaN.
+   The one stable log-sum-exp: softmax, log-softmax, logsumexp, the causal
+   softmax and cross-entropy go through it. Eight lanes, so it vectorizes. */
+static float ar__logsumexp(const float *x, size_t n)
+{
+    float mx[8], m;
+    double acc[8], s = 0;
+    size_t j;
+    int k;
+    for (k = 0; k < 8; k++) { mx[k] = -INFINITY; acc[k] = 0; }
+    for (j = 0; j + 8 <= n; j += 8)
+        for (k = 0; k < 8; k++) mx[k] = x[j + k] > mx[k] ? x[j + k] : mx[k];
+    for (m = mx[0], k = 1; k < 8; k++) m = mx[k] > m ? mx[k] : m;
+    for (; j < n; j++) m = x[j] > m ? x[j] : m;
+    if (m == -INFINITY || m == INFINITY) return m;
+    for (j = 0; j + 8 <= n; j += 8)
+        for (k = 0; k < 8; k++) acc[k] += ar__expf(x[j + k] - m);
+    for (k = 0; k < 8; k++) s += acc[k];
+    for (; j < n; j++) s += ar__expf(x[j] - m);
+    return m + (float)log(s);
+}
+
 static inline float ar__log1p_unit(float e)
 {
     float s = e / (2.0f + e), s2 = s * s;
@@ -2051,22 +2088,14 @@ static ar_tensor *ar__rowwise(ar_graph *g, ar_op op, ar_tensor *x)
     C = AR__LAST(x);
     for (r = 0; r < AR__ROWS(x); r++) {
         const float *xr = x->x + r * C;
-        float m = -INFINITY, ls;
-        double s = 0;
-        for (j = 0; j < (size_t)C; j++) m = xr[j] > m ? xr[j] : m;
-        if (m == -INFINITY) { /* fully masked row */
-            if (op == AR_OP_LOGSUMEXP) t->x[r] = -INFINITY;
-            else for (j = 0; j < (size_t)C; j++) t->x[r * C + j] = op == AR_OP_SOFTMAX ? 0.0f : -INFINITY;
-            continue;
-        }
-        for (j = 0; j < (size_t)C; j++) s += ar__expf(xr[j] - m);
-        ls = (float)log(s);
-        /* shifted by the max, so large logits keep their precision */
-        if (op == AR_OP_LOGSUMEXP) t->x[r] = m + ls;
+        float lse = ar__logsumexp(xr, (size_t)C);
+        if (op == AR_OP_LOGSUMEXP) t->x[r] = lse;
+        else if (lse == -INFINITY) /* fully masked row */
+            for (j = 0; j < (size_t)C; j++) t->x[r * C + j] = op == AR_OP_SOFTMAX ? 0.0f : -INFINITY;
         else if (op == AR_OP_SOFTMAX)
-            for (j = 0; j < (size_t)C; j++) t->x[r * C + j] = (float)(ar__expf(xr[j] - m) / s);
+            for (j = 0; j < (size_t)C; j++) t->x[r * C + j] = ar__expf(xr[j] - lse);
         else
-            for (j = 0; j < (size_t)C; j++) t->x[r * C + j] = (xr[j] - m) - ls;
+            for (j = 0; j < (size_t)C; j++) t->x[r * C + j] = xr[j] - lse;
     }
     return t;
 }
@@ -2103,26 +2132,15 @@ ARDEF ar_tensor *ar_logsumexp(ar_graph *g, ar_tensor *x) { return ar__rowwise(g,
 /* ---- causal softmax: scale, mask j > t and softmax in one pass ----------- */
 
 /* Softmax over s[0..n) in place and zeros over s[n..len); returns the log
-   normalizer. Eight partial maxima and sums, so the loops vectorize. */
+   normalizer. */
 static float ar__softmax_prefix(float *s, int n, int len)
 {
-    float mx[8], acc[8], m, z = 0;
-    int j, k;
-    for (k = 0; k < 8; k++) { mx[k] = -INFINITY; acc[k] = 0; }
-    for (j = 0; j + 8 <= n; j += 8)
-        for (k = 0; k < 8; k++) mx[k] = s[j + k] > mx[k] ? s[j + k] : mx[k];
-    for (m = mx[0], k = 1; k < 8; k++) m = mx[k] > m ? mx[k] : m;
-    for (; j < n; j++) m = s[j] > m ? s[j] : m;
-    for (j = 0; j < n; j++) s[j] = ar__expf(s[j] - m);
-    for (j = 0; j + 8 <= n; j += 8)
-        for (k = 0; k < 8; k++) acc[k] += s[j + k];
-    for (k = 0; k < 8; k++) z += acc[k];
-    for (; j < n; j++) z += s[j];
-    for (j = 0; j < n; j++) s[j] *= 1.0f / z;
+    float lse = ar__logsumexp(s, (size_t)n);
+    int j;
+    for (j = 0; j < n; j++) s[j] = lse == -INFINITY ? 0.0f : ar__expf(s[j] - lse);
     for (j = n; j < len; j++) s[j] = 0;
-    return m + logf(z);
+    return lse;
 }
-
 
 ARDEF ar_tensor *ar_causal_softmax(ar_graph *g, ar_tensor *x, float scale)
 {
@@ -2140,32 +2158,30 @@ ARDEF ar_tensor *ar_causal_softmax_order(ar_graph *g, ar_tensor *x, float scale,
         return NULL;
     }
     T = AR__LAST(x);
-    for (j = 0; rank && j < (size_t)T; j++)
-        if (rank[j] < 0 || rank[j] >= T) {
-            ar__fail(g, AR_ERR_RANGE, "ar_causal_softmax_order: rank[%zu] = %d is outside [0,%d)", j, rank[j], T);
+    if (rank) {
+        int *inv = (int *)ar_graph_alloc(g, (size_t)T * sizeof(int)), bad = inv ? ar__perm_bad(rank, T, inv) : -2;
+        if (bad != -1) {
+            if (bad == -2) ar__fail(g, AR_ERR_NOMEM, "ar_causal_softmax_order: out of memory");
+            else ar__fail(g, AR_ERR_ARG, "ar_causal_softmax_order: rank is not a permutation of [0,%d) (rank[%d] = %d)",
+                          T, bad, rank[bad]);
             return NULL;
         }
+    }
     t = ar__node(g, AR_OP_CAUSAL_SOFTMAX, x->nd, x->shape, x, NULL, NULL, NULL);
     if (!t) return NULL;
     t->fp[0] = scale;
     t->aux = rank;
     for (r = 0; r < AR__ROWS(x); r++) { /* query q = r % T sees keys 0..q, or those ranked <= q's rank */
         const float *xr = x->x + r * T;
-        float *y = t->x + r * T, m = -INFINITY;
+        float *y = t->x + r * T;
         size_t q = r % (size_t)T;
-        double s = 0;
         if (!rank) {
             for (j = 0; j <= q; j++) y[j] = scale * xr[j];
             ar__softmax_prefix(y, (int)q + 1, T);
             continue;
         }
-        for (j = 0; j < (size_t)T; j++)
-            if (rank[j] <= rank[q]) m = scale * xr[j] > m ? scale * xr[j] : m;
-        for (j = 0; j < (size_t)T; j++) {
-            y[j] = rank[j] <= rank[q] ? ar__expf(scale * xr[j] - m) : 0;
-            s += y[j];
-        }
-        for (j = 0; j < (size_t)T; j++) y[j] = (float)(y[j] / s);
+        for (j = 0; j < (size_t)T; j++) y[j] = rank[j] <= rank[q] ? scale * xr[j] : -INFINITY;
+        ar__softmax_prefix(y, T, T);
     }
     return t;
 }
@@ -2314,7 +2330,7 @@ ARDEF ar_tensor *ar_slice(ar_graph *g, ar_tensor *x, int axis, int start, int le
     ar_tensor *t;
     if (!ar__check(g, "ar_slice", x, NULL, 1)) return NULL;
     if (axis < 0 || axis >= x->nd || start < 0 || len < 1 || start > x->shape[axis] - len) {
-        ar__fail(g, AR_ERR_RANGE, "ar_slice: [%d, %d+%d) on axis %d is outside a rank-%d tensor (dim %d)", start,
+        ar__fail(g, AR_ERR_ARG, "ar_slice: [%d, %d+%d) on axis %d is outside a rank-%d tensor (dim %d)", start,
                  start, len, axis, x->nd, axis >= 0 && axis < x->nd ? x->shape[axis] : 0);
         return NULL;
     }
@@ -2423,18 +2439,14 @@ static void ar__permute_copy(const ar_tensor *t, const float *src, float *dst, i
 
 ARDEF ar_tensor *ar_permute(ar_graph *g, ar_tensor *x, const int *perm)
 {
-    int shape[AR_MAX_DIM], seen[AR_MAX_DIM] = {0}, k;
+    int shape[AR_MAX_DIM], inv[AR_MAX_DIM], k;
     ar_tensor *t;
     if (!ar__check(g, "ar_permute", x, NULL, 1)) return NULL;
-    for (k = 0; perm && k < x->nd; k++) {
-        if (perm[k] < 0 || perm[k] >= x->nd || seen[perm[k]]) break;
-        seen[perm[k]] = 1;
-        shape[k] = x->shape[perm[k]];
-    }
-    if (!perm || k < x->nd) {
+    if (!perm || ar__perm_bad(perm, x->nd, inv) != -1) {
         ar__fail(g, AR_ERR_ARG, "ar_permute: perm is not a permutation of the %d axes", x->nd);
         return NULL;
     }
+    for (k = 0; k < x->nd; k++) shape[k] = x->shape[perm[k]];
     t = ar__node(g, AR_OP_PERMUTE, x->nd, shape, x, NULL, NULL, NULL);
     if (!t) return NULL;
     for (k = 0; k < x->nd; k++) t->ip[k] = perm[k];
@@ -2584,14 +2596,10 @@ ARDEF ar_tensor *ar_attention(ar_graph *g, ar_tensor *qkv, int heads, float scal
     shape[0] = qkv->shape[0]; shape[1] = qkv->shape[1]; shape[2] = AR__LAST(qkv) / 3;
     if (rank) { /* its inverse: the position generated at each step */
         if (!(order = (int *)ar_graph_alloc(g, (size_t)shape[1] * sizeof(int)))) goto nomem;
-        for (p = 0; p < shape[1]; p++) order[p] = -1;
-        for (p = 0; p < shape[1]; p++) {
-            if (rank[p] < 0 || rank[p] >= shape[1] || order[rank[p]] >= 0) {
-                ar__fail(g, AR_ERR_RANGE, "ar_attention: rank is not a permutation of [0,%d) (rank[%d] = %d)",
-                         shape[1], p, rank[p]);
-                return NULL;
-            }
-            order[rank[p]] = p;
+        if ((p = ar__perm_bad(rank, shape[1], order)) != -1) {
+            ar__fail(g, AR_ERR_ARG, "ar_attention: rank is not a permutation of [0,%d) (rank[%d] = %d)", shape[1], p,
+                     rank[p]);
+            return NULL;
         }
     }
     if (!(t = ar__node(g, AR_OP_ATTENTION, 3, shape, qkv, NULL, NULL, NULL))) return NULL;
@@ -2764,7 +2772,7 @@ static void ar__bce_logits_bwd(ar_tensor *t)
 ARDEF ar_tensor *ar_cross_entropy(ar_graph *g, ar_tensor *logits, const int *labels)
 {
     int shape[AR_MAX_DIM], nd, C;
-    size_t r, j, rows;
+    size_t r, rows;
     ar_tensor *t;
     if (!ar__check(g, "ar_cross_entropy", logits, NULL, 1)) return NULL;
     if (!labels) { ar__fail(g, AR_ERR_ARG, "ar_cross_entropy: labels is NULL"); return NULL; }
@@ -2783,11 +2791,7 @@ ARDEF ar_tensor *ar_cross_entropy(ar_graph *g, ar_tensor *logits, const int *lab
     if (!t->save) { ar__fail(g, AR_ERR_NOMEM, "ar_cross_entropy: out of memory"); return NULL; }
     for (r = 0; r < rows; r++) {
         const float *z = logits->x + r * C;
-        float m = -INFINITY;
-        double s = 0;
-        for (j = 0; j < (size_t)C; j++) m = z[j] > m ? z[j] : m;
-        for (j = 0; j < (size_t)C; j++) s += ar__expf(z[j] - m);
-        t->save[r] = m + (float)log(s);
+        t->save[r] = ar__logsumexp(z, (size_t)C);
         t->x[r] = t->save[r] - z[labels[r]];
     }
     return t;
@@ -4122,22 +4126,6 @@ static ar_status ar__check_data(ar_model *m, const char *who, const float *x, co
         }
     }
     return AR_OK;
-}
-
-/* -1 if p[0..n) is a permutation of [0,n), else the first place that is
-   not (-2: out of memory). rank (may be NULL) gets the inverse. The one
-   permutation check: orders, custom attention orders, ar_permute. */
-static int ar__perm_bad(const int *p, int n, int *rank)
-{
-    int *r = rank ? rank : (int *)AR_MALLOC((size_t)(n > 0 ? n : 1) * sizeof(int)), i, bad = -1;
-    if (!r) return -2;
-    for (i = 0; i < n; i++) r[i] = -1;
-    for (i = 0; i < n && bad < 0; i++) {
-        if (p[i] < 0 || p[i] >= n || r[p[i]] >= 0) bad = i;
-        else r[p[i]] = i;
-    }
-    if (!rank) AR_FREE(r);
-    return bad;
 }
 
 /* The model's scratch graph for log_prob and sample, made at first use. */
