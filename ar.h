@@ -3565,6 +3565,36 @@ static int ar__st_meta(ar__json *j, ar_meta *meta)
     return ar__jchar(j, '}') ? 1 : ar__jerr(j, "expected '}' after __metadata__");
 }
 
+/* Opens a safetensors buffer: the 8-byte header length, checked against
+   the file, and j over the JSON header that follows (with scratch the
+   caller frees: AR_FREE(j->s1)). The one place that reads the framing. */
+static ar_status ar__st_open(const unsigned char *buf, size_t len, ar__json *j, uint64_t *hlen, char *err)
+{
+    int k;
+    *hlen = 0;
+    j->s1 = NULL;
+    if (!buf || len < 8) { ar__seterr(err, "safetensors: file too short (%zu bytes)", buf ? len : 0); return AR_ERR_FORMAT; }
+    for (k = 0; k < 8; k++) *hlen |= (uint64_t)buf[k] << (8 * k);
+    if (*hlen < 2 || *hlen > len - 8 || *hlen > ((uint64_t)100 << 20)) {
+        ar__seterr(err, "safetensors: header length %llu does not fit a file of %zu bytes", (unsigned long long)*hlen, len);
+        return AR_ERR_FORMAT;
+    }
+    j->cap = (size_t)*hlen + 1;
+    if (!(j->s1 = (char *)AR_MALLOC(2 * j->cap))) { ar__seterr(err, "safetensors: out of memory"); return AR_ERR_NOMEM; }
+    j->s2 = j->s1 + j->cap;
+    j->p = (const char *)buf + 8;
+    j->end = j->p + *hlen;
+    j->err = err;
+    err[0] = 0;
+    if (*j->p != '{' || !ar__jchar(j, '{')) {
+        ar__jerr(j, "does not start with '{'");
+        AR_FREE(j->s1);
+        j->s1 = NULL;
+        return AR_ERR_FORMAT;
+    }
+    return AR_OK;
+}
+
 ARDEF ar_status ar_params_load_mem(ar_params *ps, const unsigned char *buf, size_t len, ar_meta *meta_out)
 {
     uint64_t hlen = 0, dlen, covered = 0;
@@ -3574,31 +3604,18 @@ ARDEF ar_status ar_params_load_mem(ar_params *ps, const unsigned char *buf, size
     int k, nseen = 0, has_meta = 0;
     size_t i;
     if (!ps) return AR_ERR_ARG;
+    ar_status s;
     if (!ps->x) { ar__seterr(ps->err, "ar_params_load: parameters are not allocated"); return AR_ERR_ARG; }
-    if (!buf || len < 8) { ar__seterr(ps->err, "safetensors: file too short (%zu bytes)", buf ? len : 0); return AR_ERR_FORMAT; }
-    for (k = 0; k < 8; k++) hlen |= (uint64_t)buf[k] << (8 * k);
-    if (hlen < 2 || hlen > len - 8 || hlen > ((uint64_t)100 << 20)) {
-        ar__seterr(ps->err, "safetensors: header length %llu does not fit a file of %zu bytes",
-                   (unsigned long long)hlen, len);
-        return AR_ERR_FORMAT;
-    }
+    if ((s = ar__st_open(buf, len, &j, &hlen, ps->err)) != AR_OK) return s;
     dlen = len - 8 - hlen;
     spans = (ar__span *)AR_MALLOC(2 * (size_t)ps->n * sizeof *spans); /* per parameter, then sorted */
-    j.cap = (size_t)hlen + 1;
-    j.s1 = (char *)AR_MALLOC(2 * j.cap);
-    if (!spans || !j.s1) {
-        AR_FREE(spans); AR_FREE(j.s1);
+    if (!spans) {
+        AR_FREE(j.s1);
         ar__seterr(ps->err, "ar_params_load: out of memory");
         return AR_ERR_NOMEM;
     }
-    j.s2 = j.s1 + j.cap;
     memset(spans, 0, 2 * (size_t)ps->n * sizeof *spans);
     ar_meta_init(&meta);
-    ps->err[0] = 0;
-    j.p = (const char *)buf + 8;
-    j.end = j.p + hlen;
-    j.err = ps->err;
-    if (*j.p != '{' || !ar__jchar(&j, '{')) { ar__jerr(&j, "does not start with '{'"); goto fail; }
     if (!ar__jchar(&j, '}')) do {
         ar_tensor *t;
         if (!ar__jstring(&j, j.s1, j.cap) || !ar__jchar(&j, ':')) { ar__jerr(&j, "expected \"name\":"); goto fail; }
@@ -3837,27 +3854,14 @@ static int ar__jskip(ar__json *j, int depth)
 /* The __metadata__ of a safetensors buffer, without touching any tensor. */
 static ar_status ar__st_read_meta(const unsigned char *buf, size_t len, ar_meta *out, char *err)
 {
-    uint64_t hlen = 0;
+    uint64_t hlen;
     ar__json j;
-    int k, ok = 1;
+    int ok = 1;
     ar_meta meta;
-    if (!buf || len < 8) { ar__seterr(err, "safetensors: file too short"); return AR_ERR_FORMAT; }
-    for (k = 0; k < 8; k++) hlen |= (uint64_t)buf[k] << (8 * k);
-    if (hlen < 2 || hlen > len - 8 || hlen > ((uint64_t)100 << 20)) {
-        ar__seterr(err, "safetensors: header length %llu does not fit a file of %zu bytes", (unsigned long long)hlen, len);
-        return AR_ERR_FORMAT;
-    }
-    j.cap = (size_t)hlen + 1;
-    j.s1 = (char *)AR_MALLOC(2 * j.cap);
-    if (!j.s1) { ar__seterr(err, "out of memory"); return AR_ERR_NOMEM; }
-    j.s2 = j.s1 + j.cap;
-    j.p = (const char *)buf + 8;
-    j.end = j.p + hlen;
-    j.err = err;
-    err[0] = 0;
+    ar_status s;
+    if ((s = ar__st_open(buf, len, &j, &hlen, err)) != AR_OK) return s;
     ar_meta_init(&meta);
-    if (*j.p != '{' || !ar__jchar(&j, '{')) ok = ar__jerr(&j, "does not start with '{'");
-    else if (!ar__jchar(&j, '}')) do {
+    if (!ar__jchar(&j, '}')) do {
         if (!ar__jstring(&j, j.s1, j.cap) || !ar__jchar(&j, ':')) { ok = ar__jerr(&j, "expected \"name\":"); break; }
         ok = !strcmp(j.s1, "__metadata__") ? ar__st_meta(&j, &meta) : ar__jskip(&j, 0);
     } while (ok && ar__jchar(&j, ','));
