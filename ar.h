@@ -12,7 +12,9 @@ ABOUT
       - PixelCNN, Gated PixelCNN and a WaveNet-style dilated stack over
         images, binary or categorical pixels, with cached sampling that
         computes each layer at the new pixel only,
-    built on a core that is usable on its own:
+    every family behind one interface (ar_model: init or load any
+    checkpoint, nll for training, log_prob, sample with one options struct,
+    save), built on a core that is usable on its own:
       - an explicit-state random number generator,
       - float32 tensors (row-major, contiguous, batch-first, up to 4 dims)
         with reverse-mode automatic differentiation recorded on a tape,
@@ -108,6 +110,9 @@ MEMORY
     Pointers handed to graph ops (input data, targets, labels, ids, masks)
     are borrowed: they must stay valid and unchanged until the next
     ar_graph_reset(). Tensors are contiguous, no strides or views.
+    An ar_model owns its parameters (m.ps), its family's state and a
+    scratch graph for ar_model_log_prob and ar_model_sample, kept between
+    calls so repeated calls of one size do not allocate.
 
 FILE FORMAT
     Checkpoints are safetensors: 8-byte little-endian header length, a JSON
@@ -141,11 +146,13 @@ TESTING
     tests/ checks every op's backward against central finite differences
     (ar_gradcheck), the optimizers against hand computations, checkpoint
     round trips and corrupted files, the IDX reader on bad files, that a
-    training step allocates nothing after the first, and for every model:
-    exact normalization (RNADE: the density integrates to 1), the
-    autoregressive property, whole-model gradients, and that samples follow
-    the model's own probabilities; KV-cache decoding equals the full
-    forward pass at every position.
+    training step allocates nothing after the first, and, looping over
+    every family through ar_model: exact normalization (RNADE: the density
+    integrates to 1), the autoregressive property, whole-model gradients,
+    that samples follow the model's own probabilities under every sampling
+    option, save/load round trips and every rule of the contract; cached
+    sampling and KV-cache decoding equal the full forward pass. A libFuzzer
+    target drives random sequences of public calls (make fuzz).
 
 LICENSE
     See the end of the file: MIT or public domain, your choice.
@@ -833,6 +840,25 @@ ARDEF ar_status ar_gradcheck(ar_graph *g, ar_params *ps, ar_loss_fn f, void *ctx
 #ifdef AR_IMPLEMENTATION
 #ifndef AR_IMPLEMENTATION_DONE
 #define AR_IMPLEMENTATION_DONE
+
+/* Map of the implementation. Lower sections never call higher ones.
+     config                  allocator, asserts, status, version, size and
+                             permutation checks
+     numerics                exp/sigmoid/GELU kernels, log-sum-exp, BLAS calls
+     RNG                     xoshiro256**
+     arena and graph         bump arena, tape, marks
+     ops                     every op: its forward, then its backward
+     parameters              ar_params, initializers
+     optimizers              SGD, Adam, AdamW, Adagrad
+     I/O                     files, JSON, safetensors, IDX, MNIST
+     I/O — optimizer state   ar_optim_save/load
+     models — common         model errors, data checks, the one value sampler
+     models — MADE / FVSBN, NADE / RNADE, Transformer, convolutional
+                             each family: parameters, forward, sampling
+     models — the one interface
+                             ar_model_*: build, nll, log_prob, sample, bias,
+                             checkpoints (the version rule, 0.4 files)
+     gradient check */
 
 /* ==== SECTION: config ==================================================== */
 
@@ -3875,7 +3901,7 @@ static ar_status ar__st_read_meta(const unsigned char *buf, size_t len, ar_meta 
     return AR_OK;
 }
 
-/* ==== SECTION: optimizer state files ======================================= */
+/* ==== SECTION: I/O — optimizer state ====================================== */
 
 /* Prefixes a message with the file it is about. */
 static void ar__err_path(char *err, const char *path)
@@ -6286,6 +6312,30 @@ CHANGELOG
                         back before the next: K sets need the arena of
                         one pass (8000-8000, 32 sets, 500 examples: 0.6
                         GB peak instead of 4.0 GB, 27 s instead of 43).
+
+    0.5.0 (2026-11-30)  One model interface, and the API changes with it.
+                        ar_model (ar_model_default/init/load/save/free,
+                        ar_model_nll, ar_model_log_prob, ar_model_sample
+                        with ar_sample_opts, ar_model_init_bias) replaces
+                        the per-family init/nll/log_prob/sample/save/load
+                        calls and ar_sampler; family calls that remain
+                        (ar_made_set_mask, ar_made_log_prob per mask set,
+                        ar_tfm_step, ...) take the ar_model. Errors of
+                        every model call land in ar_model.err under one
+                        status rule; init and load treat the struct as
+                        output only. The Transformer's start token is
+                        inside the model (tokens are [0,V); ar_tfm_inputs
+                        is gone); a KV cache records and checks the model
+                        it was made for. Checkpoints store MADE's masks
+                        and orderings and are checked against a version
+                        rule (AR_ERR_VERSION); 0.4 files load, except
+                        Transformers. Sampling options are validated (NaN
+                        temperature or top-p is an error); temperature 0
+                        is greedy; every discrete head draws through one
+                        O(V) sampler. MADE samples its K-mask mixture.
+                        RNADE carries its logit transform. Defaults: MADE
+                        with direct connections, rotary positions.
+                        AR_MAX_DIM is fixed at 4.
 
 LICENSE
 ------------------------------------------------------------------------------
