@@ -81,7 +81,8 @@ ERRORS (the contract)
       NULL object has nowhere to hold a message: AR_ERR_ARG alone.
       ar_status_str() names a code.
     - Success clears that message; a failed call leaves the caller's
-      objects as they were (the message aside).
+      objects as they were (the message aside; what an output array holds
+      after a failure is unspecified).
     - Status codes, by one rule: AR_ERR_ARG for the call's own arguments
       (NULL pointers, sizes, axes, indices, options, flags, an object not
       initialized or made for another, e.g. a cache of another model);
@@ -749,8 +750,9 @@ typedef struct ar_sample_opts {
                            sigma scales by sqrt(T)); 0: greedy, the most likely
                            value (RNADE: the mean of the most likely component) */
     int top_k;          /* > 0: only the k most likely values; 0: all */
-    float top_p;        /* in (0,1): the smallest set of values whose probability
-                           reaches top_p; 0 or 1: all */
+    float top_p;        /* in (0,1): the smallest set of the values top_k left
+                           whose probability (renormalized over them) reaches
+                           top_p; 0 or 1: all */
     const float *given; /* [N*D] or NULL: observed values, read where known is set */
     const unsigned char *known; /* [N*D] or NULL: nonzero where x takes given's value
                            instead of a draw. Known places that form a prefix of the
