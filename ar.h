@@ -523,7 +523,7 @@ ARDEF void ar_mnist_free(ar_mnist *m);
      L > 2   categorical: an integer in [0, L) (CNNs with levels, and the
              Transformer, whose tokens are [0, V));
      0       real: any finite number (RNADE; with the logit transform, a
-             number in (0, 1)).
+             number in [0, 1]).
    A value outside its domain is AR_ERR_RANGE (NaN or Inf: AR_ERR_NUMERIC),
    with the example and the place in the message.
 
@@ -574,7 +574,7 @@ typedef struct ar_nade_cfg {
     int H;             /* hidden units */
     int K;             /* RNADE: mixture components, 1..AR_NADE_MAX_K (NADE: ignored) */
     int transform;     /* RNADE: AR_TRANSFORM_NONE, or AR_TRANSFORM_LOGIT: data x in
-                          (0,1) is modelled as y = logit(1e-6 + (1 - 2e-6) x); densities
+                          [0,1] is modelled as y = logit(1e-6 + (1 - 2e-6) x); densities
                           are of x (the log-determinant is added), samples are x */
 } ar_nade_cfg;
 
@@ -4153,7 +4153,7 @@ static ar_status ar__check_data(ar_model *m, const char *who, const float *x, co
             if (L == 2) snprintf(dom, sizeof dom, "0 or 1");
             else if (L > 2) snprintf(dom, sizeof dom, "an integer in [0,%d)", L);
             else snprintf(dom, sizeof dom, "in [0,1] (the logit transform)");
-            return ar__merr(m, AR_ERR_RANGE, "%s: example %zu, dimension %zu is %g, not %s", who, i / (size_t)m->D,
+            return ar__merr(m, AR_ERR_RANGE, "%s: example %zu, dimension %zu is %.9g, not %s", who, i / (size_t)m->D,
                             i % (size_t)m->D, (double)v, dom);
         }
     }
@@ -4195,6 +4195,7 @@ static const char *ar__opts_bad(const ar_sample_opts *o)
     if (!(o->temperature >= 0) || !isfinite(o->temperature)) return "temperature must be finite and >= 0 (0: greedy)";
     if (o->top_k < 0) return "top_k must be >= 0 (0: off)";
     if (!(o->top_p >= 0 && o->top_p <= 1)) return "top_p must be in [0,1] (0 or 1: off)";
+    if (o->naive != 0 && o->naive != 1) return "naive must be 0 or 1";
     return NULL;
 }
 
@@ -4745,7 +4746,11 @@ static float ar__to_logit(float x, double *logdet)
     *logdet += log(1 - 2 * AR__LAMBDA) - log(s) - log(1 - s);
     return (float)log(s / (1 - s));
 }
-static float ar__from_logit(float y) { return (float)((1 / (1 + exp(-(double)y)) - AR__LAMBDA) / (1 - 2 * AR__LAMBDA)); }
+static float ar__from_logit(float y)
+{
+    double x = (1 / (1 + exp(-(double)y)) - AR__LAMBDA) / (1 - 2 * AR__LAMBDA);
+    return (float)(x < 0 ? 0 : x > 1 ? 1 : x); /* far tails round past the ends */
+}
 
 /* ---- the NADE recursion, batched by place --------------------------------
    For each place t (d = order[t]) over all N examples at once:
@@ -6156,6 +6161,10 @@ ARDEF ar_status ar_model_load_mem(ar_model *m, const unsigned char *buf, size_t 
     char err[AR_ERR_LEN];
     ar_status s;
     if (!m) return AR_ERR_ARG;
+    if (!buf) {
+        memset(m, 0, sizeof *m);
+        return ar__merr(m, AR_ERR_ARG, "ar_model_load_mem: buf is NULL");
+    }
     err[0] = 0;
     memset(&tmp, 0, sizeof tmp);
     ar_meta_init(&meta);
@@ -6194,6 +6203,7 @@ fail:
     AR_FREE(order);
     ar_meta_free(&meta);
     ar_model_free(&tmp);
+    memset(m, 0, sizeof *m); /* output only: no model, and nothing to free */
     memcpy(m->err, err, AR_ERR_LEN);
     if (!m->err[0]) ar__seterr(m->err, "%s", ar_status_str(s));
     return s;
@@ -6205,7 +6215,13 @@ ARDEF ar_status ar_model_load(ar_model *m, const char *path)
     size_t len;
     ar_status s;
     if (!m) return AR_ERR_ARG;
-    if ((s = ar__read_file(path, &buf, &len, m->err)) != AR_OK) return s;
+    if ((s = ar__read_file(path, &buf, &len, m->err)) != AR_OK) {
+        char err[AR_ERR_LEN];
+        memcpy(err, m->err, AR_ERR_LEN);
+        memset(m, 0, sizeof *m);
+        memcpy(m->err, err, AR_ERR_LEN);
+        return s;
+    }
     if ((s = ar_model_load_mem(m, buf, len)) != AR_OK) ar__err_path(m->err, path);
     AR_FREE(buf);
     return s;
