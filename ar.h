@@ -749,7 +749,8 @@ typedef struct ar_sample_opts {
     float temperature;  /* > 0 divides the logits (RNADE: the component logits, and
                            sigma scales by sqrt(T)); 0: greedy, the most likely
                            value (RNADE: the mean of the most likely component) */
-    int top_k;          /* > 0: only the k most likely values; 0: all */
+    int top_k;          /* > 0: only the k most likely values; 0: all (RNADE:
+                           top_k and top_p choose among the mixture components) */
     float top_p;        /* in (0,1): the smallest set of the values top_k left
                            whose probability (renormalized over them) reaches
                            top_p; 0 or 1: all */
@@ -761,15 +762,21 @@ typedef struct ar_sample_opts {
                            place (the reference) instead of the cached path; both
                            give the same numbers */
     float *probs;       /* [N*D*P] or NULL: the distribution each value was drawn
-                           from, after temperature/top-k/top-p; P = 1 for binary
-                           (p(x = 1)) and real data (the conditional mean), P =
-                           levels for categorical data */
+                           (or, where known, would have been drawn) from, after
+                           temperature/top-k/top-p; P = 1 for binary data
+                           (p(x = 1)), levels for categorical data, and 1 for
+                           real data: the conditional mean of the modelled
+                           value (with RNADE's logit transform, of y) */
 } ar_sample_opts;
 
 ARDEF ar_sample_opts ar_sample_defaults(void); /* temperature 1, no top-k/top-p, nothing given */
-/* N samples into x [N*D]. Options are checked (NaN, negative or out of
-   range: AR_ERR_ARG), given values as data. MADE with K > 1: each example
-   draws its mask set, so samples follow the mixture. */
+/* N samples into x [N*D], N in 1..2^20. Options are checked (NaN,
+   negative or out of range: AR_ERR_ARG), given values as data. MADE with
+   K > 1 mask sets: each example draws its set (uniformly, or with known
+   values from the sets' posterior given them), then samples from that set
+   at the options' temperature: without known values, or with known values
+   that are a prefix of every set's order, the samples follow the mixture
+   exactly at temperature 1. */
 ARDEF ar_status ar_model_sample(ar_model *m, int N, const ar_sample_opts *opts, ar_rng *rng, float *x);
 
 /* One draw from logits [V] under opts' temperature, top-k and top-p
@@ -805,7 +812,8 @@ typedef struct ar_tfm_cache {
     float *k, *v;        /* owns: [layers][B][heads][T][d/heads] */
     float *work;         /* owns: scratch for one step */
 } ar_tfm_cache;
-/* Errors of the cache calls in m->err. */
+/* B in 1..2^20. Errors of the cache calls in m->err; a failed init leaves
+   an empty cache (safe to free). */
 ARDEF ar_status ar_tfm_cache_init(ar_tfm_cache *c, ar_model *m, int B);
 ARDEF void ar_tfm_cache_free(ar_tfm_cache *c);
 /* One step of B sequences: feeds the tokens [B] drawn at the previous step
@@ -1004,27 +1012,31 @@ static inline float ar__expf(float x)
 
 /* log(1 + e) for e in [0, 1]: 2 atanh(s) with s = e / (2 + e) <= 1/3, odd
    series to s^13 (error < 1e-8); no cancellation for small e. */
-/* log sum_j exp(x_j), shifted by the max so large values keep their
-   precision; -inf for a row that is all -inf (fully masked), NaN for NaN.
-   The one stable log-sum-exp: softmax, log-softmax, logsumexp, the causal
-   softmax and cross-entropy go through it. Eight lanes, so it vectorizes. */
-static float ar__logsumexp(const float *x, size_t n)
+/* The stable log-sum-exp of x[0..n) in two parts: returns s = sum_j
+   exp(x_j - m) with *m the max, so logsumexp = m + log(s) and softmax_j =
+   exp(x_j - m) / s keep their precision for large x. s = 0 when every x_j
+   is -inf (a fully masked row); NaN propagates. The one place softmax,
+   log-softmax, logsumexp, the causal softmax and cross-entropy get it.
+   Eight lanes, so it vectorizes. */
+static double ar__lse(const float *x, size_t n, float *m)
 {
-    float mx[8], m;
+    float mx[8], M;
     double acc[8], s = 0;
     size_t j;
     int k;
     for (k = 0; k < 8; k++) { mx[k] = -INFINITY; acc[k] = 0; }
     for (j = 0; j + 8 <= n; j += 8)
         for (k = 0; k < 8; k++) mx[k] = x[j + k] > mx[k] ? x[j + k] : mx[k];
-    for (m = mx[0], k = 1; k < 8; k++) m = mx[k] > m ? mx[k] : m;
-    for (; j < n; j++) m = x[j] > m ? x[j] : m;
-    if (m == -INFINITY || m == INFINITY) return m;
+    for (M = mx[0], k = 1; k < 8; k++) M = mx[k] > M ? mx[k] : M;
+    for (; j < n; j++) M = x[j] > M ? x[j] : M;
+    *m = M;
+    if (M == -INFINITY) return 0;
+    if (M == INFINITY) return INFINITY;
     for (j = 0; j + 8 <= n; j += 8)
-        for (k = 0; k < 8; k++) acc[k] += ar__expf(x[j + k] - m);
+        for (k = 0; k < 8; k++) acc[k] += ar__expf(x[j + k] - M);
     for (k = 0; k < 8; k++) s += acc[k];
-    for (; j < n; j++) s += ar__expf(x[j] - m);
-    return m + (float)log(s);
+    for (; j < n; j++) s += ar__expf(x[j] - M);
+    return s;
 }
 
 static inline float ar__log1p_unit(float e)
@@ -2116,14 +2128,16 @@ static ar_tensor *ar__rowwise(ar_graph *g, ar_op op, ar_tensor *x)
     C = AR__LAST(x);
     for (r = 0; r < AR__ROWS(x); r++) {
         const float *xr = x->x + r * C;
-        float lse = ar__logsumexp(xr, (size_t)C);
-        if (op == AR_OP_LOGSUMEXP) t->x[r] = lse;
-        else if (lse == -INFINITY) /* fully masked row */
+        float m;
+        double s = ar__lse(xr, (size_t)C, &m);
+        float ls = (float)log(s);
+        if (op == AR_OP_LOGSUMEXP) t->x[r] = s > 0 ? m + ls : -INFINITY;
+        else if (s == 0) /* fully masked row */
             for (j = 0; j < (size_t)C; j++) t->x[r * C + j] = op == AR_OP_SOFTMAX ? 0.0f : -INFINITY;
         else if (op == AR_OP_SOFTMAX)
-            for (j = 0; j < (size_t)C; j++) t->x[r * C + j] = ar__expf(xr[j] - lse);
+            for (j = 0; j < (size_t)C; j++) t->x[r * C + j] = (float)(ar__expf(xr[j] - m) / s);
         else
-            for (j = 0; j < (size_t)C; j++) t->x[r * C + j] = xr[j] - lse;
+            for (j = 0; j < (size_t)C; j++) t->x[r * C + j] = (xr[j] - m) - ls;
     }
     return t;
 }
@@ -2163,11 +2177,12 @@ ARDEF ar_tensor *ar_logsumexp(ar_graph *g, ar_tensor *x) { return ar__rowwise(g,
    normalizer. */
 static float ar__softmax_prefix(float *s, int n, int len)
 {
-    float lse = ar__logsumexp(s, (size_t)n);
+    float m;
+    double z = ar__lse(s, (size_t)n, &m);
     int j;
-    for (j = 0; j < n; j++) s[j] = lse == -INFINITY ? 0.0f : ar__expf(s[j] - lse);
+    for (j = 0; j < n; j++) s[j] = z > 0 ? (float)(ar__expf(s[j] - m) / z) : 0.0f;
     for (j = n; j < len; j++) s[j] = 0;
-    return lse;
+    return z > 0 ? m + (float)log(z) : -INFINITY;
 }
 
 ARDEF ar_tensor *ar_causal_softmax(ar_graph *g, ar_tensor *x, float scale)
@@ -2819,7 +2834,9 @@ ARDEF ar_tensor *ar_cross_entropy(ar_graph *g, ar_tensor *logits, const int *lab
     if (!t->save) { ar__fail(g, AR_ERR_NOMEM, "ar_cross_entropy: out of memory"); return NULL; }
     for (r = 0; r < rows; r++) {
         const float *z = logits->x + r * C;
-        t->save[r] = ar__logsumexp(z, (size_t)C);
+        float m;
+        double s = ar__lse(z, (size_t)C, &m);
+        t->save[r] = m + (float)log(s);
         t->x[r] = t->save[r] - z[labels[r]];
     }
     return t;
@@ -3411,6 +3428,7 @@ typedef struct {
     char *err;
     char *s1, *s2; /* scratch for strings, each as long as the header */
     size_t cap;
+    int nomem;     /* the failure was memory, not the file */
 } ar__json;
 
 static int ar__jerr(ar__json *j, const char *what)
@@ -3587,8 +3605,10 @@ static int ar__st_meta(ar__json *j, ar_meta *meta)
         ar__jws(j);
         if (j->p == j->end || *j->p != '"') return ar__jerr(j, "__metadata__ must map strings to strings");
         if (!ar__jstring(j, j->s2, j->cap)) return 0;
-        if ((s = ar_meta_set(meta, j->s1, j->s2)) != AR_OK)
-            return ar__jerr(j, s == AR_ERR_NOMEM ? "out of memory" : "bad or too many __metadata__ entries");
+        if ((s = ar_meta_set(meta, j->s1, j->s2)) != AR_OK) {
+            j->nomem = s == AR_ERR_NOMEM;
+            return ar__jerr(j, j->nomem ? "out of memory" : "bad or too many __metadata__ entries");
+        }
     } while (ar__jchar(j, ','));
     return ar__jchar(j, '}') ? 1 : ar__jerr(j, "expected '}' after __metadata__");
 }
@@ -3613,6 +3633,7 @@ static ar_status ar__st_open(const unsigned char *buf, size_t len, ar__json *j, 
     j->p = (const char *)buf + 8;
     j->end = j->p + *hlen;
     j->err = err;
+    j->nomem = 0;
     err[0] = 0;
     if (*j->p != '{' || !ar__jchar(j, '{')) {
         ar__jerr(j, "does not start with '{'");
@@ -3709,7 +3730,7 @@ fail:
     ar_meta_free(&meta);
     AR_FREE(spans);
     AR_FREE(j.s1);
-    return AR_ERR_FORMAT;
+    return j.nomem ? AR_ERR_NOMEM : AR_ERR_FORMAT;
 }
 
 ARDEF ar_status ar_params_load(ar_params *ps, const char *path, ar_meta *meta_out)
@@ -3897,7 +3918,7 @@ static ar_status ar__st_read_meta(const unsigned char *buf, size_t len, ar_meta 
     if (ok) ar__jws(&j);
     if (ok && j.p != j.end) ok = ar__jerr(&j, "trailing bytes after the JSON object");
     AR_FREE(j.s1);
-    if (!ok) { ar_meta_free(&meta); return AR_ERR_FORMAT; }
+    if (!ok) { ar_meta_free(&meta); return j.nomem ? AR_ERR_NOMEM : AR_ERR_FORMAT; }
     ar_meta_free(out);
     *out = meta;
     return AR_OK;
@@ -4020,6 +4041,7 @@ ARDEF ar_status ar_optim_load(ar_optim *o, ar_params *ps, ar_rng *rng, ar_meta *
     if (!o || !ps->x) { ar__seterr(ps->err, "ar_optim_load: need an optimizer and allocated parameters"); return AR_ERR_ARG; }
     ar_params_init(&st);
     if ((s = ar__read_file(path, &buf, &len, ps->err)) != AR_OK) return s;
+    ar_meta_init(&meta);
     if ((s = ar__st_read_meta(buf, len, &meta, ps->err)) != AR_OK) goto done;
     if (!ar_meta_get(&meta, "ar.model") || strcmp(ar_meta_get(&meta, "ar.model"), "optim")) {
         ar__seterr(ps->err, "not an optimizer state (ar.model is not \"optim\")");
@@ -4134,6 +4156,13 @@ static ar_status ar__model_n(ar_model *m, const char *who, int N)
     if (N < 1 || (size_t)N * (size_t)m->D > 0x7fffffff)
         return ar__merr(m, AR_ERR_ARG, "%s: N = %d, need 1 <= N and N*D < 2^31 (D = %d)", who, N, m->D);
     return AR_OK;
+}
+
+/* A graph call that failed on its model fails the graph too (sticky). */
+static void ar__fail_graph(ar_graph *g, const ar_model *m, ar_status s, const char *who)
+{
+    if (g && m) ar__fail(g, s, "%s", m->err);
+    else if (g) ar__fail(g, s, "%s: model is NULL", who);
 }
 
 /* The one check every family's data goes through: x [N*D] (only where
@@ -4280,9 +4309,9 @@ static int ar__draw(const float *logit, int P, const ar_sample_opts *o, ar_rng *
     int V = P, j;
     if (P == 1) { two[0] = 0; two[1] = logit[0]; l = two; V = 2; }
     if ((j = ar__dist(l, V, o, scratch)) < 0) return -1;
-    if (probs) {
-        if (P == 1) probs[0] = scratch[1];
-        else memcpy(probs, scratch, (size_t)P * sizeof(float));
+    if (probs) { /* two values are binary data: p(1) */
+        if (V == 2) probs[0] = scratch[1];
+        else memcpy(probs, scratch, (size_t)V * sizeof(float));
     }
     if (!draw) return 0;
     return o->temperature == 0 || o->top_k == 1 ? j : ar_rng_categorical(r, scratch, V);
@@ -4562,6 +4591,51 @@ nomem:
     return ar__merr(m, AR_ERR_NOMEM, "ar_model_sample: out of memory");
 }
 
+/* Each example's mask set drawn from the posterior given its known values:
+   w_k proportional to the product over known places of set k's
+   conditionals (the likelihood of the known values when they come first
+   in the order; unknown values read as 0). */
+static ar_status ar__made_posterior(ar_model *m, ar_graph *g, int N, const float *given, const unsigned char *known,
+                                    ar_rng *rng, int *set)
+{
+    ar_made *md = m->made;
+    int K = md->cfg.n_masks, D = md->D, k, n, d, shape[2];
+    float *xk = (float *)ar_graph_alloc(g, (size_t)N * D * sizeof(float));
+    double *lw = (double *)ar_graph_alloc(g, (size_t)N * K * sizeof(double));
+    float *w = (float *)ar_graph_alloc(g, (size_t)K * sizeof(float));
+    ar__mark mark;
+    if (!xk || !lw || !w) return ar__merr(m, AR_ERR_NOMEM, "ar_model_sample: out of memory");
+    for (n = 0; n < N * D; n++) xk[n] = known[n] ? given[n] : 0;
+    shape[0] = N;
+    shape[1] = D;
+    mark = ar__graph_mark(g);
+    for (k = 0; k < K; k++) {
+        int cur = md->cur;
+        ar_tensor *z;
+        ar__made_set(md, k);
+        z = ar__made_logits(md, g, ar_input(g, xk, 2, shape));
+        ar__made_set(md, cur);
+        if (!z) return ar__merr(m, g->status, "%s", g->err);
+        for (n = 0; n < N; n++) {
+            double s = 0;
+            for (d = 0; d < D; d++) {
+                size_t i = (size_t)n * D + d;
+                if (known[i]) s += xk[i] * z->x[i] - ar__softplus(z->x[i]); /* log p(x_d | x_<d) */
+            }
+            lw[(size_t)n * K + k] = s;
+        }
+        ar__graph_rewind(g, &mark);
+    }
+    for (n = 0; n < N; n++) {
+        double mx = -INFINITY;
+        for (k = 0; k < K; k++) mx = lw[(size_t)n * K + k] > mx ? lw[(size_t)n * K + k] : mx;
+        for (k = 0; k < K; k++) w[k] = (float)exp(lw[(size_t)n * K + k] - mx);
+        if ((set[n] = ar_rng_categorical(rng, w, K)) < 0)
+            return ar__merr(m, AR_ERR_NUMERIC, "ar_model_sample: NaN in the mask sets' posterior");
+    }
+    return AR_OK;
+}
+
 /* Samples of the mixture of the K mask sets: each example draws its set,
    then each set samples its examples as one batch. */
 static ar_status ar__made_sample(ar_model *m, ar_graph *g, int N, const ar_sample_opts *o, ar_rng *rng, float *x)
@@ -4583,7 +4657,11 @@ static ar_status ar__made_sample(ar_model *m, ar_graph *g, int N, const ar_sampl
     if (!set || !xs || (o->known && (!gs || !ks)) || (o->probs && !ps))
         return ar__merr(m, AR_ERR_NOMEM, "ar_model_sample: out of memory");
     idx = set + N;
-    for (n = 0; n < N; n++) set[n] = (int)ar_rng_below(rng, (uint32_t)K);
+    if (!o->known) {
+        for (n = 0; n < N; n++) set[n] = (int)ar_rng_below(rng, (uint32_t)K);
+    } else if ((s = ar__made_posterior(m, g, N, o->given, o->known, rng, set)) != AR_OK) {
+        return s;
+    }
     for (k = 0; k < K && s == AR_OK; k++) {
         ar__mark mark;
         for (cnt = 0, n = 0; n < N; n++)
@@ -4621,7 +4699,7 @@ ARDEF ar_tensor *ar_made_logits(ar_model *m, ar_graph *g, ar_tensor *x)
     ar_status s = ar__model_ok(m, "ar_made_logits", 1u << AR_MADE | 1u << AR_FVSBN);
     ar_tensor *t;
     if (s != AR_OK) {
-        if (g && m) ar__fail(g, s, "%s", m->err);
+        ar__fail_graph(g, m, s, "ar_made_logits");
         return NULL;
     }
     if (!g) { ar__merr(m, AR_ERR_ARG, "ar_made_logits: graph is NULL"); return NULL; }
@@ -4876,7 +4954,7 @@ static ar_status ar__nade_sample(ar_model *m, ar_graph *g, int N, const ar_sampl
             double unused = 0;
             if (K) {
                 bad = ar__mix_draw(K, O + (size_t)n * P, o, r, scratch, &v, &mean, !obs);
-                if (o->probs && !bad) o->probs[i] = logit ? ar__from_logit(mean) : mean;
+                if (o->probs && !bad) o->probs[i] = mean;
             } else {
                 bad = ar__draw(O + (size_t)n * P, 1, o, r, scratch, o->probs ? o->probs + i : NULL, !obs);
                 v = (float)bad;
@@ -4886,7 +4964,7 @@ static ar_status ar__nade_sample(ar_model *m, ar_graph *g, int N, const ar_sampl
         }
         ar__ger(N, H, 1, y + d, D, nd->W->x + (size_t)d * H, A, H);
     }
-    for (k = 0; logit && k < (size_t)N * D; k++) x[k] = ar__from_logit(y[k]);
+    for (k = 0; logit && k < (size_t)N * D; k++) x[k] = o->known && o->known[k] ? o->given[k] : ar__from_logit(y[k]);
     return AR_OK;
 }
 
@@ -5027,7 +5105,7 @@ static ar_status ar__tfm_tokens(ar_model *m, ar_graph *g, const char *who, const
     for (i = 0; s == AR_OK && i < (size_t)B * n; i++)
         if (tokens[i] < 0 || tokens[i] >= m->tfm->cfg.V)
             s = ar__merr(m, AR_ERR_RANGE, "%s: tokens[%zu] = %d is outside [0,%d)", who, i, tokens[i], m->tfm->cfg.V);
-    if (s != AR_OK && g && m) ar__fail(g, s, "%s", m->err);
+    if (s != AR_OK) ar__fail_graph(g, m, s, who);
     return s;
 }
 
@@ -5177,7 +5255,7 @@ static ar_status ar__tfm_sample(ar_model *m, ar_graph *g, int N, const ar_sample
         for (n = 0; n < N && s == AR_OK; n++) {
             size_t i = (size_t)n * T + p;
             int obs = o->known && o->known[i];
-            int v = ar__draw(logits + (size_t)n * V, V, o, r, scratch, o->probs ? o->probs + i * V : NULL, !obs);
+            int v = ar__draw(logits + (size_t)n * V, V, o, r, scratch, o->probs ? o->probs + i * (V > 2 ? V : 1) : NULL, !obs);
             if (v < 0) s = ar__merr(m, AR_ERR_NUMERIC, "ar_model_sample: NaN logits at position %d", p);
             tok[n] = obs ? (int)o->given[i] : v;
             x[i] = (float)tok[n];
@@ -5578,7 +5656,7 @@ ARDEF ar_tensor *ar_cnn_logits(ar_model *m, ar_graph *g, const float *x, int N)
     if (s == AR_OK) s = ar__model_n(m, "ar_cnn_logits", N);
     if (s == AR_OK) s = ar__check_data(m, "ar_cnn_logits", x, NULL, N);
     if (s != AR_OK) {
-        if (g && m) ar__fail(g, s, "%s", m->err);
+        ar__fail_graph(g, m, s, "ar_cnn_logits");
         return NULL;
     }
     if (!(t = ar__cnn_logits(m->cnn, g, x, N))) ar__merr(m, g->status ? g->status : AR_ERR_ARG, "%s", g->err);
@@ -5620,7 +5698,7 @@ static ar_status ar__cnn_sample(ar_model *m, ar_graph *g, int N, const ar_sample
         for (n = 0; n < N; n++) {
             size_t k = (size_t)n * HW + p;
             int obs = o->known && o->known[k];
-            int v = ar__draw(out + (size_t)n * P, P, o, r, scratch, o->probs ? o->probs + k * P : NULL, !obs);
+            int v = ar__draw(out + (size_t)n * P, P, o, r, scratch, o->probs ? o->probs + k * (P > 2 ? P : 1) : NULL, !obs);
             if (v < 0) { st = ar__merr(m, AR_ERR_NUMERIC, "ar_model_sample: NaN logits at pixel %d", p); break; }
             if (!obs) { x[k] = (float)v; dirty = 1; }
             if (!o->naive) ar__cnn_input(cn, x[k], p, s.in + k * Cin);
@@ -5769,7 +5847,7 @@ ARDEF ar_tensor *ar_model_nll(ar_model *m, ar_graph *g, const float *x, int N, a
     if (s == AR_OK && !ar__check(g, "ar_model_nll", NULL, NULL, 0))
         s = ar__merr(m, g->status ? g->status : AR_ERR_ARG, "ar_model_nll: the graph failed before: %s", g->err);
     if (s != AR_OK) {
-        if (g && m) ar__fail(g, s, "%s", m->err);
+        ar__fail_graph(g, m, s, "ar_model_nll");
         return NULL;
     }
     if (!(t = ar__model_nll(m, g, x, N, rng))) ar__merr(m, g->status ? g->status : AR_ERR_ARG, "%s", g->err);
