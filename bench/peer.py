@@ -2,8 +2,9 @@
 """PyTorch CPU peer of bench/bench.c: the same models, shapes and commands.
 
     peer.py --serve          one command per stdin line, one JSON line per answer
-    peer.py --xcheck DIR     rebuild each checkpoint bench.c wrote into DIR and
-                             reproduce ar.h's log-probabilities of its fixed batch
+    peer.py --xcheck DIR     rebuild each checkpoint bench.c wrote into DIR (from the
+                             file alone) and reproduce ar.h's log-probabilities of
+                             its fixed batch
 
 Commands are those of bench.c (TASK MODEL ALGO BATCH THREADS REPS WARM
 [PLACES]); every figure is the median over REPS timed runs after WARM
@@ -307,18 +308,20 @@ def sample_fn(name, B, places, pp=None):
     return lambda: m.sample(B, pp)
 
 
-# ---- Transformer: the MNIST shape of bench.c (V 3, T 784, d 64, 4 heads, 2 layers) ----
+# ---- Transformer: the MNIST shape of bench.c (V 2, T 784, d 64, 4 heads, 2 layers, learned positions) ----
 class Tfm(torch.nn.Module):
     """Pre-LayerNorm decoder as a PyTorch user writes it: fused
     scaled_dot_product_attention for training where torch has it (else a
-    masked softmax), a hand-kept KV cache for decoding."""
+    masked softmax), a hand-kept KV cache for decoding. As in ar.h 0.5 the
+    V data tokens are 0..V-1 and the start token is id V: the embedding has
+    V + 1 rows, the head V outputs."""
 
-    def __init__(self, V=3, T=D, d=64, heads=4, layers=2, ffn=256, seed=1):
+    def __init__(self, V=2, T=D, d=64, heads=4, layers=2, ffn=256, seed=1):
         super().__init__()
         torch.manual_seed(seed)
         nn = torch.nn
-        self.d, self.h = d, heads
-        self.tok, self.pos = nn.Embedding(V, d), nn.Parameter(0.02 * torch.randn(T, d))
+        self.V, self.d, self.h = V, d, heads
+        self.tok, self.pos = nn.Embedding(V + 1, d), nn.Parameter(0.02 * torch.randn(T, d))
         self.blocks = nn.ModuleList()
         for _ in range(layers):
             self.blocks.append(nn.ModuleDict(dict(ln1=nn.LayerNorm(d), qkv=nn.Linear(d, 3 * d), o=nn.Linear(d, d),
@@ -368,18 +371,18 @@ def tfm_fn(algo, B, n):
     g = torch.Generator().manual_seed(5)
     if algo == "train":
         tg = (torch.rand(B, D, generator=g) < PIX_P).long()
-        inp = torch.cat([torch.full((B, 1), 2, dtype=torch.long), tg[:, :-1]], 1)
+        inp = torch.cat([torch.full((B, 1), m.V, dtype=torch.long), tg[:, :-1]], 1)  # start token V
 
         def step():
             with torch.enable_grad():
-                loss = F.cross_entropy(m(inp).reshape(-1, 3), tg.reshape(-1), reduction="sum") / B
+                loss = F.cross_entropy(m(inp).reshape(-1, m.V), tg.reshape(-1), reduction="sum") / B
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
         return step
 
     def generate():
-        tok = torch.full((B,), 2, dtype=torch.long)
+        tok = torch.full((B,), m.V, dtype=torch.long)  # the start token
         if algo == "naive":  # the whole prefix again for every token
             seq = tok.view(B, 1)
             for t in range(n):
@@ -602,30 +605,39 @@ def load_safetensors(path):
     return out, meta
 
 
+def _ints(meta, key):
+    return [int(v) for v in meta.get(key, "").split(",") if v]
+
+
 def xcheck_one(ckpt, ref_path):
+    """Rebuilds the model from the checkpoint alone (ar.h 0.5: the
+    configuration, MADE's orderings and connectivity labels are in its
+    __metadata__) and returns the largest relative error of log p(x)."""
     w, meta = load_safetensors(ckpt)
     ref, _ = load_safetensors(ref_path)
     x, want = ref["x"], ref["logp"]
+    kind = meta["ar.model"]
+    Dm = int(meta["rows"]) * int(meta["cols"])
     note = ""
-    if meta["ar.model"] == "cnn":
-        kind = ("pixelcnn", "gated", "wavenet")[int(meta["kind"])]
+    if kind in ("pixelcnn", "gated", "wavenet"):
         m = Cnn(kind).double()
         m.load_ar(w)
         z = m(x)
         got = -head_nll(z.unsqueeze(-1), x, 0).sum(1)
         note = "weights moved from [Co,kh,kw,Ci] to NCHW convolutions"
-    elif meta["ar.model"] in ("made", "fvsbn"):
-        Dm = int(meta["D"])
-        hidden = [int(s) for s in meta["hidden"].split(",") if s]
-        direct = int(meta["direct"])
-        order, pos = ref["order"].numpy().astype(int), ref["pos"].numpy().astype(int)
-        if not (pos[order] == np.arange(1, Dm + 1)).all():
-            return None, "order and pos disagree"
-        if not int(meta["order_agnostic"]) and "order" not in meta and not (order == np.arange(Dm)).all():
-            return None, "natural order expected"
-        labels = [ref[f"labels{l}"].numpy().astype(int) for l in range(len(hidden))]
+    elif kind in ("made", "fvsbn"):
+        hidden, direct = _ints(meta, "hidden"), int(meta["direct"])
+        if int(meta["n_masks"]) != 1:
+            return None, "one mask set expected"
+        order = np.array(_ints(meta, "orders")[:Dm])
+        pos = np.empty(Dm, dtype=int)
+        pos[order] = np.arange(1, Dm + 1)  # 1-based place of each dimension
+        flat, labels = _ints(meta, "labels"), []
+        for h in hidden:
+            labels.append(np.array(flat[:h]))
+            flat = flat[h:]
         masks, mv, ma = made_masks(pos, labels, direct)
-        note = "masks built here from ar.h's labels by the paper's rule"
+        note = "masks built here from the checkpoint's labels by the paper's rule"
         h = x
         for l in range(len(hidden)):
             h = F.relu(F.linear(h, w[f"W{l}"] * torch.from_numpy(masks[l]).double(), w[f"b{l}"]))
@@ -636,9 +648,11 @@ def xcheck_one(ckpt, ref_path):
         else:
             z = F.linear(x, w["A"] * torch.from_numpy(ma).double(), w["c"])
         got = -head_nll(z.unsqueeze(-1), x, 0).sum(1)
-    else:
-        Dm, K = int(meta["D"]), int(meta["K"])
-        order = [int(s) for s in meta["order"].split(",")] if "order" in meta else list(range(Dm))
+    elif kind in ("nade", "rnade"):
+        K = int(meta["K"]) if kind == "rnade" else 0
+        if int(meta.get("transform", "0")) != 0:
+            return None, "RNADE's logit transform is not rebuilt here (the bench's RNADE has none)"
+        order = _ints(meta, "order") or list(range(Dm))
         W, c, V, b = w["W"], w["c"], w["V"], w["b"]
         P = 3 * K if K else 1
         V, b = V.reshape(Dm, P, -1), b.reshape(Dm, P)
@@ -647,6 +661,8 @@ def xcheck_one(ckpt, ref_path):
             o = torch.sigmoid(a) @ V[d].t() + b[d]
             got -= head_nll(o, x[:, d], K)
             a += x[:, d:d + 1] * W[d]
+    else:
+        return None, f"no PyTorch rebuild of {kind}"
     rel = float(((got - want).abs() / want.abs().clamp_min(1e-6)).max())
     return rel, note
 

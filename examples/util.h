@@ -1,10 +1,14 @@
-/* Helpers shared by the example programs: timing, argument parsing, PNG
-   grids (stb_image_write from Debian's libstb-dev). Not part of ar.h. */
+/* Helpers shared by the example programs: timing, strict parsing of
+   command-line numbers, PNG grids (stb_image_write from Debian's
+   libstb-dev). Not part of ar.h. */
 #ifndef AR_EXAMPLES_UTIL_H
 #define AR_EXAMPLES_UTIL_H
 #ifndef _POSIX_C_SOURCE
 #define _POSIX_C_SOURCE 200809L /* clock_gettime; must precede every #include */
 #endif
+#include <errno.h>
+#include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,34 +25,41 @@ static double ex_now(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-/* "--name value" lookups (the last occurrence wins, so later flags
-   override defaults); exit with a message on a malformed number. */
-static const char *ex_arg(int argc, char **argv, const char *name, const char *def)
+/* Strict numbers: the whole string is the number (no blanks, no trailing
+   text, no empty string) and it is in range; 1 on success, 0 otherwise
+   (*out untouched). strtol & co. alone accept " 12", "12abc" and "". */
+static int ex_parse_long(const char *s, long lo, long hi, long *out)
 {
-    int i;
-    for (i = argc - 2; i >= 1; i--)
-        if (!strcmp(argv[i], name)) return argv[i + 1];
-    return def;
+    char *end;
+    long v;
+    if (!s || !*s || !(*s == '-' || *s == '+' || (*s >= '0' && *s <= '9'))) return 0;
+    errno = 0;
+    v = strtol(s, &end, 10);
+    if (*end || errno || v < lo || v > hi) return 0;
+    *out = v;
+    return 1;
 }
-static int ex_flag(int argc, char **argv, const char *name)
+static int ex_parse_u64(const char *s, uint64_t *out)
 {
-    int i;
-    for (i = 1; i < argc; i++)
-        if (!strcmp(argv[i], name)) return 1;
-    return 0;
+    char *end;
+    unsigned long long v;
+    if (!s || !(*s >= '0' && *s <= '9')) return 0; /* strtoull takes "-1" as 2^64-1 */
+    errno = 0;
+    v = strtoull(s, &end, 10);
+    if (*end || errno) return 0;
+    *out = (uint64_t)v;
+    return 1;
 }
-static double ex_num(int argc, char **argv, const char *name, double def)
+static int ex_parse_double(const char *s, double *out) /* finite */
 {
-    const char *s = ex_arg(argc, argv, name, NULL);
     char *end;
     double v;
-    if (!s) return def;
+    if (!s || !*s || !(*s == '-' || *s == '+' || *s == '.' || (*s >= '0' && *s <= '9'))) return 0;
+    errno = 0;
     v = strtod(s, &end);
-    if (*end || end == s) {
-        fprintf(stderr, "%s: '%s' is not a number\n", name, s);
-        exit(2);
-    }
-    return v;
+    if (*end || errno == ERANGE || !isfinite(v)) return 0;
+    *out = v;
+    return 1;
 }
 
 /* n images of rows x cols values in [0,1] as a grid PNG, `per_row` across,

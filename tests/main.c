@@ -35,6 +35,7 @@ void tests_fuzz(void);
 void tests_badinput(void);
 void tests_tfm(void);
 void tests_cnn(void);
+void tests_model(void);
 void tests_cxx(void);
 
 int main(int argc, char **argv)
@@ -51,6 +52,7 @@ int main(int argc, char **argv)
     tests_badinput();
     tests_tfm();
     tests_cnn();
+    tests_model();
     tests_cxx();
     printf("%d passed, %d failed\n", n_pass, n_fail);
     return n_fail ? 1 : 0;

@@ -1,4 +1,6 @@
-/* Status strings, RNG, arena and allocation behaviour. */
+/* Status strings, RNG, arena and allocation behaviour: no allocation after
+   the first training step, out of memory at every allocation (an MLP on
+   the core, and every model family through ar_model). */
 #include <stdlib.h>
 #include <string.h>
 #include "../ar.h"
@@ -138,28 +140,29 @@ static void test_no_allocation_in_training_loop(void)
     ar_graph_free(&g);
     { /* MADE with a new mask set at every step: what a step keeps depends
          on the labels, the arena it needs must not */
-        ar_made made;
-        ar_made_cfg c = ar_made_default(64);
+        ar_model made;
+        ar_model_cfg c = ar_model_default(AR_MADE, 8, 8);
         static float x[32 * 64];
-        c.n_hidden = 2;
-        c.hidden[0] = c.hidden[1] = 300;
-        c.n_masks = 8;
-        c.order_agnostic = 1;
-        c.direct = 1;
+        c.made.n_hidden = 2;
+        c.made.hidden[0] = c.made.hidden[1] = 300;
+        c.made.n_masks = 8;
+        c.made.order_agnostic = 1;
+        c.made.direct = 1;
         for (i = 0; i < 32 * 64; i++) x[i] = (float)ar_rng_bernoulli(&r, 0.4f);
-        CHECK(ar_made_init(&made, &c) == AR_OK && ar_graph_init(&g, 4096) == AR_OK);
-        for (i = 0; i < 9; i++) {
+        CHECK(ar_model_init(&made, &c) == AR_OK && ar_graph_init(&g, 4096) == AR_OK);
+        for (i = 0; i < 17; i++) {
             ar_tensor *loss;
             if (i == 1) before = t_alloc_count;
-            CHECK(ar_made_set_mask(&made, i % 8) == AR_OK);
+            if (i < 9) CHECK(ar_made_set_mask(&made, i % 8) == AR_OK);
             ar_graph_reset(&g);
-            loss = ar_mean(&g, ar_made_nll(&made, &g, x, 32), AR_ALL);
+            /* the first 9 steps use the set chosen above, the rest draw one from r */
+            loss = ar_mean(&g, ar_model_nll(&made, &g, x, 32, i < 9 ? NULL : &r), AR_ALL);
             ar_params_zero_grad(&made.ps);
             CHECK(ar_backward(&g, loss) == AR_OK && ar_optim_step(&o, &made.ps) == AR_OK);
         }
-        CHECK_MSG(t_alloc_count == before, "MADE: %zu allocations in 8 steps over 8 mask sets",
+        CHECK_MSG(t_alloc_count == before, "MADE: %zu allocations in 16 steps over 8 mask sets",
                   t_alloc_count - before);
-        ar_made_free(&made);
+        ar_model_free(&made);
         ar_graph_free(&g);
     }
     { /* the extremes: a first step that keeps no weight, then all of them */
@@ -337,6 +340,137 @@ static void test_params_errors(void)
     ar_params_free(&ps);
 }
 
+/* ---- the model interface: allocation and out of memory, every family ---- */
+
+/* From test_io.c: a tiny model of each kind and 2 examples it accepts. */
+ar_status t_tiny_model(ar_model *m, ar_kind kind, float *x);
+
+/* Training steps of every family allocate nothing after the first, and
+   neither does ar_model_log_prob after its first call (its scratch is
+   kept in the model). */
+static void test_model_steps_allocate_nothing(void)
+{
+    int k;
+    for (k = 0; k < AR_KIND_COUNT; k++) {
+        ar_model m;
+        ar_graph g;
+        ar_rng r;
+        ar_optim o = ar_optim_adam(1e-3f);
+        float x[2 * 16], lp[2];
+        size_t before = 0;
+        int i;
+        ar_rng_seed(&r, 7);
+        CHECK(t_tiny_model(&m, (ar_kind)k, x) == AR_OK && ar_graph_init(&g, 4096) == AR_OK);
+        for (i = 0; i < 6; i++) {
+            ar_tensor *nll;
+            if (i == 1) before = t_alloc_count;
+            ar_graph_reset(&g);
+            nll = ar_model_nll(&m, &g, x, 2, &r);
+            ar_params_zero_grad(&m.ps);
+            CHECK_MSG(nll && ar_backward(&g, ar_mean(&g, nll, AR_ALL)) == AR_OK && ar_optim_step(&o, &m.ps) == AR_OK,
+                      "%s: %s", ar_kind_name((ar_kind)k), g.err);
+        }
+        CHECK_MSG(t_alloc_count == before, "%s: %zu allocations in 5 training steps", ar_kind_name((ar_kind)k),
+                  t_alloc_count - before);
+        CHECK(ar_model_log_prob(&m, x, 2, lp) == AR_OK);
+        before = t_alloc_count;
+        for (i = 0; i < 3; i++) CHECK(ar_model_log_prob(&m, x, 2, lp) == AR_OK);
+        CHECK_MSG(t_alloc_count == before, "%s: %zu allocations in 3 calls of ar_model_log_prob",
+                  ar_kind_name((ar_kind)k), t_alloc_count - before);
+        ar_graph_free(&g);
+        ar_model_free(&m);
+    }
+}
+
+/* Out of memory at every allocation of a model's life (init, a training
+   step, log-prob, sampling, the KV cache, save and load): each failing
+   call says AR_ERR_NOMEM with a message, a failed init or load holds no
+   model, nothing crashes, and (under the sanitizers) nothing leaks. */
+static void test_model_out_of_memory_everywhere(void)
+{
+    int k;
+    for (k = 0; k < AR_KIND_COUNT; k++) {
+        long fail;
+        int failures = 0, done = 0;
+        for (fail = 1; !done && fail < 5000; fail++) {
+            ar_model m, m2;
+            ar_graph g;
+            ar_rng r;
+            ar_optim o = ar_optim_adam(1e-3f);
+            ar_sample_opts so = ar_sample_defaults();
+            float x[2 * 16], lp[2], y[2 * 16], probs[2 * 16 * 4];
+            unsigned char *buf = NULL;
+            size_t len;
+            ar_status s;
+            const char *what = "init";
+            ar_rng_seed(&r, 3);
+            memset(&m, 0xAB, sizeof m);
+            memset(&m2, 0, sizeof m2);
+            memset(&g, 0, sizeof g);
+            t_alloc_fail_in = fail;
+            s = t_tiny_model(&m, (ar_kind)k, x);
+            if (s != AR_OK) {
+                CHECK_MSG(s == AR_ERR_NOMEM && m.err[0] && m.ps.x == NULL, "%s, allocation %ld: init status %d, '%s'",
+                          ar_kind_name((ar_kind)k), fail, s, m.err);
+                goto next;
+            }
+            if (ar_graph_init(&g, 0) != AR_OK) goto next;
+            {
+                ar_tensor *nll = ar_model_nll(&m, &g, x, 2, &r);
+                what = "nll";
+                if (!nll) { s = g.status; if (!(m.err[0] && g.err[0])) s = AR_ERR_ARG; goto check; }
+                what = "backward";
+                ar_params_zero_grad(&m.ps);
+                if ((s = ar_backward(&g, ar_mean(&g, nll, AR_ALL))) != AR_OK) { if (!g.err[0]) s = AR_ERR_ARG; goto check; }
+                what = "optim";
+                if ((s = ar_optim_step(&o, &m.ps)) != AR_OK) { if (!m.ps.err[0]) s = AR_ERR_ARG; goto check; }
+            }
+            what = "log_prob";
+            m.err[0] = 0;
+            if ((s = ar_model_log_prob(&m, x, 2, lp)) != AR_OK) goto check_m;
+            what = "sample";
+            so.probs = probs;
+            if ((s = ar_model_sample(&m, 2, &so, &r, y)) != AR_OK) goto check_m;
+            if (k == AR_TRANSFORMER) {
+                ar_tfm_cache c;
+                float lg[2 * 3];
+                memset(&c, 0, sizeof c);
+                what = "cache";
+                s = ar_tfm_cache_init(&c, &m, 2);
+                if (s == AR_OK) s = ar_tfm_step(&m, &c, NULL, lg);
+                ar_tfm_cache_free(&c);
+                if (s != AR_OK) goto check_m;
+            }
+            what = "save";
+            if ((s = ar_model_save_mem(&m, &buf, &len)) != AR_OK) goto check_m;
+            what = "load";
+            memset(&m2, 0xAB, sizeof m2);
+            if ((s = ar_model_load_mem(&m2, buf, len)) != AR_OK) {
+                CHECK_MSG(s == AR_ERR_NOMEM && m2.err[0] && m2.ps.x == NULL, "%s, allocation %ld: load status %d, '%s'",
+                          ar_kind_name((ar_kind)k), fail, s, m2.err);
+                memset(&m2, 0, sizeof m2);
+                goto next;
+            }
+            goto next;
+        check_m:
+            if (!m.err[0]) s = AR_ERR_ARG; /* no message: reported below */
+        check:
+            CHECK_MSG(s == AR_ERR_NOMEM, "%s, allocation %ld: %s gave status %d ('%.150s' / '%.150s')", ar_kind_name((ar_kind)k),
+                      fail, what, s, m.err, g.err);
+        next:
+            done = t_alloc_fail_in > 0; /* the failure was never reached: every path ran */
+            failures += !done;
+            t_alloc_fail_in = 0;
+            ar_free(buf);
+            ar_graph_free(&g);
+            ar_model_free(&m2);
+            if (s != AR_OK && what[0] == 'i') continue; /* init failed: no model */
+            ar_model_free(&m);
+        }
+        CHECK_MSG(done && failures > 5, "%s: %d failures injected, finished %d", ar_kind_name((ar_kind)k), failures, done);
+    }
+}
+
 void tests_core(void)
 {
     t_run("core/status_and_version", test_status_and_version);
@@ -345,6 +479,8 @@ void tests_core(void)
     t_run("core/rng_shuffle_is_permutation", test_rng_shuffle_is_permutation);
     t_run("core/no_allocation_in_training_loop", test_no_allocation_in_training_loop);
     t_run("core/out_of_memory_everywhere", test_out_of_memory_everywhere);
+    t_run("core/model_steps_allocate_nothing", test_model_steps_allocate_nothing);
+    t_run("core/model_out_of_memory_everywhere", test_model_out_of_memory_everywhere);
     t_run("core/resume_is_bit_identical", test_resume_is_bit_identical);
     t_run("core/graph_grad_off_records_nothing", test_graph_grad_off_records_nothing);
     t_run("core/params_errors", test_params_errors);

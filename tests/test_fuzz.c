@@ -52,6 +52,7 @@ static void test_fuzz_regressions(void)
     CHECK(replay("safetensors", fuzz_safetensors, &count));
     CHECK(replay("idx", fuzz_idx, &count));
     CHECK(replay("model", fuzz_model, &count));
+    CHECK(replay("api", fuzz_api, &count));
     CHECK_MSG(count >= 1, "no regression inputs found under %s/tests/fuzz/regress", AR_SOURCE_DIR);
 }
 

@@ -1,7 +1,8 @@
 /* Writes the seed corpus: valid files of each kind and a few corrupted
-   ones, into <dir>/{safetensors,idx,model}/. */
+   ones, into <dir>/{safetensors,idx,model}/, and API programs for the
+   api target into <dir>/api/. */
 #define AR_IMPLEMENTATION
-#include "../../ar.h"
+#include "targets.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,6 +54,31 @@ static void put_saved(const char *dir, const char *name, const char *tmp)
     free(buf);
 }
 
+/* A small model of kind k saved at tmp, then as model inputs. */
+static void put_model(const char *dir, const char *name, const char *tmp, ar_model_cfg *c)
+{
+    ar_model m;
+    if (ar_model_init(&m, c) != AR_OK || ar_model_save(&m, tmp) != AR_OK) {
+        fprintf(stderr, "%s: %s\n", name, m.err);
+        exit(1);
+    }
+    ar_model_free(&m);
+    put_saved(dir, name, tmp);
+}
+
+/* API programs: 12-byte instructions, opcode then arguments (0: the
+   ordinary choice; see fuzz_api). */
+typedef struct { unsigned char b[64 * FZ_REC]; size_t n; } program;
+static void ins(program *p, int op, int a0, int a1, int a2, int a3)
+{
+    unsigned char *r = p->b + p->n;
+    if (p->n + FZ_REC > sizeof p->b) exit(1);
+    memset(r, 0, FZ_REC);
+    r[0] = (unsigned char)op; r[1] = (unsigned char)a0; r[2] = (unsigned char)a1;
+    r[3] = (unsigned char)a2; r[4] = (unsigned char)a3;
+    p->n += FZ_REC;
+}
+
 int main(int argc, char **argv)
 {
     const char *dir = argc > 1 ? argv[1] : "corpus";
@@ -61,11 +87,9 @@ int main(int argc, char **argv)
     size_t len, i;
     ar_params ps;
     ar_meta meta;
-    int s1[2] = {3, 4}, s2[1] = {3}, order[6] = {5, 0, 4, 1, 3, 2};
-    ar_made m;
-    ar_made_cfg mc;
-    ar_nade n;
-    ar_nade_cfg nc;
+    int s1[2] = {3, 4}, s2[1] = {3}, k;
+    static const int order[6] = {5, 0, 4, 1, 3, 2};
+    ar_model_cfg c;
     /* safetensors for the fuzz target's fixed parameters */
     ar_params_init(&ps);
     ar_params_add(&ps, "layer.W", 2, s1);
@@ -83,63 +107,90 @@ int main(int argc, char **argv)
     idx[2] = 8; idx[3] = 3; idx[7] = 2; idx[11] = 3; idx[15] = 3;
     for (i = 16; i < sizeof idx; i++) idx[i] = (unsigned char)(i * 29);
     put3(dir, "idx", "valid", idx, sizeof idx);
-    /* model checkpoints, small */
+    /* model checkpoints, small, of every kind */
     snprintf(tmp, sizeof tmp, "%s/.tmp.safetensors", dir);
-    mc = ar_made_default(6);
-    mc.n_hidden = 2; mc.hidden[0] = 5; mc.hidden[1] = 4; mc.direct = 1; mc.n_masks = 2; mc.order = order;
-    ar_made_init(&m, &mc);
-    ar_made_save(&m, tmp);
-    ar_made_free(&m);
-    put_saved(dir, "made", tmp);
-    mc = ar_fvsbn_default(5);
-    ar_made_init(&m, &mc);
-    ar_made_save(&m, tmp);
-    ar_made_free(&m);
-    put_saved(dir, "fvsbn", tmp);
-    nc = ar_rnade_default(4, 2);
-    nc.H = 3;
-    ar_nade_init(&n, &nc);
-    ar_nade_save(&n, tmp);
-    ar_nade_free(&n);
-    put_saved(dir, "rnade", tmp);
-    nc = ar_nade_default(5);
-    nc.H = 3;
-    ar_nade_init(&n, &nc);
-    ar_nade_save(&n, tmp);
-    ar_nade_free(&n);
-    put_saved(dir, "nade", tmp);
-    {
-        ar_tfm t;
-        ar_tfm_cfg tc = ar_tfm_default(3, 6);
-        tc.d = 4; tc.heads = 2; tc.layers = 1; tc.ffn = 5;
-        ar_tfm_init(&t, &tc);
-        ar_tfm_save(&t, tmp);
-        ar_tfm_free(&t);
-        put_saved(dir, "transformer", tmp);
-    }
-    {
-        static const int order[6] = {5, 0, 4, 1, 3, 2};
-        ar_tfm t;
-        ar_tfm_cfg tc = ar_tfm_default(3, 6);
-        tc.d = 4; tc.heads = 2; tc.layers = 1; tc.ffn = 5; tc.order = order;
-        ar_tfm_init(&t, &tc);
-        ar_tfm_save(&t, tmp);
-        ar_tfm_free(&t);
-        put_saved(dir, "transformer-order", tmp);
-    }
-    {
-        int k;
-        for (k = 0; k < 3; k++) {
-            static const char *const names[3] = {"pixelcnn", "gated", "wavenet"};
-            ar_cnn c;
-            ar_cnn_cfg cc = ar_cnn_default(k, 3, 4, 1);
-            cc.channels = 2; cc.first_kernel = 3; cc.dilations = 2; cc.levels = k == 1 ? 4 : 1;
-            ar_cnn_init(&c, &cc);
-            ar_cnn_save(&c, tmp);
-            ar_cnn_free(&c);
-            put_saved(dir, names[k], tmp);
-        }
+    c = ar_model_default(AR_MADE, 2, 3);
+    c.made.n_hidden = 2; c.made.hidden[0] = 5; c.made.hidden[1] = 4; c.made.direct = 1; c.made.n_masks = 2;
+    c.order = order;
+    put_model(dir, "made", tmp, &c);
+    c = ar_model_default(AR_MADE, 1, 6);
+    c.made.hidden[0] = 4; c.made.n_masks = 3; c.made.order_agnostic = 1;
+    put_model(dir, "made-agnostic", tmp, &c);
+    c = ar_model_default(AR_FVSBN, 1, 5);
+    put_model(dir, "fvsbn", tmp, &c);
+    c = ar_model_default(AR_NADE, 1, 5);
+    c.nade.H = 3;
+    put_model(dir, "nade", tmp, &c);
+    c = ar_model_default(AR_RNADE, 1, 4);
+    c.nade.H = 3; c.nade.K = 2;
+    put_model(dir, "rnade", tmp, &c);
+    c.nade.transform = AR_TRANSFORM_NONE;
+    put_model(dir, "rnade-none", tmp, &c);
+    c = ar_model_default(AR_TRANSFORMER, 1, 6);
+    c.tfm.V = 3; c.tfm.d = 4; c.tfm.heads = 2; c.tfm.layers = 1; c.tfm.ffn = 5;
+    put_model(dir, "transformer", tmp, &c);
+    c.order = order; c.tfm.pos = AR_POS_LEARNED;
+    put_model(dir, "transformer-order", tmp, &c);
+    for (k = 0; k < 3; k++) {
+        static const char *const names[3] = {"pixelcnn", "gated", "wavenet"};
+        c = ar_model_default((ar_kind)(AR_PIXELCNN + k), 3, 4);
+        c.cnn.channels = 2; c.cnn.layers = 1; c.cnn.first_kernel = 3; c.cnn.dilations = 2;
+        c.cnn.levels = k == 1 ? 4 : 1;
+        put_model(dir, names[k], tmp, &c);
     }
     remove(tmp);
+    /* API programs: every call once on a model of each kind, then on the freed model */
+    for (k = 0; k < AR_KIND_COUNT; k++) {
+        program p;
+        char name[32];
+        p.n = 0;
+        ins(&p, FZ_INIT, 0, k, 0, 0);
+        ins(&p, FZ_NLL, 0, 0, 0, 0);
+        ins(&p, FZ_BACKWARD, 0, 0, 0, 0);
+        ins(&p, FZ_OPTIM, 0, 0, 0, 0);
+        ins(&p, FZ_LOGPROB, 0, 0, 0, 0);
+        ins(&p, FZ_SAMPLE, 0, 0, 0, 0);
+        ins(&p, FZ_SAMPLE, 0, 0, 2, 1);       /* temperature 0.5, top-k 1 */
+        ins(&p, FZ_SAVELOAD, 0, 1, 2, 0);     /* save slot 0, load into slot 1 */
+        ins(&p, FZ_BIAS, 0, 0, 0, 0);
+        ins(&p, FZ_SETMASK, 0, 1, 0, 0);
+        ins(&p, FZ_MADELP, 0, 0, 0, 0);
+        ins(&p, FZ_MADELOGITS, 0, 0, 0, 0);
+        ins(&p, FZ_CACHEINIT, 0, 0, 0, 0);
+        ins(&p, FZ_STEP, 0, 0, 0, 0);
+        ins(&p, FZ_STEP, 0, 0, 0, 0);
+        ins(&p, FZ_STEP, 1, 0, 0, 0);         /* slot 1: the loaded copy */
+        ins(&p, FZ_TFMLOGITS, 0, 2, 0, 1);
+        ins(&p, FZ_CNNLOGITS, 0, 0, 0, 0);
+        ins(&p, FZ_SAMPLELOGITS, 0, 0, 0, 0);
+        ins(&p, FZ_FREE, 0, 0, 0, 0);
+        ins(&p, FZ_LOGPROB, 0, 0, 0, 0);      /* a freed model */
+        ins(&p, FZ_STEP, 0, 0, 0, 0);         /* its cache */
+        ins(&p, FZ_CACHEFREE, 0, 0, 0, 0);
+        snprintf(name, sizeof name, "calls-%s", ar_kind_name((ar_kind)k));
+        put(dir, "api", name, p.b, p.n);
+    }
+    { /* a cache of one transformer used with another */
+        program p;
+        p.n = 0;
+        ins(&p, FZ_INIT, 0, AR_TRANSFORMER, 0, 0);
+        ins(&p, FZ_INIT, 1, AR_TRANSFORMER, 1, 2);
+        ins(&p, FZ_CACHEINIT, 0, 0, 0, 0);
+        ins(&p, FZ_STEP, 1, 0, 0, 0);
+        ins(&p, FZ_STEP, 0, 0, 0, 0);
+        ins(&p, FZ_INIT, 0, AR_MADE, 0, 0);
+        ins(&p, FZ_STEP, 0, 0, 0, 0);
+        put(dir, "api", "cache-mismatch", p.b, p.n);
+    }
+    { /* graph ops on a few tensors */
+        program p;
+        int op;
+        p.n = 0;
+        ins(&p, FZ_GRAPHOP, 0, 0, 0, 1);
+        ins(&p, FZ_GRAPHOP, 1, 0, 0, 2);
+        for (op = 2; op < 34; op++) ins(&p, FZ_GRAPHOP, op, op % 8, (op + 1) % 8, op);
+        ins(&p, FZ_RESET, 0, 0, 0, 0);
+        put(dir, "api", "graph-ops", p.b, p.n);
+    }
     return 0;
 }

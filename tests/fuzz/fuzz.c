@@ -1,5 +1,5 @@
 /* libFuzzer driver: build with -DFUZZ_TARGET=fuzz_safetensors (or fuzz_idx,
-   fuzz_model) and -fsanitize=fuzzer,address,undefined. */
+   fuzz_model, fuzz_api) and -fsanitize=fuzzer,address,undefined. */
 #define AR_IMPLEMENTATION
 #include "targets.h"
 
