@@ -1012,31 +1012,39 @@ static inline float ar__expf(float x)
 
 /* log(1 + e) for e in [0, 1]: 2 atanh(s) with s = e / (2 + e) <= 1/3, odd
    series to s^13 (error < 1e-8); no cancellation for small e. */
-/* The stable log-sum-exp of x[0..n) in two parts: returns s = sum_j
-   exp(x_j - m) with *m the max, so logsumexp = m + log(s) and softmax_j =
-   exp(x_j - m) / s keep their precision for large x. s = 0 when every x_j
-   is -inf (a fully masked row); NaN propagates. The one place softmax,
-   log-softmax, logsumexp, the causal softmax and cross-entropy get it.
-   Eight lanes, so it vectorizes. */
-static double ar__lse(const float *x, size_t n, float *m)
+/* The one stable softmax / log-sum-exp: returns log sum_j exp(x_j),
+   shifted by the max so large values keep their precision, and, if y is
+   not NULL, writes softmax(x) to y (y may be x): one exp per element. A
+   row that is all -inf (fully masked) gives -inf and y = 0; NaN
+   propagates. Softmax, log-softmax, logsumexp, the causal softmax and
+   cross-entropy all go through here. Eight lanes, so the loops vectorize. */
+static float ar__softmax_into(const float *x, size_t n, float *y)
 {
-    float mx[8], M;
-    double acc[8], s = 0;
+    float mx[8], acc[8], m, z = 0;
     size_t j;
     int k;
     for (k = 0; k < 8; k++) { mx[k] = -INFINITY; acc[k] = 0; }
     for (j = 0; j + 8 <= n; j += 8)
         for (k = 0; k < 8; k++) mx[k] = x[j + k] > mx[k] ? x[j + k] : mx[k];
-    for (M = mx[0], k = 1; k < 8; k++) M = mx[k] > M ? mx[k] : M;
-    for (; j < n; j++) M = x[j] > M ? x[j] : M;
-    *m = M;
-    if (M == -INFINITY) return 0;
-    if (M == INFINITY) return INFINITY;
-    for (j = 0; j + 8 <= n; j += 8)
-        for (k = 0; k < 8; k++) acc[k] += ar__expf(x[j + k] - M);
-    for (k = 0; k < 8; k++) s += acc[k];
-    for (; j < n; j++) s += ar__expf(x[j] - M);
-    return s;
+    for (m = mx[0], k = 1; k < 8; k++) m = mx[k] > m ? mx[k] : m;
+    for (; j < n; j++) m = x[j] > m ? x[j] : m;
+    if (m == -INFINITY || m == INFINITY) {
+        for (j = 0; y && j < n; j++) y[j] = m == INFINITY && x[j] == INFINITY ? 1.0f : 0.0f;
+        return m;
+    }
+    if (y) {
+        for (j = 0; j < n; j++) y[j] = ar__expf(x[j] - m);
+        for (j = 0; j + 8 <= n; j += 8)
+            for (k = 0; k < 8; k++) acc[k] += y[j + k];
+        for (; j < n; j++) z += y[j];
+    } else {
+        for (j = 0; j + 8 <= n; j += 8)
+            for (k = 0; k < 8; k++) acc[k] += ar__expf(x[j + k] - m);
+        for (; j < n; j++) z += ar__expf(x[j] - m);
+    }
+    for (k = 0; k < 8; k++) z += acc[k];
+    for (j = 0; y && j < n; j++) y[j] *= 1.0f / z;
+    return m + logf(z);
 }
 
 static inline float ar__log1p_unit(float e)
@@ -2128,16 +2136,10 @@ static ar_tensor *ar__rowwise(ar_graph *g, ar_op op, ar_tensor *x)
     C = AR__LAST(x);
     for (r = 0; r < AR__ROWS(x); r++) {
         const float *xr = x->x + r * C;
-        float m;
-        double s = ar__lse(xr, (size_t)C, &m);
-        float ls = (float)log(s);
-        if (op == AR_OP_LOGSUMEXP) t->x[r] = s > 0 ? m + ls : -INFINITY;
-        else if (s == 0) /* fully masked row */
-            for (j = 0; j < (size_t)C; j++) t->x[r * C + j] = op == AR_OP_SOFTMAX ? 0.0f : -INFINITY;
-        else if (op == AR_OP_SOFTMAX)
-            for (j = 0; j < (size_t)C; j++) t->x[r * C + j] = (float)(ar__expf(xr[j] - m) / s);
-        else
-            for (j = 0; j < (size_t)C; j++) t->x[r * C + j] = (xr[j] - m) - ls;
+        float lse = ar__softmax_into(xr, (size_t)C, op == AR_OP_SOFTMAX ? t->x + r * C : NULL);
+        if (op == AR_OP_LOGSUMEXP) t->x[r] = lse;
+        else if (op == AR_OP_LOG_SOFTMAX) /* a fully masked row stays -inf */
+            for (j = 0; j < (size_t)C; j++) t->x[r * C + j] = lse == -INFINITY ? -INFINITY : xr[j] - lse;
     }
     return t;
 }
@@ -2177,12 +2179,10 @@ ARDEF ar_tensor *ar_logsumexp(ar_graph *g, ar_tensor *x) { return ar__rowwise(g,
    normalizer. */
 static float ar__softmax_prefix(float *s, int n, int len)
 {
-    float m;
-    double z = ar__lse(s, (size_t)n, &m);
+    float lse = ar__softmax_into(s, (size_t)n, s);
     int j;
-    for (j = 0; j < n; j++) s[j] = z > 0 ? (float)(ar__expf(s[j] - m) / z) : 0.0f;
     for (j = n; j < len; j++) s[j] = 0;
-    return z > 0 ? m + (float)log(z) : -INFINITY;
+    return lse;
 }
 
 ARDEF ar_tensor *ar_causal_softmax(ar_graph *g, ar_tensor *x, float scale)
@@ -2834,9 +2834,7 @@ ARDEF ar_tensor *ar_cross_entropy(ar_graph *g, ar_tensor *logits, const int *lab
     if (!t->save) { ar__fail(g, AR_ERR_NOMEM, "ar_cross_entropy: out of memory"); return NULL; }
     for (r = 0; r < rows; r++) {
         const float *z = logits->x + r * C;
-        float m;
-        double s = ar__lse(z, (size_t)C, &m);
-        t->save[r] = m + (float)log(s);
+        t->save[r] = ar__softmax_into(z, (size_t)C, NULL);
         t->x[r] = t->save[r] - z[labels[r]];
     }
     return t;
