@@ -615,7 +615,7 @@ typedef struct ar_cnn_cfg {
     int first_kernel;     /* PixelCNN, gated: odd first kernel size */
     int dilations;        /* WaveNet: length of the dilation cycle, 1..20 */
     int coords;           /* 0 or 1 */
-} ar_cnn_cfg;
+} ar_cnn_cfg;             /* fields a kind does not use are set to 0 by init */
 
 /* Everything a model is made from. ar_model_default fills it with
    defaults that train well; change what you need, then ar_model_init. */
@@ -5357,6 +5357,8 @@ static ar_status ar__cnn_declare(ar_model *m)
         return ar__merr(m, AR_ERR_ARG, "ar_model_init: a %s needs rows, cols <= 4096, 1 <= levels <= 65536, "
                         "1 <= channels <= 4096, 0 <= layers < %d, coords 0 or 1, odd kernels (first >= 3, both <= 31), "
                         "WaveNet 1 <= dilations <= 20", ar__kind_names[kind], AR_CNN_MAX_LAYERS);
+    if (kind == AR_WAVENET) m->cfg.cnn.kernel = m->cfg.cnn.first_kernel = 0; /* fields its kind ignores: */
+    else m->cfg.cnn.dilations = 0;                                            /* saved as 0, loaded back */
     if (!(cn = (ar_cnn *)AR_MALLOC(sizeof *cn))) return ar__merr(m, AR_ERR_NOMEM, "ar_model_init: out of memory");
     memset(cn, 0, sizeof *cn);
     m->cnn = cn;
