@@ -113,7 +113,9 @@ MEMORY
     ar_graph_reset(). Tensors are contiguous, no strides or views.
     An ar_model owns its parameters (m.ps), its family's state and a
     scratch graph for ar_model_log_prob and ar_model_sample, kept between
-    calls so repeated calls of one size do not allocate.
+    calls so repeated calls of one size do not allocate. Nothing points
+    back into the struct: a model may be moved by assignment (then use
+    only the copy). A KV cache records the model it was made for by address.
 
 FILE FORMAT
     Checkpoints are safetensors: 8-byte little-endian header length, a JSON
@@ -739,9 +741,10 @@ ARDEF ar_tensor *ar_model_nll(ar_model *m, ar_graph *g, const float *x, int N, a
    comes from the model (m->work), kept between calls. */
 ARDEF ar_status ar_model_log_prob(ar_model *m, const float *x, int N, float *out);
 /* Output biases at the marginals of data x [N*D] (log-odds of each
-   dimension's mean, log-frequencies of each level, RNADE's mixture means
-   spread over each dimension's range): training starts from the data's
-   independent model instead of far from it. Call after init. */
+   dimension's mean, log-frequencies of each level; RNADE: each mixture
+   spread over its dimension's mean +- 2 sd, with V set to 0): training
+   starts from (near) the data's independent model instead of far from
+   it. Call after init. */
 ARDEF ar_status ar_model_init_bias(ar_model *m, const float *x, int N);
 
 /* How to sample, for every family. Start from ar_sample_defaults(). */
@@ -5356,7 +5359,10 @@ static ar_status ar__cnn_declare(ar_model *m)
         (kind == AR_WAVENET && (cfg->dilations < 1 || cfg->dilations > 20)))
         return ar__merr(m, AR_ERR_ARG, "ar_model_init: a %s needs rows, cols <= 4096, 1 <= levels <= 65536, "
                         "1 <= channels <= 4096, 0 <= layers < %d, coords 0 or 1, odd kernels (first >= 3, both <= 31), "
-                        "WaveNet 1 <= dilations <= 20", ar__kind_names[kind], AR_CNN_MAX_LAYERS);
+                        "WaveNet 1 <= dilations <= 20 (rows %d, cols %d, levels %d, channels %d, layers %d, coords %d, "
+                        "kernels %d and %d, dilations %d)", ar__kind_names[kind], AR_CNN_MAX_LAYERS, m->rows, m->cols,
+                        cfg->levels, cfg->channels, cfg->layers, cfg->coords, cfg->first_kernel, cfg->kernel,
+                        cfg->dilations);
     if (kind == AR_WAVENET) m->cfg.cnn.kernel = m->cfg.cnn.first_kernel = 0; /* fields its kind ignores: */
     else m->cfg.cnn.dilations = 0;                                            /* saved as 0, loaded back */
     if (!(cn = (ar_cnn *)AR_MALLOC(sizeof *cn))) return ar__merr(m, AR_ERR_NOMEM, "ar_model_init: out of memory");
@@ -5933,25 +5939,40 @@ ARDEF ar_status ar_model_init_bias(ar_model *m, const float *x, int N)
             p = (p + 1) / (N + 2);
             b[d] = (float)log(p / (1 - p));
         }
-    } else if (m->nade) { /* RNADE: the means spread over mean +- 2 sd of each (transformed) dimension */
+    } else if (m->nade) {
+        /* RNADE: each dimension's mixture spreads its means over mean +- 2 sd
+           of the (transformed) data with that width, and V starts at 0, so
+           the first conditionals are exactly these marginals (random V would
+           move a narrow dimension's means by many widths). Widths are floored
+           at a tenth of the average, so a constant dimension is not a spike. */
         const ar_nade *nd = m->nade;
         int K = nd->cfg.K, k;
+        double *mom = (double *)AR_MALLOC(2 * D * sizeof(double)), avg = 0;
+        if (!mom) return ar__merr(m, AR_ERR_NOMEM, "ar_model_init_bias: out of memory");
         for (d = 0; d < m->D; d++) {
-            double s1 = 0, s2 = 0, mu, sd, unused = 0;
-            float *b = nd->b->x + (size_t)d * 3 * K;
+            double s1 = 0, s2 = 0, unused = 0;
             for (n = 0; n < (size_t)N; n++) {
                 double y = nd->cfg.transform == AR_TRANSFORM_LOGIT ? ar__to_logit(x[n * D + d], &unused) : x[n * D + d];
                 s1 += y;
                 s2 += y * y;
             }
-            mu = s1 / N;
-            sd = sqrt(s2 / N - mu * mu > 1e-6 ? s2 / N - mu * mu : 1e-6);
+            mom[2 * d] = s1 / N;
+            mom[2 * d + 1] = sqrt(s2 / N - (s1 / N) * (s1 / N) > 0 ? s2 / N - (s1 / N) * (s1 / N) : 0);
+            avg += mom[2 * d + 1] / m->D;
+        }
+        for (d = 0; d < m->D; d++) {
+            double mu = mom[2 * d], sd = mom[2 * d + 1];
+            float *b = nd->b->x + (size_t)d * 3 * K;
+            if (sd < 0.1 * avg) sd = 0.1 * avg;
+            if (sd < 1e-3) sd = 1e-3;
             for (k = 0; k < K; k++) {
                 b[k] = 0;
                 b[K + k] = (float)(mu + (K > 1 ? sd * (-2.0 + 4.0 * k / (K - 1)) : 0));
                 b[2 * K + k] = (float)log(sd);
             }
         }
+        ar_fill(nd->V, 0);
+        AR_FREE(mom);
     } else { /* Transformer, CNNs: one bias per value for all places */
         float *b = m->tfm ? m->tfm->bout->x : m->cnn->b2->x;
         double *cnt;

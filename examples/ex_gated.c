@@ -48,7 +48,8 @@ int main(int argc, char **argv)
     }
     n = (size_t)data.n_train * data.D; /* 8-bit pixels into L levels */
     for (k = 0; k < n; k++) data.train[k] = floorf(floorf(data.train[k] * 255 + 0.5f) * L / 256);
-    for (k = 0; k < (size_t)data.n_test * data.D; k++) data.test[k] = floorf(floorf(data.test[k] * 255 + 0.5f) * L / 256);
+    n = (size_t)data.n_test * data.D;
+    for (k = 0; k < n; k++) data.test[k] = floorf(floorf(data.test[k] * 255 + 0.5f) * L / 256);
     cfg = ar_model_default(AR_GATED, data.rows, data.cols);
     cfg.cnn.levels = L;
     cfg.cnn.channels = 16; /* smaller than the default, for speed */

@@ -44,6 +44,7 @@ int main(int argc, char **argv)
     cfg = ar_model_default(AR_PIXELCNN, data.rows, data.cols);
     cfg.cnn.channels = 32; /* smaller than the default 64 x 5 layers, for speed */
     cfg.cnn.layers = 3;
+    cfg.cnn.coords = 1; /* (row/H, col/W) as two more inputs: the network knows where on the page it is */
     if (ar_model_init(&m, &cfg) != AR_OK || ar_model_init_bias(&m, data.train, data.n_train) != AR_OK ||
         ar_graph_init(&g, 0) != AR_OK) {
         fprintf(stderr, "%s\n", m.err);

@@ -51,7 +51,7 @@ int main(void)
         fprintf(stderr, "%s\n", m.err);
         return 1;
     }
-    for (epoch = 0; epoch < 10; epoch++) /* train */
+    for (epoch = 0; epoch < 30; epoch++) /* train */
         for (i = 0; i + BATCH <= N; i += BATCH) {
             ar_tensor *loss;
             ar_graph_reset(&g);
@@ -67,7 +67,7 @@ int main(void)
         return 1;
     }
     for (i = 0; i < N_TEST; i++) ll += lp[i];
-    /* the true density is about N(r; 1, 0.1) / (2 pi r): log-likelihood near -0.46 */
+    /* the true density is N(r; 1, 0.1) / (2 pi r): its log-likelihood is about -0.95 */
     printf("test log-likelihood %.3f nats per point\n", ll / N_TEST);
     if (ar_model_sample(&m, N_TEST, &so, &rng, x) != AR_OK) { /* sample */
         fprintf(stderr, "%s\n", m.err);

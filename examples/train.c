@@ -30,7 +30,7 @@
    improvement, then reports the test NLL (ar_model_log_prob: for K > 1
    masks the mixture of all K) in nats per example and bits per dimension,
    and writes <out>/<model>-samples.png, <model>-probs.png (the mean of each
-   conditional the sampler drew from) and <model>-completions.png (the top
+   conditional the sampler drew from; not for RNADE's real data) and <model>-completions.png (the top
    half of 100 test digits given, the rest drawn). The learning rate is
    multiplied by G after every epoch and halves after every 4 epochs
    without improvement. The whole training state (weights, optimizer
@@ -340,6 +340,7 @@ static int parse_settings(settings *s, int argc, char **argv)
     describe(s, s->desc, sizeof s->desc);
     return -1;
 }
+
 /* ---- the run ---------------------------------------------------------------- */
 
 /* Where the training state lives: weights in w, the optimizer and the
@@ -587,7 +588,9 @@ static void dequantize(float *x, size_t n, ar_rng *r)
 static int load_data(trainer *t)
 {
     ar_mnist *d = &t->data;
-    int L = t->m.levels > 2 || (t->s.kind >= AR_PIXELCNN && t->s.cfg.cnn.levels == 2) ? t->m.levels : 0;
+    /* quantized: a categorical model, or --levels 2 (a 2-way softmax, binary like --levels 1 but
+       thresholded, not drawn); ar_model_default sets cnn.levels = 1 for every kind */
+    int L = t->m.levels > 2 || t->s.cfg.cnn.levels == 2 ? t->m.levels : 0;
     float *part[3];
     int count[3], j;
     size_t k;
@@ -604,7 +607,8 @@ static int load_data(trainer *t)
     count[0] = d->n_train, count[1] = d->n_valid, count[2] = d->n_test;
     ar_rng_seed(&noise, AR_MNIST_SEED);
     for (j = 0; j < 3; j++) {
-        for (k = 0; L && k < (size_t)count[j] * d->D; k++) part[j][k] = floorf(floorf(part[j][k] * 255 + 0.5f) * L / 256);
+        for (k = 0; L && k < (size_t)count[j] * d->D; k++)
+            part[j][k] = floorf(floorf(part[j][k] * 255 + 0.5f) * L / 256);
         if (t->m.levels == 0 && j) /* real: fixed noise for validation and test, fresh noise per training batch */
             dequantize(part[j], (size_t)count[j] * d->D, &noise);
     }
@@ -612,21 +616,22 @@ static int load_data(trainer *t)
 }
 
 /* Output biases at the marginals of the training data as the model sees
-   it (dequantized for a real model: raw intensities have constant
-   dimensions, which would set near-zero widths). */
+   it: for a real model dequantized (10k examples of it), since raw
+   intensities have constant dimensions, which would set near-zero widths. */
 static int init_bias(trainer *t)
 {
-    int n = t->data.n_train < 10000 ? t->data.n_train : 10000;
+    int n = t->m.levels || t->data.n_train < 10000 ? t->data.n_train : 10000, bad;
     size_t len = (size_t)n * t->m.D;
-    float *x = (float *)malloc(sizeof(float) * len);
+    float *x = t->m.levels ? t->data.train : (float *)malloc(sizeof(float) * len);
     ar_rng noise;
-    int bad;
     if (!x) return 1;
-    memcpy(x, t->data.train, sizeof(float) * len);
-    ar_rng_seed(&noise, t->s.cfg.seed + 5);
-    if (t->m.levels == 0) dequantize(x, len, &noise);
+    if (x != t->data.train) {
+        memcpy(x, t->data.train, sizeof(float) * len);
+        ar_rng_seed(&noise, t->s.cfg.seed + 5);
+        dequantize(x, len, &noise);
+    }
     if ((bad = ar_model_init_bias(&t->m, x, n) != AR_OK)) fprintf(stderr, "%s\n", t->m.err);
-    free(x);
+    if (x != t->data.train) free(x);
     return bad;
 }
 
@@ -728,6 +733,7 @@ static void write_images(trainer *t, ar_rng *rng)
     for (k = 0; known && k < n; k++) known[k] = (int)(k % D) < m->rows / 2 * m->cols;
     for (which = 0; which < 3 && x && mean && probs && known; which++) {
         const char *name = which == 0 ? "samples" : which == 1 ? "probs" : "completions";
+        if (which == 1 && m->levels == 0) continue; /* real data: its means are in the model's own units */
         if (which != 1) { /* samples: their conditionals too; completions */
             o = ar_sample_defaults();
             o.probs = which == 0 ? probs : NULL;
@@ -742,8 +748,10 @@ static void write_images(trainer *t, ar_rng *rng)
             for (mean[k] = P == 1 ? probs[k] : 0, v = 0; P > 1 && v < P; v++) mean[k] += v * probs[k * P + v];
         for (k = 0; k < n; k++) (which == 1 ? mean : x)[k] *= scale;
         snprintf(png, sizeof png, "%s/%s-%s.png", t->s.out, t->s.model, name);
-        if (ex_write_grid(png, which == 1 ? mean : x, N, m->rows, m->cols, 10)) fprintf(stderr, "cannot write %s\n", png);
-        else printf("wrote %s\n", png);
+        if (ex_write_grid(png, which == 1 ? mean : x, N, m->rows, m->cols, 10))
+            fprintf(stderr, "cannot write %s\n", png);
+        else
+            printf("wrote %s\n", png);
     }
     if (!x || !mean || !probs || !known) fprintf(stderr, "no images: out of memory\n");
     free(x), free(mean), free(probs), free(known);
