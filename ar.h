@@ -65,6 +65,7 @@ BUILD MACROS (define before including the implementation)
     AR_STATIC                  all functions static to this translation unit
     AR_MALLOC(n) AR_REALLOC(p,n) AR_FREE(p)
                                allocator; define all three or none
+    AR_MAX_ALLOC (16 GiB)      larger single requests fail as AR_ERR_NOMEM
     AR_ASSERT(c)               internal invariants only (default: assert)
     AR_NO_CBLAS                use a plain C sgemm instead of cblas (slow;
                                for builds without a BLAS)
@@ -84,16 +85,20 @@ ERRORS (the contract)
       objects as they were (the message aside; what an output array holds
       after a failure is unspecified).
     - Status codes, by one rule: AR_ERR_ARG for the call's own arguments
-      (NULL pointers, sizes, axes, indices, options, flags, an object not
-      initialized or made for another, e.g. a cache of another model);
-      AR_ERR_SHAPE when tensor shapes do not fit; AR_ERR_RANGE for a value
-      inside data (pixel, token, label, id) outside its domain, a size
-      that overflows, or a cache that is full; AR_ERR_NUMERIC for NaN or
-      Inf in data or weights; AR_ERR_IO, AR_ERR_FORMAT, AR_ERR_VERSION for
-      files; AR_ERR_NOMEM.
-    - init and load calls treat their struct as output only (it may hold
-      garbage; a model it held is not freed). Free calls accept a
-      zero-filled or freed struct.
+      (NULL pointers, sizes and config fields outside their documented
+      limits, axes, indices, options, flags, an object not initialized or
+      made for another, e.g. a cache of another model); AR_ERR_SHAPE when
+      tensor shapes do not fit each other; AR_ERR_RANGE for a value inside
+      data (pixel, token, label, id) outside its domain, a size computed
+      from valid arguments that overflows, or a cache that is full;
+      AR_ERR_NUMERIC for NaN or Inf in data or weights (log-probabilities
+      that come out NaN included; weights are not saved or loaded with
+      them); AR_ERR_IO, AR_ERR_FORMAT, AR_ERR_VERSION for files;
+      AR_ERR_NOMEM, also for any single request above AR_MAX_ALLOC.
+    - init and load calls treat their struct as output only: it may hold
+      garbage, a model it held is not freed (free it first), and after a
+      failure it holds no model. Free calls accept a zero-filled or freed
+      struct.
     - The library never exits, aborts or prints; user input (shapes,
       labels, file bytes, sizes) is always checked, AR_ASSERT guards only
       ar.h's own invariants. No sequence of public calls corrupts memory.
@@ -415,8 +420,8 @@ ARDEF void ar_params_zero_grad(ar_params *ps);
    before the optimizer spreads the damage. */
 ARDEF ar_status ar_params_check_finite(ar_params *ps);
 ARDEF double ar_params_grad_norm(const ar_params *ps);
-/* Scale all gradients so their global L2 norm is at most max_norm.
-   Returns the norm before clipping. */
+/* Scale all gradients so their global L2 norm is at most max_norm (> 0;
+   otherwise nothing changes). Returns the norm before clipping. */
 ARDEF double ar_params_clip_grad_norm(ar_params *ps, double max_norm);
 ARDEF void ar_fill(ar_tensor *t, float v);
 ARDEF void ar_init_uniform(ar_tensor *t, ar_rng *r, float lo, float hi);
@@ -507,7 +512,8 @@ typedef struct ar_mnist {
 /* Reads train-images-idx3-ubyte and t10k-images-idx3-ubyte from dir.
    binarize != 0: pixel ~ Bernoulli(intensity/255) drawn once with `seed`,
    train file first, then test; else intensities/255 in [0,1].
-   Split: train = first 50000 training images, valid = last 10000. */
+   Split: valid = the last sixth of the training file (MNIST: 10000, so
+   train = the first 50000); the file needs at least 6 images. */
 ARDEF ar_status ar_mnist_load(ar_mnist *m, const char *dir, int binarize, uint64_t seed);
 ARDEF void ar_mnist_free(ar_mnist *m);
 
@@ -556,11 +562,11 @@ typedef enum ar_kind {
    p(x_d = 1 | x_<d) = sigmoid(c_d + sum_{pos(j) < pos(d)} A_dj x_j).
    With K > 1 mask sets the model is their equal mixture (ar_model_log_prob
    and ar_model_sample); training draws one set per batch. */
-typedef struct ar_made_cfg {
+typedef struct ar_made_cfg {       /* D <= 2^20 */
     int n_hidden;                    /* hidden layers, 0..AR_MADE_MAX_HIDDEN */
-    int hidden[AR_MADE_MAX_HIDDEN];  /* units per hidden layer */
+    int hidden[AR_MADE_MAX_HIDDEN];  /* units per hidden layer, 1..2^20 */
     int direct;                      /* 0/1: masked input-to-output weights A */
-    int n_masks;                     /* K >= 1 mask sets (connectivity-agnostic if K > 1) */
+    int n_masks;                     /* K mask sets, 1..4096 (connectivity-agnostic if K > 1) */
     int order_agnostic;              /* 0/1: each mask set draws its own random ordering
                                         (ignored when order is given) */
 } ar_made_cfg;
@@ -572,8 +578,8 @@ typedef struct ar_made_cfg {
    per dimension (V_d h_t + b_d gives K logits, K means, K log-sigmas). */
 #define AR_NADE_MAX_K 64
 enum { AR_TRANSFORM_NONE = 0, AR_TRANSFORM_LOGIT = 1 };
-typedef struct ar_nade_cfg {
-    int H;             /* hidden units */
+typedef struct ar_nade_cfg {   /* D <= 2^20 */
+    int H;             /* hidden units, 1..2^20 */
     int K;             /* RNADE: mixture components, 1..AR_NADE_MAX_K (NADE: ignored) */
     int transform;     /* RNADE: AR_TRANSFORM_NONE, or AR_TRANSFORM_LOGIT: data x in
                           [0,1] is modelled as y = logit(1e-6 + (1 - 2e-6) x); densities
@@ -588,11 +594,12 @@ typedef struct ar_nade_cfg {
    V, inside the model). The attention mask follows the order. */
 #define AR_TFM_MAX_LAYERS 16
 enum { AR_POS_LEARNED = 0, AR_POS_SINUSOIDAL = 1, AR_POS_ROTARY = 2 };
-typedef struct ar_tfm_cfg {
-    int V;             /* vocabulary: tokens are [0, V) (ar_model levels = V) */
-    int d, heads;      /* width (a multiple of heads) and attention heads */
-    int layers, ffn;   /* blocks, MLP hidden width */
-    int pos;           /* AR_POS_ROTARY (default), AR_POS_LEARNED or AR_POS_SINUSOIDAL */
+typedef struct ar_tfm_cfg {    /* D (positions) <= 65536 */
+    int V;             /* vocabulary: tokens are [0, V), 2 <= V < 2^24 (m.levels = V) */
+    int d, heads;      /* width <= 65536, a multiple of heads */
+    int layers, ffn;   /* blocks 1..AR_TFM_MAX_LAYERS, MLP width 1..2^20 */
+    int pos;           /* AR_POS_ROTARY (default; an even head size d/heads <= 4096),
+                          AR_POS_LEARNED or AR_POS_SINUSOIDAL */
 } ar_tfm_cfg;
 
 /* Images generated in raster order, pixels binary (levels 1: one
@@ -609,12 +616,12 @@ typedef struct ar_tfm_cfg {
    All heads: ReLU, 1x1 conv, ReLU, 1x1 conv to the logits. coords = 1 adds
    each pixel's (row/H, col/W) as two input channels. */
 #define AR_CNN_MAX_LAYERS 64
-typedef struct ar_cnn_cfg {
+typedef struct ar_cnn_cfg {  /* rows, cols <= 4096 */
     int levels;           /* 1: binary pixels; 2..65536: categorical */
-    int channels;         /* F */
+    int channels;         /* F, 1..4096 */
     int layers;           /* hidden layers after the first, 0..AR_CNN_MAX_LAYERS-1 */
-    int kernel;           /* PixelCNN, gated: odd hidden kernel size */
-    int first_kernel;     /* PixelCNN, gated: odd first kernel size */
+    int kernel;           /* PixelCNN, gated: odd hidden kernel size, 1..31 */
+    int first_kernel;     /* PixelCNN, gated: odd first kernel size, 3..31 */
     int dilations;        /* WaveNet: length of the dilation cycle, 1..20 */
     int coords;           /* 0 or 1 */
 } ar_cnn_cfg;             /* fields a kind does not use are set to 0 by init */
@@ -623,8 +630,8 @@ typedef struct ar_cnn_cfg {
    defaults that train well; change what you need, then ar_model_init. */
 typedef struct ar_model_cfg {
     ar_kind kind;
-    int rows, cols;    /* the data's shape: D = rows * cols values per example
-                          (the CNNs need the image shape; others use D) */
+    int rows, cols;    /* the data's shape: D = rows * cols <= 2^22 values per
+                          example (the CNNs need the image shape; others use D) */
     const int *order;  /* NULL: natural order; else a permutation of [0,D),
                           order[t] = dimension at place t (copied by init).
                           MADE, FVSBN, NADE, RNADE and the Transformer */
@@ -891,6 +898,15 @@ ARDEF ar_status ar_gradcheck(ar_graph *g, ar_params *ps, ar_loss_fn f, void *ctx
 #error "ar.h: define all of AR_MALLOC, AR_REALLOC and AR_FREE, or none of them"
 #endif
 
+/* Requests above AR_MAX_ALLOC bytes fail as out of memory without reaching
+   the allocator: a corrupt or absurd size never becomes a giant request
+   (which sanitizers treat as a crash). */
+#ifndef AR_MAX_ALLOC
+#define AR_MAX_ALLOC ((size_t)1 << 34)
+#endif
+static void *ar__malloc(size_t n) { return n <= AR_MAX_ALLOC ? AR_MALLOC(n) : NULL; }
+static void *ar__realloc(void *p, size_t n) { return n <= AR_MAX_ALLOC ? AR_REALLOC(p, n) : NULL; }
+
 #ifndef AR_ASSERT
 #include <assert.h>
 #define AR_ASSERT(c) assert(c)
@@ -970,7 +986,7 @@ static void ar__shape_str(const ar_tensor *t, char *buf, size_t len)
    permutation check: orders, custom attention orders, ar_permute. */
 static int ar__perm_bad(const int *p, int n, int *rank)
 {
-    int *r = rank ? rank : (int *)AR_MALLOC((size_t)(n > 0 ? n : 1) * sizeof(int)), i, bad = -1;
+    int *r = rank ? rank : (int *)ar__malloc((size_t)(n > 0 ? n : 1) * sizeof(int)), i, bad = -1;
     if (!r) return -2;
     for (i = 0; i < n; i++) r[i] = -1;
     for (i = 0; i < n && bad < 0; i++) {
@@ -1248,7 +1264,7 @@ ARDEF ar_status ar_graph_init(ar_graph *g, size_t arena_bytes)
         ar__seterr(g->err, "ar_graph_init: arena size %zu is too large", arena_bytes);
         return AR_ERR_RANGE;
     }
-    g->mem = (char *)AR_MALLOC(g->cap + AR__ALIGN);
+    g->mem = (char *)ar__malloc(g->cap + AR__ALIGN);
     if (!g->mem) {
         ar__seterr(g->err, "ar_graph_init: cannot allocate a %zu-byte arena", g->cap);
         g->cap = 0;
@@ -1321,12 +1337,12 @@ ARDEF void *ar_graph_alloc(ar_graph *g, size_t bytes)
     /* a new last block at least as large as all before it: O(log) blocks */
     total = g->cap < (size_t)-1 / 4 ? g->cap : (size_t)-1 / 4;
     for (b = g->overflow; b; b = b->next) total = total + b->cap > (size_t)-1 / 4 ? (size_t)-1 / 4 : total + b->cap;
-    b = (ar__block *)AR_MALLOC(sizeof *b);
+    b = (ar__block *)ar__malloc(sizeof *b);
     if (!b) return NULL;
     b->next = NULL;
     b->cap = need > total ? need : total;
     b->used = need;
-    b->raw = (char *)AR_MALLOC(b->cap + AR__ALIGN);
+    b->raw = (char *)ar__malloc(b->cap + AR__ALIGN);
     if (!b->raw) {
         AR_FREE(b);
         return NULL;
@@ -1403,7 +1419,7 @@ static ar_tensor *ar__node_n(ar_graph *g, ar_op op, int nd, const int *shape, ar
     if (g->grad && grad) {
         if (g->ntape == g->cap_tape) {
             int cap = g->cap_tape ? 2 * g->cap_tape : 256;
-            ar_tensor **tape = (ar_tensor **)AR_REALLOC(g->tape, (size_t)cap * sizeof *tape);
+            ar_tensor **tape = (ar_tensor **)ar__realloc(g->tape, (size_t)cap * sizeof *tape);
             if (!tape) goto nomem;
             g->tape = tape;
             g->cap_tape = cap;
@@ -1425,17 +1441,33 @@ static ar_tensor *ar__node(ar_graph *g, ar_op op, int nd, const int *shape, ar_t
     return ar__node_n(g, op, nd, shape, src, 3, x_from);
 }
 
+/* A leaf's shape: rank 1..AR_MAX_DIM and positive dims (AR_ERR_ARG), and
+   an element count that fits in memory sizes (AR_ERR_RANGE). */
+static int ar__leaf_shape(ar_graph *g, const char *who, int nd, const int *shape)
+{
+    size_t n = 1, bytes;
+    int i;
+    if (!shape || nd < 1 || nd > AR_MAX_DIM) return ar__fail(g, AR_ERR_ARG, "%s: need a shape of rank 1..%d", who, AR_MAX_DIM);
+    for (i = 0; i < nd; i++)
+        if (shape[i] <= 0) return ar__fail(g, AR_ERR_ARG, "%s: dim %d is %d, need > 0", who, i, shape[i]);
+    for (i = 0; i < nd; i++)
+        if (!ar__mulsz(n, (size_t)shape[i], &n) || !ar__mulsz(n, sizeof(float), &bytes))
+            return ar__fail(g, AR_ERR_RANGE, "%s: the shape's size overflows", who);
+    return 1;
+}
+
 ARDEF ar_tensor *ar_input(ar_graph *g, const float *data, int nd, const int *shape)
 {
     if (!ar__check(g, "ar_input", NULL, NULL, 0)) return NULL;
     if (!data) { ar__fail(g, AR_ERR_ARG, "ar_input: data is NULL"); return NULL; }
+    if (!ar__leaf_shape(g, "ar_input", nd, shape)) return NULL;
     return ar__node(g, AR_OP_LEAF, nd, shape, NULL, NULL, NULL, (float *)(uintptr_t)data);
 }
 
 ARDEF ar_tensor *ar_zeros(ar_graph *g, int nd, const int *shape)
 {
     ar_tensor *t;
-    if (!ar__check(g, "ar_zeros", NULL, NULL, 0)) return NULL;
+    if (!ar__check(g, "ar_zeros", NULL, NULL, 0) || !ar__leaf_shape(g, "ar_zeros", nd, shape)) return NULL;
     t = ar__node(g, AR_OP_LEAF, nd, shape, NULL, NULL, NULL, NULL);
     if (t) memset(t->x, 0, t->n * sizeof(float));
     return t;
@@ -2773,7 +2805,8 @@ ARDEF ar_tensor *ar_bce_logits(ar_graph *g, ar_tensor *logits, const float *targ
     if (!targets) { ar__fail(g, AR_ERR_ARG, "ar_bce_logits: targets is NULL"); return NULL; }
     for (j = 0; j < logits->n; j++)
         if (!(targets[j] >= 0.0f && targets[j] <= 1.0f)) {
-            ar__fail(g, AR_ERR_RANGE, "ar_bce_logits: targets[%zu] = %g is not in [0,1]", j, (double)targets[j]);
+            ar__fail(g, isfinite(targets[j]) ? AR_ERR_RANGE : AR_ERR_NUMERIC, "ar_bce_logits: targets[%zu] = %g is not in [0,1]",
+                     j, (double)targets[j]);
             return NULL;
         }
     nd = ar__drop_last(logits, shape);
@@ -2911,6 +2944,7 @@ ARDEF ar_tensor *ar_params_add(ar_params *ps, const char *name, int nd, const in
     ar_tensor *t;
     int i;
     if (!ps) return NULL;
+    ps->err[0] = 0;
     if (ps->x) { ar__seterr(ps->err, "ar_params_add: '%s' added after ar_params_alloc", name ? name : "?"); return NULL; }
     if (!name || !*name || strlen(name) >= sizeof t->name) {
         ar__seterr(ps->err, "ar_params_add: name must have 1 to %d characters", (int)sizeof t->name - 1);
@@ -2924,12 +2958,12 @@ ARDEF ar_tensor *ar_params_add(ar_params *ps, const char *name, int nd, const in
     if (ar_params_find(ps, name)) { ar__seterr(ps->err, "ar_params_add: '%s' already exists", name); return NULL; }
     if (ps->n == ps->cap) {
         int cap = ps->cap ? 2 * ps->cap : 16;
-        ar_tensor **tt = (ar_tensor **)AR_REALLOC(ps->t, (size_t)cap * sizeof *tt);
+        ar_tensor **tt = (ar_tensor **)ar__realloc(ps->t, (size_t)cap * sizeof *tt);
         if (!tt) { ar__seterr(ps->err, "ar_params_add: out of memory"); return NULL; }
         ps->t = tt;
         ps->cap = cap;
     }
-    t = (ar_tensor *)AR_MALLOC(sizeof *t);
+    t = (ar_tensor *)ar__malloc(sizeof *t);
     if (!t) { ar__seterr(ps->err, "ar_params_add: out of memory"); return NULL; }
     memset(t, 0, sizeof *t);
     t->nd = nd;
@@ -2947,6 +2981,7 @@ ARDEF ar_status ar_params_alloc(ar_params *ps)
     size_t total = 0, off = 0, bytes;
     int i;
     if (!ps) return AR_ERR_ARG;
+    ps->err[0] = 0;
     if (ps->x) { ar__seterr(ps->err, "ar_params_alloc: already allocated"); return AR_ERR_ARG; }
     if (!ps->n) { ar__seterr(ps->err, "ar_params_alloc: no parameters declared"); return AR_ERR_ARG; }
     for (i = 0; i < ps->n; i++) {
@@ -2954,8 +2989,8 @@ ARDEF ar_status ar_params_alloc(ar_params *ps)
         total += ps->t[i]->n;
     }
     if (!ar__mulsz(total, sizeof(float), &bytes)) { ar__seterr(ps->err, "ar_params_alloc: size overflow"); return AR_ERR_RANGE; }
-    ps->x = (float *)AR_MALLOC(bytes);
-    ps->g = (float *)AR_MALLOC(bytes);
+    ps->x = (float *)ar__malloc(bytes);
+    ps->g = (float *)ar__malloc(bytes);
     if (!ps->x || !ps->g) {
         AR_FREE(ps->x); AR_FREE(ps->g);
         ps->x = ps->g = NULL;
@@ -3016,6 +3051,7 @@ ARDEF ar_status ar_params_check_finite(ar_params *ps)
     int k;
     size_t i;
     if (!ps) return AR_ERR_ARG;
+    ps->err[0] = 0;
     if (!ps->x) { ar__seterr(ps->err, "ar_params_check_finite: parameters are not allocated"); return AR_ERR_ARG; }
     for (k = 0; k < ps->n; k++) {
         const ar_tensor *t = ps->t[k];
@@ -3042,7 +3078,7 @@ ARDEF double ar_params_clip_grad_norm(ar_params *ps, double max_norm)
 {
     double norm = ar_params_grad_norm(ps);
     size_t i;
-    if (norm > max_norm && norm > 0) {
+    if (max_norm > 0 && norm > max_norm) { /* max_norm <= 0 or NaN: no clipping */
         float s = (float)(max_norm / norm);
         for (i = 0; i < ps->total; i++) ps->g[i] *= s;
     }
@@ -3118,7 +3154,7 @@ ARDEF ar_optim ar_optim_adagrad(float lr)
 static ar_status ar__moment(ar_params *ps, float **m)
 {
     if (*m) return AR_OK;
-    *m = (float *)AR_MALLOC(ps->total * sizeof(float));
+    *m = (float *)ar__malloc(ps->total * sizeof(float));
     if (!*m) { ar__seterr(ps->err, "ar_optim_step: cannot allocate optimizer state"); return AR_ERR_NOMEM; }
     memset(*m, 0, ps->total * sizeof(float));
     return AR_OK;
@@ -3129,6 +3165,7 @@ ARDEF ar_status ar_optim_step(ar_optim *o, ar_params *ps)
     float *x, *g, *m, *v, lr, wd;
     size_t i, n;
     if (!ps) return AR_ERR_ARG;
+    ps->err[0] = 0;
     if (!o || !ps->x) { ar__seterr(ps->err, "ar_optim_step: need an optimizer and allocated parameters"); return AR_ERR_ARG; }
     if (!(o->lr >= 0) || !(o->weight_decay >= 0)) {
         ar__seterr(ps->err, "ar_optim_step: lr and weight_decay must be >= 0");
@@ -3175,6 +3212,7 @@ ARDEF ar_status ar_optim_step(ar_optim *o, ar_params *ps)
 ARDEF float ar_lr_cosine(long step, long warmup, long total, float lr, float lr_min)
 {
     double p;
+    if (step < 0) step = 0;
     if (step < warmup) return lr * (float)(step + 1) / (float)warmup;
     if (total <= warmup) return lr_min;
     p = (double)(step - warmup) / (double)(total - warmup);
@@ -3201,11 +3239,11 @@ static ar_status ar__read_file(const char *path, unsigned char **buf, size_t *le
     if (!path) { ar__seterr(err, "path is NULL"); return AR_ERR_ARG; }
     f = fopen(path, "rb");
     if (!f) { ar__seterr(err, "cannot open '%s' for reading", path); return AR_ERR_IO; }
-    b = (unsigned char *)AR_MALLOC(cap);
+    b = (unsigned char *)ar__malloc(cap);
     while (b && (got = fread(b + n, 1, cap - n, f)) > 0) {
         n += got;
         if (n == cap) {
-            unsigned char *nb = cap * 2 > cap ? (unsigned char *)AR_REALLOC(b, cap * 2) : NULL;
+            unsigned char *nb = cap * 2 > cap ? (unsigned char *)ar__realloc(b, cap * 2) : NULL;
             if (!nb) { AR_FREE(b); b = NULL; break; }
             b = nb;
             cap *= 2;
@@ -3229,7 +3267,7 @@ static ar_status ar__write_file_atomic(const char *path, const unsigned char *bu
     int bad;
     if (!path) { ar__seterr(err, "path is NULL"); return AR_ERR_ARG; }
     pl = strlen(path);
-    tmp = (char *)AR_MALLOC(pl + 5);
+    tmp = (char *)ar__malloc(pl + 5);
     if (!tmp) { ar__seterr(err, "out of memory"); return AR_ERR_NOMEM; }
     memcpy(tmp, path, pl);
     memcpy(tmp + pl, ".tmp", 5);
@@ -3278,7 +3316,7 @@ ARDEF void ar_meta_free(ar_meta *m)
 static char *ar__strdup(const char *s)
 {
     size_t n = strlen(s) + 1;
-    char *d = (char *)AR_MALLOC(n);
+    char *d = (char *)ar__malloc(n);
     if (d) memcpy(d, s, n);
     return d;
 }
@@ -3292,10 +3330,10 @@ ARDEF ar_status ar_meta_set(ar_meta *m, const char *key, const char *val)
     if (i == AR_META_MAX) return AR_ERR_RANGE;
     if (i == m->cap) {
         int cap = m->cap ? 2 * m->cap : 8;
-        char **k = (char **)AR_REALLOC(m->key, (size_t)cap * sizeof *k), **vv;
+        char **k = (char **)ar__realloc(m->key, (size_t)cap * sizeof *k), **vv;
         if (!k) return AR_ERR_NOMEM;
         m->key = k;
-        vv = (char **)AR_REALLOC(m->val, (size_t)cap * sizeof *vv);
+        vv = (char **)ar__realloc(m->val, (size_t)cap * sizeof *vv);
         if (!vv) return AR_ERR_NOMEM;
         m->val = vv;
         m->cap = cap;
@@ -3330,7 +3368,7 @@ static void ar__sb_put(ar__sb *b, const char *s, size_t n)
     if (b->oom) return;
     if (b->n + n + 1 > b->cap) {
         size_t cap = (b->n + n + 1) * 2;
-        char *ns = (char *)AR_REALLOC(b->s, cap);
+        char *ns = (char *)ar__realloc(b->s, cap);
         if (!ns) { b->oom = 1; return; }
         b->s = ns;
         b->cap = cap;
@@ -3362,7 +3400,9 @@ ARDEF ar_status ar_params_save_mem(ar_params *ps, const ar_meta *meta, unsigned 
     size_t off = 0, hlen, total, i;
     unsigned char *out;
     int k, d;
-    if (!ps || !buf || !len) return AR_ERR_ARG;
+    if (!ps) return AR_ERR_ARG;
+    ps->err[0] = 0;
+    if (!buf || !len) { ar__seterr(ps->err, "ar_params_save_mem: buf and len must not be NULL"); return AR_ERR_ARG; }
     *buf = NULL;
     *len = 0;
     if (!ps->x) { ar__seterr(ps->err, "ar_params_save: parameters are not allocated"); return AR_ERR_ARG; }
@@ -3395,7 +3435,7 @@ ARDEF ar_status ar_params_save_mem(ar_params *ps, const ar_meta *meta, unsigned 
     if (h.oom) { AR_FREE(h.s); ar__seterr(ps->err, "ar_params_save: out of memory"); return AR_ERR_NOMEM; }
     hlen = h.n;
     total = 8 + hlen + ps->total * 4;
-    out = (unsigned char *)AR_MALLOC(total);
+    out = (unsigned char *)ar__malloc(total);
     if (!out) { AR_FREE(h.s); ar__seterr(ps->err, "ar_params_save: out of memory"); return AR_ERR_NOMEM; }
     for (k = 0; k < 8; k++) out[k] = (unsigned char)((uint64_t)hlen >> (8 * k));
     memcpy(out + 8, h.s, hlen);
@@ -3606,6 +3646,7 @@ static int ar__st_meta(ar__json *j, ar_meta *meta)
         ar__jws(j);
         if (j->p == j->end || *j->p != '"') return ar__jerr(j, "__metadata__ must map strings to strings");
         if (!ar__jstring(j, j->s2, j->cap)) return 0;
+        if (ar_meta_get(meta, j->s1)) return ar__jerr(j, "a __metadata__ key appears twice");
         if ((s = ar_meta_set(meta, j->s1, j->s2)) != AR_OK) {
             j->nomem = s == AR_ERR_NOMEM;
             return ar__jerr(j, j->nomem ? "out of memory" : "bad or too many __metadata__ entries");
@@ -3629,7 +3670,7 @@ static ar_status ar__st_open(const unsigned char *buf, size_t len, ar__json *j, 
         return AR_ERR_FORMAT;
     }
     j->cap = (size_t)*hlen + 1;
-    if (!(j->s1 = (char *)AR_MALLOC(2 * j->cap))) { ar__seterr(err, "safetensors: out of memory"); return AR_ERR_NOMEM; }
+    if (!(j->s1 = (char *)ar__malloc(2 * j->cap))) { ar__seterr(err, "safetensors: out of memory"); return AR_ERR_NOMEM; }
     j->s2 = j->s1 + j->cap;
     j->p = (const char *)buf + 8;
     j->end = j->p + *hlen;
@@ -3658,7 +3699,7 @@ ARDEF ar_status ar_params_load_mem(ar_params *ps, const unsigned char *buf, size
     if (!ps->x) { ar__seterr(ps->err, "ar_params_load: parameters are not allocated"); return AR_ERR_ARG; }
     if ((s = ar__st_open(buf, len, &j, &hlen, ps->err)) != AR_OK) return s;
     dlen = len - 8 - hlen;
-    spans = (ar__span *)AR_MALLOC(2 * (size_t)ps->n * sizeof *spans); /* per parameter, then sorted */
+    spans = (ar__span *)ar__malloc(2 * (size_t)ps->n * sizeof *spans); /* per parameter, then sorted */
     if (!spans) {
         AR_FREE(j.s1);
         ar__seterr(ps->err, "ar_params_load: out of memory");
@@ -3756,7 +3797,8 @@ ARDEF ar_status ar_idx_load_mem(ar_idx *out, const unsigned char *buf, size_t le
     int d;
     if (!out) return AR_ERR_ARG;
     memset(out, 0, sizeof *out);
-    if (!buf || len < 4 || buf[0] != 0 || buf[1] != 0) {
+    if (!buf) { ar__seterr(out->err, "ar_idx_load_mem: buf is NULL"); return AR_ERR_ARG; }
+    if (len < 4 || buf[0] != 0 || buf[1] != 0) {
         ar__seterr(out->err, "IDX: bad magic (not an IDX file)");
         return AR_ERR_FORMAT;
     }
@@ -3784,7 +3826,7 @@ ARDEF ar_status ar_idx_load_mem(ar_idx *out, const unsigned char *buf, size_t le
         ar__seterr(out->err, "IDX: header promises %zu data bytes, file has %zu", n, len - hdr);
         return AR_ERR_FORMAT;
     }
-    out->data = (unsigned char *)AR_MALLOC(n);
+    out->data = (unsigned char *)ar__malloc(n);
     if (!out->data) { ar__seterr(out->err, "IDX: out of memory for %zu bytes", n); return AR_ERR_NOMEM; }
     memcpy(out->data, buf + hdr, n);
     out->n = n;
@@ -3840,8 +3882,8 @@ ARDEF ar_status ar_mnist_load(ar_mnist *m, const char *dir, int binarize, uint64
         } else if ((s = ar_idx_load(&f[i], path)) != AR_OK) {
             memcpy(m->err, f[i].err, AR_ERR_LEN);
         } else if (f[i].nd != 3 || (i && (f[1].dims[1] != f[0].dims[1] || f[1].dims[2] != f[0].dims[2])) ||
-                   (!i && f[0].dims[0] < 2) || (size_t)f[i].dims[1] * (size_t)f[i].dims[2] > 0x7fffffff) {
-            ar__seterr(m->err, "%s: expected [N,rows,cols] images (N >= 2) of the same size as the training set", path);
+                   (!i && f[0].dims[0] < 6) || (size_t)f[i].dims[1] * (size_t)f[i].dims[2] > 0x7fffffff) {
+            ar__seterr(m->err, "%s: expected [N,rows,cols] images (N >= 6) of the same size as the training set", path);
             s = AR_ERR_FORMAT;
         }
     }
@@ -3854,7 +3896,7 @@ ARDEF ar_status ar_mnist_load(ar_mnist *m, const char *dir, int binarize, uint64
     m->n_train = f[0].dims[0] - m->n_valid;
     m->n_test = f[1].dims[0];
     total = f[0].n + f[1].n;
-    m->train = (float *)AR_MALLOC(total * sizeof(float));
+    m->train = (float *)ar__malloc(total * sizeof(float));
     if (!m->train) {
         ar__seterr(m->err, "ar_mnist_load: out of memory");
         ar_idx_free(&f[0]); ar_idx_free(&f[1]);
@@ -3970,6 +4012,7 @@ ARDEF ar_status ar_optim_save(const ar_optim *o, ar_params *ps, const ar_rng *rn
     int i, has;
     ar_status s = AR_OK;
     if (!ps) return AR_ERR_ARG;
+    ps->err[0] = 0;
     if (!o || !ps->x || (int)o->kind < 0 || o->kind > AR_OPTIM_ADAGRAD) {
         ar__seterr(ps->err, "ar_optim_save: need a valid optimizer and allocated parameters");
         return AR_ERR_ARG;
@@ -4081,8 +4124,8 @@ ARDEF ar_status ar_optim_load(ar_optim *o, ar_params *ps, ar_rng *rng, ar_meta *
     if (s != AR_OK) { ar__seterr(ps->err, "ar_optim_load: out of memory or too many parameters"); goto done; }
     if ((s = ar_params_load_mem(&st, buf, len, NULL)) != AR_OK) { memcpy(ps->err, st.err, AR_ERR_LEN); goto done; }
     s = AR_ERR_NOMEM;
-    if ((has & 1) && !ps->m && !(m = (float *)AR_MALLOC(ps->total * sizeof(float)))) goto done;
-    if ((has & 2) && !ps->v && !(v = (float *)AR_MALLOC(ps->total * sizeof(float)))) { AR_FREE(m); goto done; }
+    if ((has & 1) && !ps->m && !(m = (float *)ar__malloc(ps->total * sizeof(float)))) goto done;
+    if ((has & 2) && !ps->v && !(v = (float *)ar__malloc(ps->total * sizeof(float)))) { AR_FREE(m); goto done; }
     /* all checked: commit (moments the file lacks are dropped, as in a fresh run) */
     if (!(has & 1)) { AR_FREE(ps->m); ps->m = NULL; }
     if (!(has & 2)) { AR_FREE(ps->v); ps->v = NULL; }
@@ -4199,7 +4242,7 @@ static ar_graph *ar__work(ar_model *m)
         ar_graph_set_grad(g, 0);
         return g;
     }
-    if (!(g = (ar_graph *)AR_MALLOC(sizeof *g))) return NULL;
+    if (!(g = (ar_graph *)ar__malloc(sizeof *g))) return NULL;
     if (ar_graph_init(g, 0) != AR_OK) {
         AR_FREE(g);
         return NULL;
@@ -4364,7 +4407,7 @@ static ar_status ar__made_declare(ar_model *m, const int *order)
     if (order) c->order_agnostic = 0; /* a given order is every set's order */
     K = c->n_masks;
     units = ar__made_units(c);
-    if (!(md = (ar_made *)AR_MALLOC(sizeof *md))) return ar__merr(m, AR_ERR_NOMEM, "ar_model_init: out of memory");
+    if (!(md = (ar_made *)ar__malloc(sizeof *md))) return ar__merr(m, AR_ERR_NOMEM, "ar_model_init: out of memory");
     memset(md, 0, sizeof *md);
     m->made = md;
     md->cfg = *c;
@@ -4386,9 +4429,9 @@ static ar_status ar__made_declare(ar_model *m, const int *order)
     shape[1] = D;
     if (c->direct && !(md->A = ar_params_add(&m->ps, "A", 2, shape)))
         return ar__merr(m, AR_ERR_NOMEM, "ar_model_init: %s", m->ps.err);
-    md->orders = (int *)AR_MALLOC((size_t)K * D * sizeof(int));
-    md->labels = (int *)AR_MALLOC((units ? (size_t)K * units : 1) * sizeof(int));
-    md->pos = (int *)AR_MALLOC((size_t)D * sizeof(int));
+    md->orders = (int *)ar__malloc((size_t)K * D * sizeof(int));
+    md->labels = (int *)ar__malloc((units ? (size_t)K * units : 1) * sizeof(int));
+    md->pos = (int *)ar__malloc((size_t)D * sizeof(int));
     if (!md->orders || !md->labels || !md->pos) return ar__merr(m, AR_ERR_NOMEM, "ar_model_init: out of memory");
     if (order) {
         memcpy(md->orders, order, (size_t)D * sizeof(int));
@@ -4722,7 +4765,7 @@ static ar_status ar__nade_declare(ar_model *m, const int *order)
         return ar__merr(m, AR_ERR_ARG, "ar_model_init: nade.K = %d, need 1..%d components", c->K, AR_NADE_MAX_K);
     if (c->transform != AR_TRANSFORM_NONE && c->transform != AR_TRANSFORM_LOGIT)
         return ar__merr(m, AR_ERR_ARG, "ar_model_init: nade.transform = %d, need AR_TRANSFORM_NONE or _LOGIT", c->transform);
-    if (!(nd = (ar_nade *)AR_MALLOC(sizeof *nd))) return ar__merr(m, AR_ERR_NOMEM, "ar_model_init: out of memory");
+    if (!(nd = (ar_nade *)ar__malloc(sizeof *nd))) return ar__merr(m, AR_ERR_NOMEM, "ar_model_init: out of memory");
     memset(nd, 0, sizeof *nd);
     m->nade = nd;
     nd->cfg = *c;
@@ -4739,7 +4782,7 @@ static ar_status ar__nade_declare(ar_model *m, const int *order)
         nd->V = ar_params_add(&m->ps, "V", 3, shape);
         nd->b = ar_params_add(&m->ps, "b", 2, shape);
     }
-    nd->order = (int *)AR_MALLOC((size_t)D * sizeof(int));
+    nd->order = (int *)ar__malloc((size_t)D * sizeof(int));
     if (!nd->W || !nd->V || !nd->c || !nd->b || !nd->order) return ar__merr(m, AR_ERR_NOMEM, "ar_model_init: out of memory");
     for (d = 0; d < D; d++) nd->order[d] = order ? order[d] : d;
     if (order) m->cfg.order = nd->order;
@@ -4985,15 +5028,15 @@ static ar_status ar__tfm_declare(ar_model *m, const int *order)
                         "multiple of heads, 1..%d layers, ffn >= 1 and a known position scheme (rotary: even head "
                         "size) (V %d, D %d, d %d, heads %d, layers %d, ffn %d, pos %d)", AR_TFM_MAX_LAYERS, c->V, T,
                         c->d, c->heads, c->layers, c->ffn, c->pos);
-    if (!(tf = (ar_tfm *)AR_MALLOC(sizeof *tf))) return ar__merr(m, AR_ERR_NOMEM, "ar_model_init: out of memory");
+    if (!(tf = (ar_tfm *)ar__malloc(sizeof *tf))) return ar__merr(m, AR_ERR_NOMEM, "ar_model_init: out of memory");
     memset(tf, 0, sizeof *tf);
     m->tfm = tf;
     tf->cfg = *c;
     tf->T = T;
     m->levels = c->V;
     if (order) { /* the order and its inverse (checked a permutation by the caller) */
-        tf->order = (int *)AR_MALLOC((size_t)T * sizeof(int));
-        tf->rank = (int *)AR_MALLOC((size_t)T * sizeof(int));
+        tf->order = (int *)ar__malloc((size_t)T * sizeof(int));
+        tf->rank = (int *)ar__malloc((size_t)T * sizeof(int));
         if (!tf->order || !tf->rank) return ar__merr(m, AR_ERR_NOMEM, "ar_model_init: out of memory");
         memcpy(tf->order, order, (size_t)T * sizeof(int));
         ar__perm_bad(order, T, tf->rank);
@@ -5038,7 +5081,7 @@ static ar_status ar__tfm_fill(ar_model *m)
     int t, j, l, d = tf->cfg.d;
     ar_rng r;
     if (tf->cfg.pos == AR_POS_SINUSOIDAL) {
-        if (!(tf->sinus = (float *)AR_MALLOC((size_t)tf->T * d * sizeof(float))))
+        if (!(tf->sinus = (float *)ar__malloc((size_t)tf->T * d * sizeof(float))))
             return ar__merr(m, AR_ERR_NOMEM, "ar_model_init: out of memory");
         for (t = 0; t < tf->T; t++) /* sin on even, cos on odd features */
             for (j = 0; j < d; j++) {
@@ -5138,11 +5181,11 @@ ARDEF ar_status ar_tfm_cache_init(ar_tfm_cache *c, ar_model *m, int B)
     tc = &m->tfm->cfg;
     if (!ar__mulsz((size_t)tc->layers * B, (size_t)m->D * tc->d, &kv) || kv > ((size_t)1 << 40))
         return ar__merr(m, AR_ERR_RANGE, "ar_tfm_cache_init: a cache of %d sequences is too large", B);
-    c->k = (float *)AR_MALLOC(kv * sizeof(float));
-    c->v = (float *)AR_MALLOC(kv * sizeof(float));
+    c->k = (float *)ar__malloc(kv * sizeof(float));
+    c->v = (float *)ar__malloc(kv * sizeof(float));
     /* x, h, att [B,d]; qkv [B,3d]; u [B,ffn]; scores [T]; rotations [d/heads] */
     work = (size_t)B * (6 * (size_t)tc->d + tc->ffn) + m->D + tc->d;
-    c->work = (float *)AR_MALLOC(work * sizeof(float));
+    c->work = (float *)ar__malloc(work * sizeof(float));
     if (!c->k || !c->v || !c->work) {
         ar_tfm_cache_free(c);
         return ar__merr(m, AR_ERR_NOMEM, "ar_tfm_cache_init: out of memory for %d sequences", B);
@@ -5365,7 +5408,7 @@ static ar_status ar__cnn_declare(ar_model *m)
                         cfg->dilations);
     if (kind == AR_WAVENET) m->cfg.cnn.kernel = m->cfg.cnn.first_kernel = 0; /* fields its kind ignores: */
     else m->cfg.cnn.dilations = 0;                                            /* saved as 0, loaded back */
-    if (!(cn = (ar_cnn *)AR_MALLOC(sizeof *cn))) return ar__merr(m, AR_ERR_NOMEM, "ar_model_init: out of memory");
+    if (!(cn = (ar_cnn *)ar__malloc(sizeof *cn))) return ar__merr(m, AR_ERR_NOMEM, "ar_model_init: out of memory");
     memset(cn, 0, sizeof *cn);
     m->cnn = cn;
     cn->cfg = *cfg;
@@ -5615,7 +5658,7 @@ static void ar__cnn_run_free(ar__cnn_run *s)
 
 static float *ar__cnn_zeros(size_t n)
 {
-    float *p = (float *)AR_MALLOC(n * sizeof(float));
+    float *p = (float *)ar__malloc(n * sizeof(float));
     if (p) memset(p, 0, n * sizeof(float));
     return p;
 }
@@ -5639,9 +5682,9 @@ static ar_status ar__cnn_run_init(const ar_cnn *cn, ar__cnn_run *s, int N)
         if (gated && l < c->layers) s->v[l] = ar__cnn_zeros(img * s->F);
         ok = s->h[l] && (!gated || (s->vp[l] && (l == c->layers || s->v[l])));
     }
-    s->cols = (float *)AR_MALLOC((size_t)N * s->K * sizeof(float));
+    s->cols = (float *)ar__malloc((size_t)N * s->K * sizeof(float));
     /* a, b: [N,2F]; z, t, skip: [N,F] */
-    s->a = (float *)AR_MALLOC((size_t)N * 7 * s->F * sizeof(float));
+    s->a = (float *)ar__malloc((size_t)N * 7 * s->F * sizeof(float));
     if (!ok || !s->cols || !s->a) {
         ar__cnn_run_free(s);
         return AR_ERR_NOMEM;
@@ -5879,6 +5922,10 @@ static ar_status ar__log_prob(ar_model *m, const char *who, const float *x, int 
         for (n = 0; n < N; n++) out[n] = -nll->x[n];
     }
     ar_graph_reset(g);
+    for (n = 0; s == AR_OK && n < N; n++)
+        if (out[n] != out[n])
+            s = ar__merr(m, AR_ERR_NUMERIC, "%s: log p is NaN for example %d (NaN or Inf weights? "
+                         "ar_params_check_finite names them)", who, n);
     return s;
 }
 
@@ -5947,7 +5994,7 @@ ARDEF ar_status ar_model_init_bias(ar_model *m, const float *x, int N)
            at a tenth of the average, so a constant dimension is not a spike. */
         const ar_nade *nd = m->nade;
         int K = nd->cfg.K, k;
-        double *mom = (double *)AR_MALLOC(2 * D * sizeof(double)), avg = 0;
+        double *mom = (double *)ar__malloc(2 * D * sizeof(double)), avg = 0;
         if (!mom) return ar__merr(m, AR_ERR_NOMEM, "ar_model_init_bias: out of memory");
         for (d = 0; d < m->D; d++) {
             double s1 = 0, s2 = 0, unused = 0;
@@ -5977,7 +6024,7 @@ ARDEF ar_status ar_model_init_bias(ar_model *m, const float *x, int N)
         float *b = m->tfm ? m->tfm->bout->x : m->cnn->b2->x;
         double *cnt;
         L = m->levels;
-        if (!(cnt = (double *)AR_MALLOC((size_t)L * sizeof(double))))
+        if (!(cnt = (double *)ar__malloc((size_t)L * sizeof(double))))
             return ar__merr(m, AR_ERR_NOMEM, "ar_model_init_bias: out of memory");
         for (v = 0; v < L; v++) cnt[v] = 1;
         for (i = 0; i < (size_t)N * D; i++) cnt[(int)x[i]] += 1;
@@ -6002,7 +6049,7 @@ static ar_status ar__meta_num(ar_meta *meta, const char *key, unsigned long long
 static ar_status ar__meta_list(ar_meta *meta, const char *key, const int *v, size_t n)
 {
     size_t cap = n * 12 + 1, len = 0, i;
-    char *s = (char *)AR_MALLOC(cap);
+    char *s = (char *)ar__malloc(cap);
     ar_status st;
     if (!s) return AR_ERR_NOMEM;
     s[0] = 0;
@@ -6055,6 +6102,8 @@ ARDEF ar_status ar_model_save(ar_model *m, const char *path)
     ar_meta meta;
     if (s != AR_OK) return s;
     if (!path) return ar__merr(m, AR_ERR_ARG, "ar_model_save: path is NULL");
+    if (!ar__finite(m->ps.x, m->ps.total))
+        return ar__merr(m, AR_ERR_NUMERIC, "ar_model_save: the weights hold NaN or Inf (not saved)");
     ar_meta_init(&meta);
     if ((s = ar__model_meta(m, &meta)) != AR_OK) ar__merr(m, s, "ar_model_save: out of memory");
     else if ((s = ar_params_save(&m->ps, path, &meta)) != AR_OK) ar__merr(m, s, "%s", m->ps.err);
@@ -6068,6 +6117,8 @@ ARDEF ar_status ar_model_save_mem(ar_model *m, unsigned char **buf, size_t *len)
     ar_meta meta;
     if (s != AR_OK) return s;
     if (!buf || !len) return ar__merr(m, AR_ERR_ARG, "ar_model_save_mem: buf and len must not be NULL");
+    if (!ar__finite(m->ps.x, m->ps.total))
+        return ar__merr(m, AR_ERR_NUMERIC, "ar_model_save_mem: the weights hold NaN or Inf (not saved)");
     ar_meta_init(&meta);
     if ((s = ar__model_meta(m, &meta)) != AR_OK) ar__merr(m, s, "ar_model_save_mem: out of memory");
     else if ((s = ar_params_save_mem(&m->ps, &meta, buf, len)) != AR_OK) ar__merr(m, s, "%s", m->ps.err);
@@ -6220,7 +6271,7 @@ static ar_status ar__cfg_from_meta(const ar_meta *meta, size_t len, int legacy, 
     }
     if (!ok) return AR_ERR_FORMAT;
     if (ar_meta_get(meta, "order")) {
-        if (!(*order = (int *)AR_MALLOC((size_t)D * sizeof(int)))) {
+        if (!(*order = (int *)ar__malloc((size_t)D * sizeof(int)))) {
             ar__seterr(err, "out of memory");
             return AR_ERR_NOMEM;
         }
@@ -6234,7 +6285,7 @@ static ar_status ar__made_masks_from_meta(ar_model *m, const ar_meta *meta)
 {
     ar_made *md = m->made;
     size_t units = ar__made_units(&md->cfg), K = (size_t)md->cfg.n_masks, k, i;
-    int *rank = (int *)AR_MALLOC((size_t)m->D * sizeof(int)), bad = -1;
+    int *rank = (int *)ar__malloc((size_t)m->D * sizeof(int)), bad = -1;
     if (!rank) return ar__merr(m, AR_ERR_NOMEM, "out of memory");
     if (!ar__meta_ints_n(meta, "orders", md->orders, K * m->D, m->err) ||
         !ar__meta_ints_n(meta, "labels", md->labels, K * units, m->err)) {
@@ -6294,6 +6345,11 @@ ARDEF ar_status ar_model_load_mem(ar_model *m, const unsigned char *buf, size_t 
         memcpy(err, tmp.ps.err, AR_ERR_LEN);
         goto fail;
     }
+    if (!ar__finite(tmp.ps.x, tmp.ps.total)) {
+        ar__seterr(err, "the file's weights hold NaN or Inf");
+        s = AR_ERR_NUMERIC;
+        goto fail;
+    }
     AR_FREE(order);
     ar_meta_free(&meta);
     *m = tmp;
@@ -6349,7 +6405,7 @@ ARDEF ar_status ar_gradcheck(ar_graph *g, ar_params *ps, ar_loss_fn f, void *ctx
     if (!g || !ps || !ps->x || !f || !rel_err || !(eps > 0)) return AR_ERR_ARG;
     *rel_err = 0;
     if (worst) *worst = NULL;
-    analytic = (float *)AR_MALLOC(ps->total * sizeof(float));
+    analytic = (float *)ar__malloc(ps->total * sizeof(float));
     if (!analytic) return AR_ERR_NOMEM;
     ar_graph_reset(g);
     ar_graph_set_grad(g, 1);

@@ -392,11 +392,11 @@ static void test_absurd_sizes(void)
     }
     ar_model_free(&m);
     CHECK(ar_graph_init(&g, 0) == AR_OK);
-    CHECK(ar_zeros(&g, 2, S(0, 5)) == NULL && g.status == AR_ERR_SHAPE);
+    CHECK(ar_zeros(&g, 2, S(0, 5)) == NULL && g.status == AR_ERR_ARG);
     ar_graph_reset(&g);
-    CHECK(ar_zeros(&g, 0, S(1)) == NULL && g.status == AR_ERR_SHAPE);
+    CHECK(ar_zeros(&g, 0, S(1)) == NULL && g.status == AR_ERR_ARG);
     ar_graph_reset(&g);
-    CHECK(ar_zeros(&g, 3, S(0x40000000, 0x40000000, 16)) == NULL && g.status == AR_ERR_SHAPE);
+    CHECK(ar_zeros(&g, 3, S(0x40000000, 0x40000000, 16)) == NULL && g.status == AR_ERR_RANGE);
     ar_graph_reset(&g);
     CHECK(ar_zeros(&g, 2, S(1 << 30, 1 << 30)) == NULL && g.status == AR_ERR_NOMEM); /* 4 EiB */
     ar_graph_reset(&g);

@@ -241,7 +241,7 @@ static void test_idx_valid_and_invalid(void)
     buf[4] = 0;
     buf[7] = 0; /* zero images */
     CHECK(ar_idx_load_mem(&idx, buf, len) == AR_ERR_FORMAT);
-    CHECK(ar_idx_load_mem(&idx, NULL, 0) == AR_ERR_FORMAT);
+    CHECK(ar_idx_load_mem(&idx, NULL, 0) == AR_ERR_ARG);
     CHECK(ar_idx_load(&idx, "/nonexistent/file") == AR_ERR_IO && strstr(idx.err, "cannot open"));
 }
 
