@@ -3989,6 +3989,21 @@ static int ar__meta_u64(const ar_meta *meta, const char *key, uint64_t *v)
     return 1;
 }
 
+/* A fingerprint of the parameters' names and shapes (FNV-1a), so an
+   optimizer state is only loaded into the parameter set it was saved for. */
+static void ar__layout_hex(const ar_params *ps, char *out)
+{
+    uint64_t h = 0xcbf29ce484222325u;
+    int k, d;
+    const char *c;
+    for (k = 0; k < ps->n; k++) {
+        for (c = ps->t[k]->name; *c; c++) h = (h ^ (unsigned char)*c) * 0x100000001b3u;
+        for (d = 0; d < ps->t[k]->nd; d++) h = (h ^ (uint64_t)(unsigned)ps->t[k]->shape[d]) * 0x100000001b3u;
+        h = (h ^ 0xffu) * 0x100000001b3u;
+    }
+    snprintf(out, 17, "%016llx", (unsigned long long)h);
+}
+
 static const char *const ar__optim_names[4] = {"sgd", "adam", "adamw", "adagrad"};
 
 /* A parameter set of flat "m"/"v" tensors shaped for ps (has: bit 0 m, bit 1 v). */
@@ -4031,6 +4046,8 @@ ARDEF ar_status ar_optim_save(const ar_optim *o, ar_params *ps, const ar_rng *rn
     AR__PUTF("eps", "%.9g", (double)o->eps);
     AR__PUTF("weight_decay", "%.9g", (double)o->weight_decay);
     AR__PUTF("moments", "%d", has);
+    ar__layout_hex(ps, v);
+    if (s == AR_OK) s = ar_meta_set(&meta, "layout", v);
 #undef AR__PUTF
     if (rng && s == AR_OK) {
         snprintf(v, sizeof v, "%016llx%016llx%016llx%016llx", (unsigned long long)rng->s[0],
@@ -4102,6 +4119,15 @@ ARDEF ar_status ar_optim_load(ar_optim *o, ar_params *ps, ar_rng *rng, ar_meta *
         !ar__meta_float(&meta, "eps", &n.eps) || !ar__meta_float(&meta, "weight_decay", &n.weight_decay)) {
         ar__seterr(ps->err, "malformed optimizer state in __metadata__");
         goto done;
+    }
+    {
+        char lay[17];
+        const char *fl = ar_meta_get(&meta, "layout");
+        ar__layout_hex(ps, lay);
+        if (fl && strcmp(fl, lay)) { /* absent in states of 0.4 */
+            ar__seterr(ps->err, "an optimizer state of another parameter set (names or shapes differ)");
+            goto done;
+        }
     }
     n.kind = (ar_optim_kind)k;
     n.step = (long)step;
