@@ -307,7 +307,12 @@ ARDEF ar_status ar_backward(ar_graph *g, ar_tensor *loss);
 ARDEF const char *ar_op_name(ar_op op);
 
 /* Ops. Each computes its value at once and, if any input carries a
-   gradient, records itself for ar_backward. Shapes in comments. */
+   gradient, records itself for ar_backward. Shapes in comments. The
+   models use a few fused ops (ar_masked_linear, ar_conv2d, ar_gate,
+   ar_attention, ar_layernorm, the losses); the rest are the general pieces
+   for models of your own, and the unfused form of those: ar_attention is
+   ar_slice, ar_permute, ar_rope, ar_matmul and ar_causal_softmax_order
+   composed (the tests check one against the other). */
 /* a[...,M,K] b[...,K,N] -> [...,M,N]; trans_a/trans_b read a or b transposed
    in their last two dims. b may be 2-D and shared across a's batch dims. */
 ARDEF ar_tensor *ar_matmul(ar_graph *g, ar_tensor *a, ar_tensor *b, int trans_a, int trans_b);
