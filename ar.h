@@ -66,7 +66,6 @@ BUILD MACROS (define before including the implementation)
     AR_MALLOC(n) AR_REALLOC(p,n) AR_FREE(p)
                                allocator; define all three or none
     AR_MAX_ALLOC (16 GiB)      larger single requests fail as AR_ERR_NOMEM
-    AR_ASSERT(c)               internal invariants only (default: assert)
     AR_NO_CBLAS                use a plain C sgemm instead of cblas (slow;
                                for builds without a BLAS)
     AR_ERR_LEN (256)           message buffer size; it changes struct layouts,
@@ -100,8 +99,8 @@ ERRORS (the contract)
       failure it holds no model. Free calls accept a zero-filled or freed
       struct.
     - The library never exits, aborts or prints; user input (shapes,
-      labels, file bytes, sizes) is always checked, AR_ASSERT guards only
-      ar.h's own invariants. No sequence of public calls corrupts memory.
+      labels, file bytes, sizes) is always checked. No sequence of public
+      calls corrupts memory.
     - Graph errors are sticky: an op given a NULL input or called after a
       failure returns NULL and keeps the first message, so a whole forward
       pass can be checked once at the end (ar_model_nll fails the graph
@@ -118,7 +117,9 @@ MEMORY
     ar_graph_reset(). Tensors are contiguous, no strides or views.
     An ar_model owns its parameters (m.ps), its family's state and a
     scratch graph for ar_model_log_prob and ar_model_sample, kept between
-    calls so repeated calls of one size do not allocate. Nothing points
+    calls (log_prob and the graph-based samplers of one size do not
+    allocate after the first call; the KV cache and the CNNs' cached
+    sampling state are made per ar_model_sample call). Nothing points
     back into the struct: a model may be moved by assignment (then use
     only the copy). A KV cache records the model it was made for by address.
 
@@ -746,7 +747,7 @@ ARDEF int ar_kind_parse(const char *name); /* the kind of a name, or -1 */
    NULL) is the randomness training uses: MADE with K > 1 mask sets draws
    this batch's set from it (NULL: the current set, 0 unless
    ar_made_set_mask chose another). Errors in m->err, and the graph fails
-   with the same message. */
+   with the same message. An rng advances even when a call fails. */
 ARDEF ar_tensor *ar_model_nll(ar_model *m, ar_graph *g, const float *x, int N, ar_rng *rng);
 /* log p(x) per example into out [N] (nats; a density for real data): the
    model's likelihood, for MADE the mixture of all K mask sets. Scratch
@@ -795,10 +796,11 @@ ARDEF ar_sample_opts ar_sample_defaults(void); /* temperature 1, no top-k/top-p,
 ARDEF ar_status ar_model_sample(ar_model *m, int N, const ar_sample_opts *opts, ar_rng *rng, float *x);
 
 /* One draw from logits [V] under opts' temperature, top-k and top-p
-   (given, known, naive and probs are not used). scratch: 3V floats; on
-   return scratch[0..V) holds the distribution drawn from. Returns the
-   index, or -1 for bad arguments (NULLs, V < 1, options out of range, NaN
-   logits). O(V) unless top-k/top-p need a partial sort. */
+   (given, known, naive and probs are not used). scratch: 3V floats (2V
+   before 0.5); on return scratch[0..V) holds the distribution drawn from.
+   Returns the index, or -1 for bad arguments (NULLs, V outside 1..2^24,
+   options out of range, NaN or all -inf logits). O(V), plus a selection
+   for top-k (O(V) on average) and a sort of the values kept for top-p. */
 ARDEF int ar_sample_logits(const float *logits, int V, const ar_sample_opts *opts, ar_rng *rng, float *scratch);
 
 /* ---- what one family alone has -------------------------------------------- */
@@ -867,7 +869,7 @@ ARDEF ar_status ar_gradcheck(ar_graph *g, ar_params *ps, ar_loss_fn f, void *ctx
 #define AR_IMPLEMENTATION_DONE
 
 /* Map of the implementation. Lower sections never call higher ones.
-     config                  allocator, asserts, status, version, size and
+     config                  allocator, status, version, size and
                              permutation checks
      numerics                exp/sigmoid/GELU kernels, log-sum-exp, BLAS calls
      RNG                     xoshiro256**
@@ -911,11 +913,6 @@ ARDEF ar_status ar_gradcheck(ar_graph *g, ar_params *ps, ar_loss_fn f, void *ctx
 #endif
 static void *ar__malloc(size_t n) { return n <= AR_MAX_ALLOC ? AR_MALLOC(n) : NULL; }
 static void *ar__realloc(void *p, size_t n) { return n <= AR_MAX_ALLOC ? AR_REALLOC(p, n) : NULL; }
-
-#ifndef AR_ASSERT
-#include <assert.h>
-#define AR_ASSERT(c) assert(c)
-#endif
 
 #ifndef AR_NO_CBLAS
 #include <cblas.h>
@@ -1034,8 +1031,6 @@ static inline float ar__expf(float x)
     return x < -87.3f ? 0.0f : p * s1 * s2;
 }
 
-/* log(1 + e) for e in [0, 1]: 2 atanh(s) with s = e / (2 + e) <= 1/3, odd
-   series to s^13 (error < 1e-8); no cancellation for small e. */
 /* The one stable softmax / log-sum-exp: returns log sum_j exp(x_j),
    shifted by the max so large values keep their precision, and, if y is
    not NULL, writes softmax(x) to y (y may be x): one exp per element. A
@@ -1071,6 +1066,8 @@ static float ar__softmax_into(const float *x, size_t n, float *y)
     return m + logf(z);
 }
 
+/* log(1 + e) for e in [0, 1]: 2 atanh(s) with s = e / (2 + e) <= 1/3, odd
+   series to s^13 (error < 1e-8); no cancellation for small e. */
 static inline float ar__log1p_unit(float e)
 {
     float s = e / (2.0f + e), s2 = s * s;
@@ -1152,13 +1149,6 @@ static void ar__ger(int M, int N, float alpha, const float *x, int incx, const f
         for (j = 0; j < N; j++) A[(size_t)i * lda + j] += alpha * x[(size_t)i * incx] * y[j];
 #endif
 }
-
-/* ---- the NADE family's heads: P outputs per place ------------------------
-   K = 0, Bernoulli: P = 1, the logit z.
-   K > 0, mixture of K Gaussians (RNADE): P = 3K: component logits z_k,
-   means mu_k, log standard deviations s_k. */
-#define AR__LOG_SQRT_2PI 0.91893853320467274178
-
 
 /* ==== SECTION: RNG ======================================================= */
 
@@ -4228,8 +4218,9 @@ static ar_status ar__model_ok(ar_model *m, const char *who, unsigned kinds)
 /* 1 <= N, and N*D values addressable with an int. */
 static ar_status ar__model_n(ar_model *m, const char *who, int N)
 {
-    if (N < 1 || (size_t)N * (size_t)m->D > 0x7fffffff)
-        return ar__merr(m, AR_ERR_ARG, "%s: N = %d, need 1 <= N and N*D < 2^31 (D = %d)", who, N, m->D);
+    if (N < 1) return ar__merr(m, AR_ERR_ARG, "%s: N = %d, need N >= 1", who, N);
+    if ((size_t)N * (size_t)m->D > 0x7fffffff)
+        return ar__merr(m, AR_ERR_RANGE, "%s: N*D = %d*%d values do not fit an int index", who, N, m->D);
     return AR_OK;
 }
 
@@ -5239,7 +5230,8 @@ ARDEF void ar_tfm_cache_free(ar_tfm_cache *c)
 ARDEF ar_status ar_tfm_step(ar_model *m, ar_tfm_cache *c, const int *tokens, float *logits)
 {
     const ar_tfm *tf;
-    int B, d, H, dh, T, t, pos, l, b, hd, j, r, V;
+    int B, d, H, dh, T, t, pos, l, b, hd, j, V;
+    size_t r;
     float *x, *h, *att, *qkv, *u, *sc, *cs, scale;
     ar_status s = ar__model_ok(m, "ar_tfm_step", 1u << AR_TRANSFORMER);
     if (s != AR_OK) return s;
@@ -5285,13 +5277,13 @@ ARDEF ar_status ar_tfm_step(ar_model *m, ar_tfm_cache *c, const int *tokens, flo
                 ar__att_block(q, K, Vv, t, 1, dh, scale, sc, att + (size_t)b * d + hd * dh, &lse);
             }
         ar__rows_linear(att, B, L->Wo, L->bo, h);
-        for (r = 0; r < B * d; r++) x[r] += h[r];
+        for (r = 0; r < (size_t)B * d; r++) x[r] += h[r];
         for (b = 0; b < B; b++)
             ar__ln_row(x + (size_t)b * d, L->ln2g->x, L->ln2b->x, h + (size_t)b * d, d, 1e-5f, NULL);
         ar__rows_linear(h, B, L->W1, L->b1, u);
-        for (r = 0; r < B * tf->cfg.ffn; r++) u[r] = ar__gelu(u[r]);
+        for (r = 0; r < (size_t)B * tf->cfg.ffn; r++) u[r] = ar__gelu(u[r]);
         ar__rows_linear(u, B, L->W2, L->b2, h);
-        for (r = 0; r < B * d; r++) x[r] += h[r];
+        for (r = 0; r < (size_t)B * d; r++) x[r] += h[r];
     }
     for (b = 0; b < B; b++) ar__ln_row(x + (size_t)b * d, tf->lnfg->x, tf->lnfb->x, h + (size_t)b * d, d, 1e-5f, NULL);
     ar__rows_linear(h, B, tf->Wout, tf->bout, logits);
@@ -5403,7 +5395,8 @@ ARDEF int ar_cnn_receptive_field(const ar_model *m)
     const ar_cnn *cn = m && m->cnn && m->ps.x ? m->cnn : NULL;
     int l, rf;
     if (!cn) return 0;
-    if (cn->kind != AR_WAVENET) return cn->cfg.first_kernel / 2 + cn->cfg.layers * (cn->cfg.kernel / 2);
+    if (cn->kind != AR_WAVENET) /* the gated link reads the vertical stack one row up */
+        return cn->cfg.first_kernel / 2 + cn->cfg.layers * (cn->cfg.kernel / 2) + (cn->kind == AR_GATED);
     for (rf = 2, l = 1; l <= cn->cfg.layers; l++) rf += 1 << ((l - 1) % cn->cfg.dilations);
     return rf; /* t-2, t-1 first, then each block d further back */
 }
@@ -6177,7 +6170,7 @@ static int ar__meta_ints_n(const ar_meta *meta, const char *key, int *v, size_t 
     size_t i = 0;
     if (s && !*s && n == 0) return 1;
     while (s && i < n) {
-        long x = 0;
+        long long x = 0;
         if (*s < '0' || *s > '9') break;
         while (*s >= '0' && *s <= '9' && x <= 0x7fffffff) x = x * 10 + (*s++ - '0');
         if (x > 0x7fffffff) break;
@@ -6269,7 +6262,7 @@ static ar_status ar__cfg_from_meta(const ar_meta *meta, size_t len, int legacy, 
             c->made.n_hidden = n;
         }
         /* the masks and orderings must fit in the file (stored) or be few enough to rebuild */
-        if (ok && (size_t)c->made.n_masks * ((size_t)D + ar__made_units(&c->made)) > len) {
+        if (ok && (size_t)c->made.n_masks * ((size_t)D + ar__made_units(&c->made)) / (legacy ? 16 : 1) > len) {
             ar__seterr(err, "the configuration's masks need more room than the file has");
             return AR_ERR_FORMAT;
         }
@@ -6516,7 +6509,6 @@ CHANGELOG
                         back before the next: K sets need the arena of
                         one pass (8000-8000, 32 sets, 500 examples: 0.6
                         GB peak instead of 4.0 GB, 27 s instead of 43).
-
     0.5.0 (2026-11-30)  One model interface, and the API changes with it.
                         ar_model (ar_model_default/init/load/save/free,
                         ar_model_nll, ar_model_log_prob, ar_model_sample
@@ -6539,7 +6531,16 @@ CHANGELOG
                         O(V) sampler. MADE samples its K-mask mixture.
                         RNADE carries its logit transform. Defaults: MADE
                         with direct connections, rotary positions.
-                        AR_MAX_DIM is fixed at 4.
+                        AR_MAX_DIM is fixed at 4. AR_MAX_ALLOC caps any
+                        single allocation (16 GiB). ar_kind_name and
+                        ar_kind_parse name the kinds. Ported code: the
+                        scratch of ar_sample_logits is 3V floats (was
+                        2V); ar_tfm_step feeds the tokens drawn at the
+                        previous step (was: the tokens of this step);
+                        a bad mask set is AR_ERR_ARG (was RANGE);
+                        ar_optim_load refuses a state saved for another
+                        parameter set; the gated PixelCNN's receptive
+                        field counts the row its link reaches.
 
 LICENSE
 ------------------------------------------------------------------------------

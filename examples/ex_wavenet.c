@@ -2,7 +2,7 @@
    train a little, evaluate, sample, save, load. The data: sine waves of
    random frequency and phase, 128 steps quantized to 16 levels, an image
    of 1 row (WaveNet reads any image as one sequence). Dilations 1..64
-   give each output the 128 steps before it. Completion: the first half
+   give each output the 129 steps before it. Completion: the first half
    of a test wave given, the model continues it.
 
    build: make .build/ex_wavenet    run: .build/ex_wavenet    (no data needed) */
