@@ -1,6 +1,7 @@
 # ar.h — build, data, tests, examples and benchmarks.
 #   make run     build, fetch MNIST, train the demo model, report test NLL, write samples
-#   make test    compile checks, unit tests, the same tests under ASan/UBSan, threads under TSan
+#   make test    compile checks, unit tests, the same tests under ASan/UBSan, threads under TSan,
+#                and a build of the trainer and every example
 #   make bench   speed against the machine's limits (QUICK=1 for a short run)
 # Missing Debian packages are installed when run as root; otherwise the
 # exact apt-get line is printed.
