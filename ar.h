@@ -6120,34 +6120,31 @@ static ar_status ar__model_meta(const ar_model *m, ar_meta *meta)
     return s;
 }
 
-ARDEF ar_status ar_model_save(ar_model *m, const char *path)
+/* To a file (path) or to memory (buf, len): the one save. */
+static ar_status ar__model_save(ar_model *m, const char *who, const char *path, unsigned char **buf, size_t *len)
 {
-    ar_status s = ar__model_ok(m, "ar_model_save", 0);
+    ar_status s = ar__model_ok(m, who, 0);
     ar_meta meta;
     if (s != AR_OK) return s;
-    if (!path) return ar__merr(m, AR_ERR_ARG, "ar_model_save: path is NULL");
-    if (!ar__finite(m->ps.x, m->ps.total))
-        return ar__merr(m, AR_ERR_NUMERIC, "ar_model_save: the weights hold NaN or Inf (not saved)");
+    if (!path && (!buf || !len)) return ar__merr(m, AR_ERR_ARG, "%s: buf and len must not be NULL", who);
+    if (!ar__finite(m->ps.x, m->ps.total)) return ar__merr(m, AR_ERR_NUMERIC, "%s: the weights hold NaN or Inf (not saved)", who);
     ar_meta_init(&meta);
-    if ((s = ar__model_meta(m, &meta)) != AR_OK) ar__merr(m, s, "ar_model_save: out of memory");
-    else if ((s = ar_params_save(&m->ps, path, &meta)) != AR_OK) ar__merr(m, s, "%s", m->ps.err);
+    if ((s = ar__model_meta(m, &meta)) != AR_OK) ar__merr(m, s, "%s: out of memory", who);
+    else if ((s = path ? ar_params_save(&m->ps, path, &meta) : ar_params_save_mem(&m->ps, &meta, buf, len)) != AR_OK)
+        ar__merr(m, s, "%s", m->ps.err);
     ar_meta_free(&meta);
     return s;
 }
 
+ARDEF ar_status ar_model_save(ar_model *m, const char *path)
+{
+    if (m && !path) return ar__merr(m, AR_ERR_ARG, "ar_model_save: path is NULL");
+    return ar__model_save(m, "ar_model_save", path, NULL, NULL);
+}
+
 ARDEF ar_status ar_model_save_mem(ar_model *m, unsigned char **buf, size_t *len)
 {
-    ar_status s = ar__model_ok(m, "ar_model_save_mem", 0);
-    ar_meta meta;
-    if (s != AR_OK) return s;
-    if (!buf || !len) return ar__merr(m, AR_ERR_ARG, "ar_model_save_mem: buf and len must not be NULL");
-    if (!ar__finite(m->ps.x, m->ps.total))
-        return ar__merr(m, AR_ERR_NUMERIC, "ar_model_save_mem: the weights hold NaN or Inf (not saved)");
-    ar_meta_init(&meta);
-    if ((s = ar__model_meta(m, &meta)) != AR_OK) ar__merr(m, s, "ar_model_save_mem: out of memory");
-    else if ((s = ar_params_save_mem(&m->ps, &meta, buf, len)) != AR_OK) ar__merr(m, s, "%s", m->ps.err);
-    ar_meta_free(&meta);
-    return s;
+    return ar__model_save(m, "ar_model_save_mem", NULL, buf, len);
 }
 
 /* An int in [lo, hi] from the metadata; 0 (and a message naming the key)
