@@ -14,6 +14,12 @@ extern int t_failed;               /* set when the current test failed */
 extern size_t t_alloc_count;       /* calls to AR_MALLOC/AR_REALLOC so far */
 extern long t_alloc_fail_in;       /* >0: that many more allocations succeed, then all fail */
 void t_fail(const char *file, int line, const char *what);
+/* Shared by the binary-model tests (defined in test_made.c). */
+struct ar_sample_opts;
+float *t_all_binary(int D);                          /* all 2^D vectors, bit d of the row is x_d */
+int t_code_of(const float *x, int D);               /* the row of x in t_all_binary */
+double t_cond1(double m1, double m0, const struct ar_sample_opts *o); /* p(1) after the options */
+double t_chi2_ratio(const int *counts, const double *q, int n, int N); /* chi-square / threshold */
 void t_run(const char *name, void (*fn)(void));
 
 #ifdef __cplusplus

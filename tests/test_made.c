@@ -31,7 +31,7 @@ static ar_model_cfg cfg_of(int D, int nh, int h, int direct, int K, int oa, uint
 }
 
 /* All 2^D binary vectors; bit d of the row index is x_d. */
-static float *all_binary(int D)
+float *t_all_binary(int D)
 {
     int n = 1 << D, i, d;
     float *x = (float *)malloc(sizeof(float) * (size_t)n * D);
@@ -40,7 +40,7 @@ static float *all_binary(int D)
     return x;
 }
 
-static int code_of(const float *x, int D)
+int t_code_of(const float *x, int D)
 {
     int d, c = 0;
     for (d = 0; d < D; d++) c |= (x[d] != 0) << d;
@@ -51,7 +51,7 @@ static int code_of(const float *x, int D)
    temperature divides the logit log m1 - log m0; top-k 1, or top-p reached
    by the likelier value alone, keep only that value; temperature 0 is
    greedy). */
-static double cond1(double m1, double m0, const ar_sample_opts *o)
+double t_cond1(double m1, double m0, const ar_sample_opts *o)
 {
     double p1;
     if (o->temperature == 0) return m1 > m0;
@@ -76,7 +76,7 @@ static void sampled_dist(const double *p, int D, const int *order, const ar_samp
             double m1 = 0, m0 = 0, p1;
             for (y = 0; y < n; y++)
                 if (((unsigned)y & mask) == ((unsigned)c & mask)) *((y >> d) & 1 ? &m1 : &m0) += p[y];
-            p1 = cond1(m1, m0, o);
+            p1 = t_cond1(m1, m0, o);
             f *= (c >> d) & 1 ? p1 : 1 - p1;
             mask |= 1u << d;
         }
@@ -87,13 +87,13 @@ static void sampled_dist(const double *p, int D, const int *order, const ar_samp
 /* The conditional p(x_order[t] = 1 | x's prefix) under options o, as above. */
 static double cond_at(const double *p, int D, const int *order, int t, const float *x, const ar_sample_opts *o)
 {
-    int n = 1 << D, y, s, c = code_of(x, D), d = order[t];
+    int n = 1 << D, y, s, c = t_code_of(x, D), d = order[t];
     unsigned mask = 0;
     double m1 = 0, m0 = 0;
     for (s = 0; s < t; s++) mask |= 1u << order[s];
     for (y = 0; y < n; y++)
         if (((unsigned)y & mask) == ((unsigned)c & mask)) *((y >> d) & 1 ? &m1 : &m0) += p[y];
-    return cond1(m1, m0, o);
+    return t_cond1(m1, m0, o);
 }
 
 /* Pearson's chi-square of counts (N draws) against probabilities q, over
@@ -101,7 +101,7 @@ static double cond_at(const double *p, int D, const int *order, int t, const flo
    Poisson bound when the pool is expected under 5 times; a cell of
    probability exactly 0 must stay empty). Returns the statistic over a
    threshold at about 1e-5 false alarms: <= 1 passes. */
-static double chi2_ratio(const int *counts, const double *q, int n, int N)
+double t_chi2_ratio(const int *counts, const double *q, int n, int N)
 {
     double chi = 0, pe = 0, thr;
     int po = 0, dof = -1, i, zero_hit = 0;
@@ -131,7 +131,7 @@ static double chi2_ratio(const int *counts, const double *q, int n, int N)
 static int joint(ar_model *m, int k, double *p)
 {
     int D = m->D, n = 1 << D, i;
-    float *x = all_binary(D), *lp = (float *)malloc(sizeof(float) * (size_t)n);
+    float *x = t_all_binary(D), *lp = (float *)malloc(sizeof(float) * (size_t)n);
     int ok = x && lp && ar_made_log_prob(m, x, n, k, lp) == AR_OK;
     for (i = 0; ok && i < n; i++) p[i] = exp((double)lp[i]);
     free(x);
@@ -144,7 +144,7 @@ static void test_made_normalization(void)
     static const int order[10] = {3, 7, 0, 9, 1, 8, 2, 6, 4, 5};
     ar_model_cfg cfgs[5];
     int i, k, j, n = 1 << 10;
-    float *x = all_binary(10), *lp = (float *)malloc(sizeof(float) * (size_t)n);
+    float *x = t_all_binary(10), *lp = (float *)malloc(sizeof(float) * (size_t)n);
     CHECK(x && lp);
     cfgs[0] = ar_model_default(AR_FVSBN, 10, 1);
     cfgs[1] = cfg_of(10, 1, 16, 0, 1, 0, 2);
@@ -351,11 +351,11 @@ static void test_made_sampling_frequencies(void)
         ar_rng_seed(&r, 23 + (uint64_t)oi);
         CHECK_MSG(ar_model_sample(&m, N, &o[oi], &r, xs) == AR_OK, "options %d: %s", oi, m.err);
         CHECK(m.err[0] == 0);
-        for (i = 0; i < N; i++) counts[code_of(xs + i * D, D)]++;
-        ratio = chi2_ratio(counts, q, 1 << D, N);
+        for (i = 0; i < N; i++) counts[t_code_of(xs + i * D, D)]++;
+        ratio = t_chi2_ratio(counts, q, 1 << D, N);
         CHECK_MSG(ratio <= 1, "options %d: chi-square %.2f times the threshold", oi, ratio);
         if (oi > 0 && oi < 5) {
-            ratio = chi2_ratio(counts, q1, 1 << D, N);
+            ratio = t_chi2_ratio(counts, q1, 1 << D, N);
             CHECK_MSG(ratio > 10, "options %d: no power, %.2f against temperature 1", oi, ratio);
         }
         for (i = 0; i < 200; i++)
@@ -408,9 +408,9 @@ static void test_made_completion(void)
     o.known = known;
     ar_rng_seed(&r, 43);
     CHECK_MSG(ar_model_sample(&m, N, &o, &r, xs) == AR_OK, "%s", m.err);
-    for (i = 0; i < N; i++) counts[code_of(xs + i * D, D)]++;
-    CHECK_MSG(chi2_ratio(counts, q, 1 << D, N) <= 1, "completion: chi-square %.2f times the threshold",
-              chi2_ratio(counts, q, 1 << D, N));
+    for (i = 0; i < N; i++) counts[t_code_of(xs + i * D, D)]++;
+    CHECK_MSG(t_chi2_ratio(counts, q, 1 << D, N) <= 1, "completion: chi-square %.2f times the threshold",
+              t_chi2_ratio(counts, q, 1 << D, N));
     /* known places off the prefix: kept as given, whatever else happens */
     for (i = 0; i < 8 * D; i++) {
         known[i] = (unsigned char)(i % 3 == 0);
@@ -432,7 +432,7 @@ static void test_made_mixture_sampling(void)
     static float xs[N * D], probs[N * D];
     double p[1 << D], pk[K][1 << D], q[1 << D], qcur[1 << D];
     int counts[1 << D], i, c, k, t, ti;
-    float *all = all_binary(D), lp[1 << D];
+    float *all = t_all_binary(D), lp[1 << D];
     ar_model_cfg cfg = cfg_of(D, 2, 10, 1, K, 1, 51);
     ar_model m;
     ar_rng r;
@@ -456,10 +456,10 @@ static void test_made_mixture_sampling(void)
             for (c = 0; c < 1 << D; c++) CHECK_NEAR(q[c], p[c], 1e-5); /* the tempering code, checked at T = 1 */
         ar_rng_seed(&r, 53 + (uint64_t)ti);
         CHECK_MSG(ar_model_sample(&m, N, &o, &r, xs) == AR_OK, "%s", m.err);
-        for (i = 0; i < N; i++) counts[code_of(xs + i * D, D)]++;
-        ratio = chi2_ratio(counts, q, 1 << D, N);
+        for (i = 0; i < N; i++) counts[t_code_of(xs + i * D, D)]++;
+        ratio = t_chi2_ratio(counts, q, 1 << D, N);
         CHECK_MSG(ratio <= 1, "T %g: chi-square %.2f times the threshold", (double)o.temperature, ratio);
-        ratio = chi2_ratio(counts, qcur, 1 << D, N);
+        ratio = t_chi2_ratio(counts, qcur, 1 << D, N);
         CHECK_MSG(ratio > 10, "T %g: no power against the current set alone (%.2f)", (double)o.temperature, ratio);
         for (i = 0; i < 300; i++) {
             int match = 0;

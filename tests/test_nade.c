@@ -21,36 +21,6 @@ static int make_nade(ar_model *m, int D, int H, const int *order, uint64_t seed)
     return 1;
 }
 
-static float *all_binary(int D)
-{
-    int n = 1 << D, i, d;
-    float *x = (float *)malloc(sizeof(float) * (size_t)n * D);
-    for (i = 0; x && i < n; i++)
-        for (d = 0; d < D; d++) x[i * D + d] = (float)((i >> d) & 1);
-    return x;
-}
-
-static int code_of(const float *x, int D)
-{
-    int d, c = 0;
-    for (d = 0; d < D; d++) c |= (x[d] != 0) << d;
-    return c;
-}
-
-/* p(x_d = 1 | prefix) = m1 / (m1 + m0) after the sampling options: the
-   temperature divides the logit log m1 - log m0; top-k 1, or top-p reached
-   by the likelier value alone, keep only that value; temperature 0 is
-   greedy. */
-static double cond1(double m1, double m0, const ar_sample_opts *o)
-{
-    double p1;
-    if (o->temperature == 0) return m1 > m0;
-    p1 = 1 / (1 + exp((log(m0) - log(m1)) / o->temperature));
-    if (o->top_k == 1) return p1 > 0.5;
-    if (o->top_p > 0 && o->top_p < 1 && (p1 > 0.5 ? p1 : 1 - p1) >= o->top_p) return p1 > 0.5;
-    return p1;
-}
-
 /* p(x_order[t] = 1 | x's prefix) under o, from the exact joint p over all
    2^D vectors: a ratio of prefix marginals. */
 static double cond_at(const double *p, int D, const int *order, int t, int c, const ar_sample_opts *o)
@@ -61,7 +31,7 @@ static double cond_at(const double *p, int D, const int *order, int t, int c, co
     for (s = 0; s < t; s++) mask |= 1u << order[s];
     for (y = 0; y < n; y++)
         if (((unsigned)y & mask) == ((unsigned)c & mask)) *((y >> d) & 1 ? &m1 : &m0) += p[y];
-    return cond1(m1, m0, o);
+    return t_cond1(m1, m0, o);
 }
 
 /* The distribution an autoregressive sampler under o follows. */
@@ -77,40 +47,12 @@ static void sampled_dist(const double *p, int D, const int *order, const ar_samp
     }
 }
 
-/* Pearson's chi-square over cells expected at least 5 times, the rest
-   pooled (Poisson bound when the pool is expected under 5 times; a cell of
-   probability 0 must stay empty), over a threshold at about 1e-5 false
-   alarms: <= 1 passes. */
-static double chi2_ratio(const int *counts, const double *q, int n, int N)
-{
-    double chi = 0, pe = 0;
-    int po = 0, dof = -1, i;
-    for (i = 0; i < n; i++) {
-        double e = q[i] * N;
-        if (q[i] == 0 && counts[i]) return INFINITY;
-        if (e >= 5) {
-            chi += (counts[i] - e) * (counts[i] - e) / e;
-            dof++;
-        } else {
-            pe += e;
-            po += counts[i];
-        }
-    }
-    if (pe >= 5) {
-        chi += (po - pe) * (po - pe) / pe;
-        dof++;
-    } else if (po > pe + 6 * sqrt(pe) + 6) {
-        return INFINITY;
-    }
-    return chi / (dof > 0 ? dof + 5 * sqrt(2.0 * dof) + 12 : 12);
-}
-
 static void test_nade_normalization(void)
 {
     static const int order[10] = {4, 9, 0, 2, 7, 1, 8, 3, 6, 5};
     ar_model m;
     int n = 1 << 10, i, k;
-    float *x = all_binary(10), *lp = (float *)malloc(sizeof(float) * (size_t)n);
+    float *x = t_all_binary(10), *lp = (float *)malloc(sizeof(float) * (size_t)n);
     CHECK(x && lp);
     for (k = 0; k < 2; k++) {
         double s = 0;
@@ -248,7 +190,7 @@ static void test_nade_sampling_frequencies(void)
     static const int order[D] = {1, 3, 0, 2};
     static float xs[N * D], probs[N * D];
     double p[1 << D], q[1 << D], q1[1 << D];
-    float *all = all_binary(D), lp[1 << D];
+    float *all = t_all_binary(D), lp[1 << D];
     int counts[1 << D], i, t, oi;
     ar_sample_opts o[NO];
     ar_model m;
@@ -272,18 +214,18 @@ static void test_nade_sampling_frequencies(void)
         o[oi].probs = probs;
         ar_rng_seed(&r, 61 + (uint64_t)oi);
         CHECK_MSG(ar_model_sample(&m, N, &o[oi], &r, xs) == AR_OK, "options %d: %s", oi, m.err);
-        for (i = 0; i < N; i++) counts[code_of(xs + i * D, D)]++;
-        ratio = chi2_ratio(counts, q, 1 << D, N);
+        for (i = 0; i < N; i++) counts[t_code_of(xs + i * D, D)]++;
+        ratio = t_chi2_ratio(counts, q, 1 << D, N);
         CHECK_MSG(ratio <= 1, "options %d (T %g): chi-square %.2f times the threshold", oi, (double)o[oi].temperature,
                   ratio);
         if (oi > 0 && oi < 5) {
-            ratio = chi2_ratio(counts, q1, 1 << D, N);
+            ratio = t_chi2_ratio(counts, q1, 1 << D, N);
             CHECK_MSG(ratio > 10, "options %d: no power, %.2f against temperature 1", oi, ratio);
         }
         for (i = 0; i < 200; i++)
             for (t = 0; t < D; t++) {
                 int d = order[t];
-                double want = cond_at(p, D, order, t, code_of(xs + i * D, D), &o[oi]);
+                double want = cond_at(p, D, order, t, t_code_of(xs + i * D, D), &o[oi]);
                 CHECK_MSG(fabs(probs[i * D + d] - want) < 2e-5, "options %d, sample %d dim %d: probs %.7f, want %.7f",
                           oi, i, d, (double)probs[i * D + d], want);
             }
@@ -300,7 +242,7 @@ static void test_nade_completion(void)
     static float xs[N * D], given[N * D];
     static unsigned char known[N * D];
     double p[1 << D], q[1 << D], z = 0;
-    float *all = all_binary(D), lp[1 << D];
+    float *all = t_all_binary(D), lp[1 << D];
     int counts[1 << D] = {0}, i, c;
     ar_sample_opts o = ar_sample_defaults();
     ar_model m;
@@ -321,9 +263,9 @@ static void test_nade_completion(void)
     o.known = known;
     ar_rng_seed(&r, 66);
     CHECK_MSG(ar_model_sample(&m, N, &o, &r, xs) == AR_OK, "%s", m.err);
-    for (i = 0; i < N; i++) counts[code_of(xs + i * D, D)]++;
-    CHECK_MSG(chi2_ratio(counts, q, 1 << D, N) <= 1, "chi-square %.2f times the threshold",
-              chi2_ratio(counts, q, 1 << D, N));
+    for (i = 0; i < N; i++) counts[t_code_of(xs + i * D, D)]++;
+    CHECK_MSG(t_chi2_ratio(counts, q, 1 << D, N) <= 1, "chi-square %.2f times the threshold",
+              t_chi2_ratio(counts, q, 1 << D, N));
     free(all);
     ar_model_free(&m);
 }
