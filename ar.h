@@ -149,7 +149,12 @@ THREADING
     threads at once (a model keeps its sampling and evaluation scratch and
     MADE's current mask set). Load a model per thread to sample in
     parallel. The BLAS library may use its own threads
-    (OPENBLAS_NUM_THREADS).
+    (OPENBLAS_NUM_THREADS). Built with -fopenmp, ar.h also splits its own
+    loops (products of at most 4 rows, as in decoding one sequence, and
+    the decoding step's attention) over OpenMP's threads (OMP_NUM_THREADS,
+    omp_set_num_threads); each output is computed whole by one thread, so
+    results are the same bits for every thread count. Without -fopenmp
+    those loops run on the calling thread.
 
 TESTING
     tests/ checks every op's backward against central finite differences
@@ -819,14 +824,15 @@ ARDEF ar_tensor *ar_made_logits(ar_model *m, ar_graph *g, ar_tensor *x);
    are inside), and the per-sequence nll [B]. Borrowed until reset. */
 ARDEF ar_tensor *ar_tfm_logits(ar_model *m, ar_graph *g, const int *tokens, int B, int n);
 ARDEF ar_tensor *ar_tfm_nll(ar_model *m, ar_graph *g, const int *tokens, int B, int n);
-/* KV cache for B sequences: keys and values of every layer and step so
-   far, and what it was made for (a cache is checked against the model it
-   is used with). */
+/* KV cache for B sequences: keys and values of every layer for the last
+   T steps, and what it was made for (a cache is checked against the model
+   it is used with). Step t lives in slot t mod T: a ring, so that models
+   with rotary positions decode past T (see ar_tfm_step). */
 typedef struct ar_tfm_cache {
-    int B, len;          /* sequences, steps filled; len = 0 restarts */
+    int B, len;          /* sequences, steps taken; len = 0 restarts */
     int layers, T, d, heads, ffn, V; /* the model it was made for */
     const ar_model *model;
-    float *k, *v;        /* owns: [layers][B][heads][T][d/heads] */
+    float *k, *v;        /* owns: [layers][B][heads][T slots][d/heads] */
     float *work;         /* owns: scratch for one step */
 } ar_tfm_cache;
 /* B in 1..2^20. Errors of the cache calls in m->err; a failed init leaves
@@ -835,7 +841,15 @@ ARDEF ar_status ar_tfm_cache_init(ar_tfm_cache *c, ar_model *m, int B);
 ARDEF void ar_tfm_cache_free(ar_tfm_cache *c);
 /* One step of B sequences: feeds the tokens [B] drawn at the previous step
    (ignored, may be NULL, at step 0: the start token) and writes the logits
-   [B,V] of step c->len (position order[c->len]); O(layers (d^2 + len d)). */
+   [B,V] of step c->len (position order[c->len]); O(layers (d^2 + len d)).
+   Past T (rotary positions in the natural order only; the others fail
+   with AR_ERR_RANGE at T) the oldest step gives way: step t attends to
+   steps t-T+1..t in every layer, each with the keys and values computed
+   when it was decoded. That is sliding-window attention with a window of
+   T, the model the first T steps follow exactly; rotary scores depend on
+   distances only, so positions beyond the training length are never seen
+   as such. For one layer it equals a fresh forward pass over the window;
+   for deeper models it is the streaming model, not a re-encoding. */
 ARDEF ar_status ar_tfm_step(ar_model *m, ar_tfm_cache *c, const int *tokens, float *logits);
 
 /* CNNs: logits [N,H,W,P] (P 1 binary, else levels) for images x [N,H*W]. */
@@ -890,6 +904,7 @@ ARDEF ar_status ar_gradcheck(ar_graph *g, ar_params *ps, ar_loss_fn f, void *ctx
 /* ==== SECTION: config ==================================================== */
 
 #include <ctype.h>
+#include <limits.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -913,6 +928,20 @@ ARDEF ar_status ar_gradcheck(ar_graph *g, ar_params *ps, ar_loss_fn f, void *ctx
 #endif
 static void *ar__malloc(size_t n) { return n <= AR_MAX_ALLOC ? AR_MALLOC(n) : NULL; }
 static void *ar__realloc(void *p, size_t n) { return n <= AR_MAX_ALLOC ? AR_REALLOC(p, n) : NULL; }
+
+/* Loops whose iterations are independent run on OpenMP's threads when the
+   program is built with -fopenmp (OMP_NUM_THREADS); without it the pragma
+   is gone. Each iteration writes its own outputs, so results do not depend
+   on the thread count. */
+#ifdef _OPENMP
+#define AR__PRAGMA(x) _Pragma(#x)
+#define AR__PARALLEL_FOR(cond) AR__PRAGMA(omp parallel for schedule(static) if (cond))
+#else
+#define AR__PARALLEL_FOR(cond)
+#endif
+/* Work (multiply-adds) below which a parallel loop stays on one thread:
+   waking a thread costs about as much. */
+#define AR__PAR_MIN 32768
 
 #ifndef AR_NO_CBLAS
 #include <cblas.h>
@@ -1136,6 +1165,38 @@ static void ar__gemv(int ta, int M, int N, float alpha, const float *A, int lda,
         y[(size_t)i * incy] = alpha * s + (beta == 0 ? 0 : beta * y[(size_t)i * incy]);
     }
 #endif
+}
+
+/* Sixteen lanes keep two vector additions in flight. */
+static float ar__dot(const float *a, const float *b, int n)
+{
+    float acc[16] = {0}, s = 0;
+    int j, k;
+    for (j = 0; j + 16 <= n; j += 16)
+        for (k = 0; k < 16; k++) acc[k] += a[j + k] * b[j + k];
+    for (; j < n; j++) s += a[j] * b[j];
+    for (k = 0; k < 16; k++) s += acc[k];
+    return s;
+}
+
+/* y[r] = W x[r] + beta y[r] for R <= AR__MV_ROWS rows x [R,In], W [O,In],
+   y [R,O]. A product with so few rows is bound by reading W, and this
+   reads it once: blocks of 64 rows of W, split across threads, each
+   fetched by the first x and reused from cache by the others (BLAS's gemv
+   reads W once per row, and its sgemm packs it first). */
+#define AR__MV_ROWS 4
+static void ar__matvec(int R, int O, int In, const float *W, const float *x, float beta, float *y)
+{
+    long blk, nblk = (O + 63) / 64;
+    AR__PARALLEL_FOR((long)O * In * R >= AR__PAR_MIN)
+    for (blk = 0; blk < nblk; blk++) {
+        int o0 = (int)blk * 64, o1 = o0 + 64 < O ? o0 + 64 : O, o, r;
+        for (r = 0; r < R; r++)
+            for (o = o0; o < o1; o++) {
+                float s = ar__dot(W + (size_t)o * In, x + (size_t)r * In, In), *out = y + (size_t)r * O + o;
+                *out = beta == 0 ? s : s + beta * *out;
+            }
+    }
 }
 
 /* A += alpha x y^T, A row-major [M,N], strided x. */
@@ -1585,7 +1646,10 @@ static void ar__rows_linear(const float *x, int rows, const ar_tensor *W, const 
 {
     int O = W->shape[0], In = W->shape[1], r;
     for (r = 0; b && r < rows; r++) memcpy(y + (size_t)r * O, b->x, (size_t)O * sizeof(float));
-    ar__gemm(0, 1, rows, O, In, 1, x, In, W->x, In, b ? 1.0f : 0.0f, y, O);
+    if (rows <= AR__MV_ROWS)
+        ar__matvec(rows, O, In, W->x, x, b ? 1.0f : 0.0f, y);
+    else
+        ar__gemm(0, 1, rows, O, In, 1, x, In, W->x, In, b ? 1.0f : 0.0f, y, O);
 }
 
 /* The node of a linear op (op named name) after its shape checks: x[...,In]
@@ -2602,8 +2666,7 @@ static void ar__rope_bwd(ar_tensor *t)
 /* Queries of steps i0..i0+m-1 of one head against the keys and values of
    steps 0..i0+m-1: Q [m,dh], K and V [i0+m,dh]. Query i0+r sees keys up to
    step i0+r. P [m,i0+m] gets the weights, O [m,dh] = P V and lse [m] the
-   log normalizers. Training and the cached decoding step (m = 1) both
-   compute attention here. */
+   log normalizers. */
 static void ar__att_block(const float *Q, const float *K, const float *V, int i0, int m, int dh, float scale,
                           float *P, float *O, float *lse)
 {
@@ -5191,6 +5254,36 @@ ARDEF ar_tensor *ar_tfm_nll(ar_model *m, ar_graph *g, const int *tokens, int B, 
     return t;
 }
 
+/* Attention of one decoding step: for each sequence b and head, the new
+   key and value (in qkv [B,3d], q already rotated) go to the ring's slot,
+   then the query reads the nk filled slots of its [T,dh] cache rows K and
+   V. Rotary scores depend on the distance alone, so the ring's order does
+   not matter. sc [B*H,T] holds the weights; out [B,d]. Threads only where
+   the step's products are ar__matvec's too: beside BLAS's spinning threads,
+   OpenMP's would fight them for the cores. */
+static void ar__step_attention(const float *qkv, int B, int H, int dh, float *K, float *V, int T, int slot, int nk,
+                               float *sc, float *out)
+{
+    long i;
+    int d = H * dh;
+    float scale = 1.0f / sqrtf((float)dh);
+    AR__PARALLEL_FOR(B <= AR__MV_ROWS && (long)B * H * nk * dh >= AR__PAR_MIN)
+    for (i = 0; i < (long)B * H; i++) {
+        const float *q = qkv + (size_t)(i / H) * 3 * d + (i % H) * dh;
+        float *k = K + (size_t)i * T * dh, *v = V + (size_t)i * T * dh, *p = sc + (size_t)i * T;
+        float *o = out + (size_t)(i / H) * d + (i % H) * dh;
+        int s, j;
+        memcpy(k + (size_t)slot * dh, q + d, (size_t)dh * sizeof(float));
+        memcpy(v + (size_t)slot * dh, q + 2 * d, (size_t)dh * sizeof(float));
+        ar__matvec(1, nk, dh, k, q, 0, p);
+        for (s = 0; s < nk; s++) p[s] *= scale;
+        ar__softmax_into(p, (size_t)nk, p);
+        for (j = 0; j < dh; j++) o[j] = 0;
+        for (s = 0; s < nk; s++)
+            for (j = 0; j < dh; j++) o[j] += p[s] * v[(size_t)s * dh + j];
+    }
+}
+
 ARDEF ar_status ar_tfm_cache_init(ar_tfm_cache *c, ar_model *m, int B)
 {
     ar_status s = ar__model_ok(m, "ar_tfm_cache_init", 1u << AR_TRANSFORMER);
@@ -5205,8 +5298,8 @@ ARDEF ar_status ar_tfm_cache_init(ar_tfm_cache *c, ar_model *m, int B)
         return ar__merr(m, AR_ERR_RANGE, "ar_tfm_cache_init: a cache of %d sequences is too large", B);
     c->k = (float *)ar__malloc(kv * sizeof(float));
     c->v = (float *)ar__malloc(kv * sizeof(float));
-    /* x, h, att [B,d]; qkv [B,3d]; u [B,ffn]; scores [T]; rotations [d/heads] */
-    work = (size_t)B * (6 * (size_t)tc->d + tc->ffn) + m->D + tc->d;
+    /* x, h, att [B,d]; qkv [B,3d]; u [B,ffn]; scores [B,heads,T]; rotations [d/heads] */
+    work = (size_t)B * (6 * (size_t)tc->d + tc->ffn + (size_t)tc->heads * m->D) + tc->d;
     c->work = (float *)ar__malloc(work * sizeof(float));
     if (!c->k || !c->v || !c->work) {
         ar_tfm_cache_free(c);
@@ -5230,9 +5323,9 @@ ARDEF void ar_tfm_cache_free(ar_tfm_cache *c)
 ARDEF ar_status ar_tfm_step(ar_model *m, ar_tfm_cache *c, const int *tokens, float *logits)
 {
     const ar_tfm *tf;
-    int B, d, H, dh, T, t, pos, l, b, hd, j, V;
+    int B, d, H, dh, T, t, pos, slot, nk, ring, l, b, j, V;
     size_t r;
-    float *x, *h, *att, *qkv, *u, *sc, *cs, scale;
+    float *x, *h, *att, *qkv, *u, *sc, *cs;
     ar_status s = ar__model_ok(m, "ar_tfm_step", 1u << AR_TRANSFORMER);
     if (s != AR_OK) return s;
     tf = m->tfm;
@@ -5243,16 +5336,21 @@ ARDEF ar_status ar_tfm_step(ar_model *m, ar_tfm_cache *c, const int *tokens, flo
         return ar__merr(m, AR_ERR_ARG, "ar_tfm_step: the cache was made for another model");
     if (c->B < 1 || c->len < 0) return ar__merr(m, AR_ERR_ARG, "ar_tfm_step: cache with B = %d, len = %d", c->B, c->len);
     t = c->len;
-    if (t >= T) return ar__merr(m, AR_ERR_RANGE, "ar_tfm_step: the cache is full (%d steps)", T);
+    ring = tf->cfg.pos == AR_POS_ROTARY && !tf->order;
+    if (t >= T && !ring)
+        return ar__merr(m, AR_ERR_RANGE, "ar_tfm_step: the cache is full (%d steps); only rotary positions in the "
+                        "natural order decode past T", T);
+    if (t == INT_MAX) return ar__merr(m, AR_ERR_RANGE, "ar_tfm_step: %d steps, the most a cache counts", t);
     B = c->B;
     if (t > 0 && !tokens) return ar__merr(m, AR_ERR_ARG, "ar_tfm_step: tokens may be NULL only at step 0");
     for (b = 0; t > 0 && b < B; b++)
         if (tokens[b] < 0 || tokens[b] >= V)
             return ar__merr(m, AR_ERR_RANGE, "ar_tfm_step: tokens[%d] = %d is outside [0,%d)", b, tokens[b], V);
     pos = tf->order ? tf->order[t] : t; /* the cache holds steps 0..t: exactly what this position may see */
+    slot = t % T;                       /* past T the ring's oldest step gives way */
+    nk = t < T ? t + 1 : T;
     x = c->work; h = x + (size_t)B * d; att = h + (size_t)B * d; qkv = att + (size_t)B * d;
-    u = qkv + (size_t)B * 3 * d; sc = u + (size_t)B * tf->cfg.ffn; cs = sc + T;
-    scale = 1.0f / sqrtf((float)dh);
+    u = qkv + (size_t)B * 3 * d; sc = u + (size_t)B * tf->cfg.ffn; cs = sc + (size_t)B * H * T;
     if (tf->cfg.pos == AR_POS_ROTARY) ar__rope_angles(pos, dh, cs);
     for (b = 0; b < B; b++) {
         const float *e = tf->tok->x + (size_t)(t ? tokens[b] : V) * d;
@@ -5264,18 +5362,14 @@ ARDEF ar_status ar_tfm_step(ar_model *m, ar_tfm_cache *c, const int *tokens, flo
         for (b = 0; b < B; b++)
             ar__ln_row(x + (size_t)b * d, L->ln1g->x, L->ln1b->x, h + (size_t)b * d, d, 1e-5f, NULL);
         ar__rows_linear(h, B, L->Wqkv, L->bqkv, qkv);
-        for (b = 0; b < B; b++)
-            for (hd = 0; hd < H; hd++) {
-                size_t base = (((size_t)l * B + b) * H + hd) * (size_t)T * dh; /* this head's [T,dh] */
-                float *q = qkv + (size_t)b * 3 * d + hd * dh, *K = c->k + base, *Vv = c->v + base, lse;
-                if (tf->cfg.pos == AR_POS_ROTARY) { /* rotate q and k for the position, as ar_attention does */
-                    ar__rope_apply(q, dh, cs, 0);
-                    ar__rope_apply(q + d, dh, cs, 0);
-                }
-                memcpy(K + (size_t)t * dh, q + d, (size_t)dh * sizeof(float));
-                memcpy(Vv + (size_t)t * dh, q + 2 * d, (size_t)dh * sizeof(float));
-                ar__att_block(q, K, Vv, t, 1, dh, scale, sc, att + (size_t)b * d + hd * dh, &lse);
+        if (tf->cfg.pos == AR_POS_ROTARY) /* q and k rotated for the position, as ar_attention does */
+            for (r = 0; r < (size_t)B * H; r++) {
+                float *q = qkv + (r / H) * 3 * d + (r % H) * dh;
+                ar__rope_apply(q, dh, cs, 0);
+                ar__rope_apply(q + d, dh, cs, 0);
             }
+        ar__step_attention(qkv, B, H, dh, c->k + (size_t)l * B * H * T * dh, c->v + (size_t)l * B * H * T * dh, T,
+                           slot, nk, sc, att);
         ar__rows_linear(att, B, L->Wo, L->bo, h);
         for (r = 0; r < (size_t)B * d; r++) x[r] += h[r];
         for (b = 0; b < B; b++)

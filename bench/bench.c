@@ -24,6 +24,14 @@
      cnn    K cache|naive B T r w [P] seconds to sample B images (naive: P
                                     pixels, scaled by 784 / P)
      cnn    K train B T r w        seconds per training step on B images
+     rbw    - large|lm 0 T r w     read bandwidth, GB/s: a buffer summed by T
+                                    threads (OpenMP; 1 without it), of 1 GiB
+                                    or of the LM's weights read per step
+     lm     - cache B T r w N       seconds to decode N positions of B
+                                    sequences of the LM (B <= 128, N <= 256)
+     lmpos  - cache 1 T r w N       the LM's seconds per token, bins of 16
+                                    positions; N up to 2 x 256: past T where
+                                    ar_tfm_step decodes on (else up to T)
      quit
    M and K name a row of the model table below by its checkpoint name
    (ar_kind_name): made, fvsbn, nade, rnade, transformer, pixelcnn, gated,
@@ -39,7 +47,11 @@
    them). P < D times the naive sampler over P places only and scales the
    time by D / P, for the models whose every place costs a full pass.
    The Transformer rows decode with the KV cache (ar_tfm_step) against
-   ar_tfm_logits over the whole prefix for every new token.
+   ar_tfm_logits over the whole prefix for every new token. The LM rows
+   decode at the shape of the smallest public language models (see
+   "language-model decoding" below), against the read bandwidth and peak
+   sgemm measured here: batch 1 streams every weight once per token,
+   batches of 8 and more turn the same steps into products.
 
    Time per place inside ar.h's samplers is taken from BLAS call
    timestamps: this file routes ar.h's cblas_sgemm and cblas_sger through
@@ -63,12 +75,24 @@ static void bench_sger(const enum CBLAS_ORDER o, const blasint M, const blasint 
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 static double now(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* BLAS threads, and OpenMP's for the loops ar.h may run in parallel itself. */
+static void set_threads(int n)
+{
+    openblas_set_num_threads(n);
+#ifdef _OPENMP
+    omp_set_num_threads(n);
+#endif
 }
 
 /* ---- BLAS hook: timestamps of the calls that may end a place ----------------
@@ -196,6 +220,64 @@ static double bandwidth_gbs(int warm, int reps)
     t = timeit(run_copy, &cp, warm, reps);
     free(cp.a); free(cp.b);
     return 2.0 * (double)cp.n * sizeof(float) / t / 1e9;
+}
+
+/* ---- read bandwidth: a buffer summed ----------------------------------------
+   The rate a batch-1 decoder can stream its weights at: SUM_LANES
+   independent sums, so the loop vectorizes and is bound by loads, not by
+   the latency of one chain of adds; each thread sums its own contiguous
+   part. Without OpenMP one thread reads. */
+#define SUM_LANES 64
+
+static float sum_part(const float *p, size_t n)
+{
+    float acc[SUM_LANES] = {0}, s = 0;
+    size_t i, j;
+    for (i = 0; i + SUM_LANES <= n; i += SUM_LANES)
+        for (j = 0; j < SUM_LANES; j++) acc[j] += p[i + j];
+    for (; i < n; i++) s += p[i];
+    for (j = 0; j < SUM_LANES; j++) s += acc[j];
+    return s;
+}
+
+typedef struct { float *a; size_t n; int threads; float sink; } sum_ctx;
+static void run_sum(void *c)
+{
+    sum_ctx *k = (sum_ctx *)c;
+    float s = 0;
+#ifdef _OPENMP
+#pragma omp parallel num_threads(k->threads) reduction(+ : s)
+    {
+        size_t i = (size_t)omp_get_thread_num(), nt = (size_t)omp_get_num_threads();
+        s += sum_part(k->a + k->n * i / nt, k->n * (i + 1) / nt - k->n * i / nt);
+    }
+#else
+    s = sum_part(k->a, k->n);
+#endif
+    k->sink += s; /* the sums are used: the loop stays */
+}
+
+/* GB/s summing `bytes` of floats with `threads` threads; *used: the threads
+   that did. */
+static double read_gbs(size_t bytes, int threads, int warm, int reps, int *used)
+{
+    sum_ctx k;
+    size_t i;
+    double t;
+    k.n = bytes / sizeof(float);
+    k.a = (float *)xmalloc(k.n * sizeof(float));
+    for (i = 0; i < k.n; i++) k.a[i] = 1.0f; /* written: untouched pages would all read one zero page */
+    k.sink = 0;
+#ifdef _OPENMP
+    k.threads = threads;
+#else
+    k.threads = 1;
+    (void)threads;
+#endif
+    t = timeit(run_sum, &k, warm, reps);
+    free(k.a);
+    *used = k.threads;
+    return (double)k.n * sizeof(float) / t / 1e9;
 }
 
 /* ---- MLP training step: 784-500-784, sigmoid hidden, BCE, Adam ------------- */
@@ -657,6 +739,84 @@ static void tfm_generate(bench_ctx *c, int n, double *stamps)
 static int tfm_n; /* tokens per sequence of the current decoding run */
 static void tfm_run(void *ctx) { tfm_generate((bench_ctx *)ctx, tfm_n, NULL); }
 
+/* ---- language-model decoding -------------------------------------------------
+   The shape of the smallest public language models: V 32000, d 288, 6
+   heads, 6 layers, ffn 768, T 256, rotary positions (the default), random
+   weights from ar_model_init. A step reads every weight but the token
+   table, of which it reads B rows: about 14M floats, 55 MB. Each step is
+   fed the argmax of the one before (cheap and deterministic: the rows time
+   ar_tfm_step, not a sampler). One model, and one cache kept for the last
+   batch size (len = 0 restarts it), so a timed run allocates nothing. */
+#define LM_T 256
+#define LM_BMAX 128
+
+typedef struct {
+    ar_model m;
+    ar_tfm_cache kc;
+    float *logits;  /* [LM_BMAX,V] */
+    int tok[LM_BMAX];
+    size_t read;    /* floats a step reads: every parameter but the token table */
+    size_t matmul;  /* weight-matrix elements a token multiplies: qkv, o, ffn1, ffn2, head */
+} lm_ctx;
+
+static lm_ctx *get_lm(void)
+{
+    static lm_ctx *lm;
+    if (!lm) {
+        ar_model_cfg cfg = ar_model_default(AR_TRANSFORMER, 1, LM_T);
+        const ar_tfm *tf;
+        int l;
+        cfg.tfm.V = 32000;
+        cfg.tfm.d = 288;
+        cfg.tfm.heads = 6;
+        cfg.tfm.layers = 6;
+        cfg.tfm.ffn = 768;
+        lm = (lm_ctx *)xmalloc(sizeof *lm);
+        memset(lm, 0, sizeof *lm);
+        if (ar_model_init(&lm->m, &cfg) != AR_OK) die("ar_model_init", lm->m.err);
+        tf = lm->m.tfm;
+        lm->read = lm->m.ps.total - tf->tok->n;
+        lm->matmul = tf->Wout->n;
+        for (l = 0; l < cfg.tfm.layers; l++)
+            lm->matmul += tf->L[l].Wqkv->n + tf->L[l].Wo->n + tf->L[l].W1->n + tf->L[l].W2->n;
+        lm->logits = (float *)xmalloc((size_t)LM_BMAX * cfg.tfm.V * sizeof(float));
+    }
+    return lm;
+}
+
+static int argmax(const float *x, int n)
+{
+    int i, k = 0;
+    for (i = 1; i < n; i++)
+        if (x[i] > x[k]) k = i;
+    return k;
+}
+
+/* Decodes n positions of B sequences from an empty cache; if stamps, the
+   time after each step. Returns the positions decoded: T when the step at
+   len == T fails (an ar.h without generation past T). */
+static int lm_decode(lm_ctx *lm, int B, int n, double *stamps)
+{
+    int i, b, V = lm->m.cfg.tfm.V;
+    if (lm->kc.B != B) {
+        ar_tfm_cache_free(&lm->kc);
+        if (ar_tfm_cache_init(&lm->kc, &lm->m, B) != AR_OK) die("ar_tfm_cache_init", lm->m.err);
+    }
+    lm->kc.len = 0;
+    for (i = 0; i < n; i++) {
+        if (ar_tfm_step(&lm->m, &lm->kc, i ? lm->tok : NULL, lm->logits) != AR_OK) {
+            if (i == LM_T) return i;
+            die("ar_tfm_step", lm->m.err);
+        }
+        for (b = 0; b < B; b++) lm->tok[b] = argmax(lm->logits + (size_t)b * V, V);
+        if (stamps) stamps[i] = now();
+    }
+    return n;
+}
+
+static int lm_B, lm_n; /* batch and positions of the current decoding run */
+static void lm_run(void *ctx) { (void)lm_decode((lm_ctx *)ctx, lm_B, lm_n, NULL); }
+
 /* ---- cross-check files ------------------------------------------------------
    <name>.safetensors: the checkpoint (ar_model_save: weights, configuration,
    MADE's orderings and connectivity labels), after 3 Adam steps from the
@@ -748,13 +908,29 @@ static void json_str(FILE *f, const char *s)
     fputc('"', f);
 }
 
-/* Writes the per-bin medians as {"bin":28,"places":..,"sec":[..]}. */
-static void json_bins(FILE *f, int nb, const double *bins)
+/* Writes the per-bin medians as {"bin":BIN,"places":..,"sec":[..]}. */
+static void json_bins(FILE *f, int bin, int nb, const double *bins)
 {
     int i;
-    fprintf(f, "{\"bin\":28,\"places\":%d,\"sec\":[", nb * 28);
+    fprintf(f, "{\"bin\":%d,\"places\":%d,\"sec\":[", bin, nb * bin);
     for (i = 0; i < nb; i++) fprintf(f, "%s%.4e", i ? "," : "", bins[i]);
     fprintf(f, "]}");
+}
+
+/* OpenBLAS's generic kernel on a CPU with AVX-512: a line for the header
+   (the bench does not set OPENBLAS_CORETYPE itself), else NULL. */
+static const char *kernel_note(void)
+{
+    char line[8192];
+    int avx512 = 0;
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    while (f && !avx512 && fgets(line, sizeof line, f))
+        avx512 = !strncmp(line, "flags", 5) && strstr(line, " avx512f");
+    if (f) fclose(f);
+    return avx512 && !strcmp(openblas_get_corename(), "Prescott")
+               ? "OpenBLAS runs its Prescott kernel on this AVX-512 CPU (it does not know the model); "
+                 "OPENBLAS_CORETYPE=Cooperlake (or SkylakeX) selects the machine's real kernel"
+               : NULL;
 }
 
 /* Runs one command; writes one JSON object (no newline) to f. 0 on success. */
@@ -775,12 +951,20 @@ static int command(const char *line, FILE *f)
         json_str(f, getenv("OPENBLAS_CORETYPE") ? getenv("OPENBLAS_CORETYPE") : "(unset)");
         fprintf(f, ",\"version\":");
         json_str(f, ar_version());
-        fprintf(f, "}");
+        fprintf(f, ",\"kernel_note\":");
+        json_str(f, kernel_note() ? kernel_note() : "");
+        fprintf(f, ",\"omp_wait_policy\":");
+        json_str(f, getenv("OMP_WAIT_POLICY") ? getenv("OMP_WAIT_POLICY") : "(unset)");
+#ifdef _OPENMP
+        fprintf(f, ",\"openmp\":%d}", _OPENMP);
+#else
+        fprintf(f, ",\"openmp\":0}");
+#endif
         return 0;
     }
     /* "tfm -" and "tfmpos -" name the Transformer row; "cnn K" the model K */
     r = find_row(!strncmp(task, "tfm", 3) ? ar_kind_name(AR_TRANSFORMER) : model);
-    if (threads > 0) openblas_set_num_threads(threads);
+    if (threads > 0) set_threads(threads);
     if (!strcmp(task, "sgemm")) {
         fprintf(f, "{\"gflops\":%.4f}", sgemm_gflops(batch, warm, reps));
     } else if (!strcmp(task, "bw")) {
@@ -790,6 +974,34 @@ static int command(const char *line, FILE *f)
         static int mlp_ready;
         if (!mlp_ready) { mlp_init(&mlp, BATCH, 784, 500); mlp_ready = 1; }
         fprintf(f, "{\"sec\":%.6e}", timeit(!strcmp(algo, "raw") ? mlp_raw_sgemm : mlp_step, &mlp, warm, reps));
+    } else if (!strcmp(task, "rbw") && (!strcmp(algo, "large") || !strcmp(algo, "lm"))) {
+        size_t bytes = !strcmp(algo, "lm") ? get_lm()->read * sizeof(float) : (size_t)1 << 30;
+        int used;
+        double gbs = read_gbs(bytes, threads > 0 ? threads : prev, warm, reps, &used);
+        fprintf(f, "{\"gbs\":%.4f,\"bytes\":%zu,\"threads\":%d}", gbs, bytes, used);
+    } else if (!strcmp(task, "lm") && batch >= 1 && batch <= LM_BMAX && places >= 1 && places <= LM_T) {
+        lm_ctx *lm = get_lm();
+        lm_B = batch;
+        lm_n = places;
+        fprintf(f, "{\"sec\":%.6e,\"tokens\":%d,\"read\":%zu,\"matmul\":%zu}", timeit(lm_run, lm, warm, reps),
+                places, lm->read, lm->matmul);
+    } else if (!strcmp(task, "lmpos") && batch >= 1 && batch <= LM_BMAX && places >= 1 && places <= 2 * LM_T) {
+        /* median per bin of 16 positions over reps */
+        static double st[2 * LM_T], bins[64][2 * LM_T / 16];
+        double med[2 * LM_T / 16], v[64];
+        int rr, i, nb = 0;
+        lm_ctx *lm = get_lm();
+        for (rr = 0; rr < warm; rr++) (void)lm_decode(lm, batch, places, NULL);
+        for (rr = 0; rr < reps && rr < 64; rr++) {
+            double t0 = now();
+            nb = lm_decode(lm, batch, places, st) / 16;
+            for (i = 0; i < nb; i++) bins[rr][i] = (st[16 * i + 15] - (i ? st[16 * i - 1] : t0)) / 16;
+        }
+        for (i = 0; i < nb; i++) {
+            for (rr = 0; rr < reps && rr < 64; rr++) v[rr] = bins[rr][i];
+            med[i] = median(v, rr);
+        }
+        json_bins(f, 16, nb, med);
     } else if (!r || batch < 1 || batch > SMAX) {
         ok = 0;
     } else if (!strcmp(task, "train") || (strcmp(task, "sample") && strcmp(task, "perpos") && !strcmp(algo, "train"))) {
@@ -822,7 +1034,7 @@ static int command(const char *line, FILE *f)
             if (c->naive && !c->row->naive) fprintf(f, "{\"error\":\"per place: only the written-here naive samplers\"}");
             else if (nb > 64 || per_place(c, warm, reps, nb, bins) != 0)
                 fprintf(f, "{\"error\":\"the BLAS hook did not see one boundary per place\"}");
-            else json_bins(f, nb, bins);
+            else json_bins(f, 28, nb, bins);
         }
     } else if ((!strcmp(task, "tfm") || !strcmp(task, "tfmpos")) && places >= 1 && places <= 784) {
         c = get_ctx(r);
@@ -846,12 +1058,12 @@ static int command(const char *line, FILE *f)
                 for (rr = 0; rr < reps && rr < 64; rr++) v[rr] = bins[rr][i];
                 med[i] = median(v, rr);
             }
-            json_bins(f, nb, med);
+            json_bins(f, 28, nb, med);
         }
     } else {
         ok = 0;
     }
-    openblas_set_num_threads(prev);
+    set_threads(prev);
     return ok ? 0 : -1;
 }
 
@@ -872,15 +1084,26 @@ static int standalone(int quick, const char *json)
 {
     int T = openblas_get_num_threads(), k, r = quick ? 3 : 11, w = quick ? 1 : 3;
     char cmd[128];
-    double p1, pT, bw, step, raw;
+    double p1, pT, bw, step, raw, rb[2][2]; /* read bandwidth [1 thread, T][1 GiB, the LM's weight size] */
     FILE *jf = json ? fopen(json, "w") : NULL;
     printf("ar.h %s bench (C side only)%s\n", ar_version(), quick ? " (quick)" : "");
     printf("OpenBLAS: %s | core %s | %d threads | OPENBLAS_CORETYPE=%s\n", openblas_get_config(),
            openblas_get_corename(), T, getenv("OPENBLAS_CORETYPE") ? getenv("OPENBLAS_CORETYPE") : "(unset)");
+    if (kernel_note()) printf("note: %s\n", kernel_note());
+#ifdef _OPENMP
+    printf("OpenMP %d | OMP_WAIT_POLICY=%s\n", _OPENMP,
+           getenv("OMP_WAIT_POLICY") ? getenv("OMP_WAIT_POLICY") : "(unset)");
+#endif
     p1 = run_sec("sgemm - - 1024 1 5 2", "gflops");
     snprintf(cmd, sizeof cmd, "sgemm - - 1024 %d 5 2", T);
     pT = run_sec(cmd, "gflops");
     bw = run_sec("bw - - 0 1 5 1", "gbs");
+    for (k = 0; k < 2; k++) {
+        snprintf(cmd, sizeof cmd, "rbw - large 0 %d 3 1", k ? T : 1);
+        rb[k][0] = run_sec(cmd, "gbs");
+        snprintf(cmd, sizeof cmd, "rbw - lm 0 %d 21 2", k ? T : 1);
+        rb[k][1] = run_sec(cmd, "gbs");
+    }
     snprintf(cmd, sizeof cmd, "mlp - raw 100 %d %d %d", T, r, w);
     raw = run_sec(cmd, "sec");
     snprintf(cmd, sizeof cmd, "mlp - step 100 %d %d %d", T, r, w);
@@ -889,6 +1112,9 @@ static int standalone(int quick, const char *json)
     printf("%-52s %9.1f GFLOP/s\n", "peak sgemm 1024^3, 1 thread", p1);
     printf("%-52s %9.1f GFLOP/s\n", "peak sgemm 1024^3, all threads", pT);
     printf("%-52s %9.1f GB/s\n", "memory bandwidth (memcpy 256 MiB, r+w)", bw);
+    printf("%-52s %9.1f | %.1f GB/s (1 | all threads)\n", "read bandwidth, sum of 1 GiB", rb[0][0], rb[1][0]);
+    printf("%-52s %9.1f | %.1f GB/s (1 | all threads)\n", "read bandwidth, sum of the LM's weight size", rb[0][1],
+           rb[1][1]);
     printf("%-52s %9.3f ms\n", "MLP 784-500-784 N=100: raw sgemm x5", 1e3 * raw);
     printf("%-52s %9.3f ms (%.2fx raw sgemm)\n", "MLP 784-500-784 N=100: ar.h step (fwd+bwd+adam)", 1e3 * step,
            step / raw);
@@ -925,6 +1151,36 @@ static int standalone(int quick, const char *json)
                name, 32 / tr, 1 / c1, 32 / cB, 1 / n1);
         if (jf) fprintf(jf, ",\"%s\":{\"train_img_s\":%.3f,\"cached_b1_img_s\":%.4f,\"cached_b32_img_s\":%.4f,"
                             "\"naive_b1_img_s\":%.5f}", name, 32 / tr, 1 / c1, 32 / cB, 1 / n1);
+    }
+    { /* the LM: batch 1 against the read bandwidth, larger batches against peak sgemm */
+        const lm_ctx *lm = get_lm();
+        int n = quick ? 32 : LM_T, B;
+        double tps[5]; /* tokens/s: B = 1 at 1 and all threads, B = 8, 32, 128 at all */
+        for (k = 0; k < 2; k++) {
+            double gbs, goal = k ? 0.75 : 0.8;
+            snprintf(cmd, sizeof cmd, "lm - cache 1 %d %d 1 %d", k ? T : 1, quick ? 2 : 3, n);
+            tps[k] = n / run_sec(cmd, "sec");
+            gbs = 4.0 * (double)lm->read * tps[k] / 1e9;
+            printf("%-52s %9.1f tokens/s, %.1f GB/s of weights = %.0f%% of the 1 GiB read bandwidth [target %.0f%%: "
+                   "%s], %.0f%% at the weight size\n", k ? "LM decode B=1, all threads" : "LM decode B=1, 1 thread",
+                   tps[k], gbs, 100 * gbs / rb[k][0], 100 * goal, gbs >= goal * rb[k][0] ? "pass" : "FAIL",
+                   100 * gbs / rb[k][1]);
+        }
+        for (B = 8, k = 2; B <= LM_BMAX; B *= 4, k++) { /* 2 flops per weight-matrix element; attention not counted */
+            double gf;
+            char label[64];
+            snprintf(cmd, sizeof cmd, "lm - cache %d %d 1 0 %d", B, T, n);
+            tps[k] = B * n / run_sec(cmd, "sec");
+            gf = 2.0 * (double)lm->matmul * tps[k] / 1e9;
+            snprintf(label, sizeof label, "LM decode B=%d, all threads", B);
+            printf("%-52s %9.1f tokens/s, %.1f GFLOP/s in the weight products = %.0f%% of peak sgemm%s\n", label,
+                   tps[k], gf, 100 * gf / pT,
+                   B != 32 ? "" : gf >= 0.5 * pT ? " [target 50%: pass]" : " [target 50%: FAIL]");
+        }
+        printf("%-52s (d 288, 6 heads, 6 layers, ffn 768, V 32000; %d positions from an empty cache)\n", "", n);
+        if (jf) fprintf(jf, ",\"read_gbs\":{\"large_1t\":%.2f,\"large\":%.2f,\"lm_1t\":%.2f,\"lm\":%.2f},"
+                            "\"lm_tokens_s\":{\"b1_1t\":%.2f,\"b1\":%.2f,\"b8\":%.2f,\"b32\":%.2f,\"b128\":%.2f}",
+                        rb[0][0], rb[1][0], rb[0][1], rb[1][1], tps[0], tps[1], tps[2], tps[3], tps[4]);
     }
     if (jf) { fprintf(jf, "}\n"); fclose(jf); }
     return 0;

@@ -16,6 +16,8 @@ untimed ones. The models, written the way a PyTorch user would:
                 over a [D,N,H] tensor ("cumsum"); `train` times the ALGO given
                 (best: both, reporting the faster)
   Transformer   pre-LayerNorm decoder, hand-kept KV cache (class Tfm)
+  LM            bench.c's language model (V 32000, d 288, rotary positions),
+                decoded through a preallocated KV cache (class Lm)
   PixelCNN, Gated PixelCNN, WaveNet
                 NCHW conv2d/conv1d with padding, masks multiplied into the
                 weights (class Cnn); --xcheck proves each is ar.h's model
@@ -397,6 +399,84 @@ def tfm_fn(algo, B, n):
     return generate
 
 
+# ---- language-model decoding: bench.c's LM (V 32000, d 288, 6 heads, 6 layers, ffn 768, T 256, rotary) ----
+LM_T = 256
+
+
+class Lm(torch.nn.Module):
+    """bench.c's language model with random weights (the rows time steps):
+    a token embedding of V + 1 rows (id V: the start token), rotary
+    positions as ar.h applies them (the pairs (2i, 2i+1) of each head's q
+    and k rotated by pos * 10000^(-2i/dh)), pre-LayerNorm blocks with a
+    fused qkv and an exact-GELU MLP, a final LayerNorm and the head; one
+    step at a time through a preallocated KV cache."""
+
+    def __init__(self, V=32000, d=288, heads=6, layers=6, ffn=768, T=LM_T, seed=1):
+        super().__init__()
+        torch.manual_seed(seed)
+        nn = torch.nn
+        self.V, self.d, self.h = V, d, heads
+        self.tok = nn.Embedding(V + 1, d)
+        self.blocks = nn.ModuleList()
+        for _ in range(layers):
+            self.blocks.append(nn.ModuleDict(dict(ln1=nn.LayerNorm(d), qkv=nn.Linear(d, 3 * d), o=nn.Linear(d, d),
+                                                  ln2=nn.LayerNorm(d), fc1=nn.Linear(d, ffn), fc2=nn.Linear(ffn, d))))
+        self.lnf, self.head = nn.LayerNorm(d), nn.Linear(d, V)
+        dh = d // heads
+        ang = torch.arange(T, dtype=torch.float64)[:, None] * 10000.0 ** (-2.0 * torch.arange(dh // 2) / dh)
+        self.cos, self.sin = ang.cos().float(), ang.sin().float()  # [T, dh/2]
+
+    def read(self):
+        """Floats a step reads: every parameter but the token table (B rows of it)."""
+        return sum(p.numel() for p in self.parameters()) - self.tok.weight.numel()
+
+    def rope(self, x, t):
+        """x [B,H,dh] rotated for position t."""
+        x0, x1, c, s = x[..., 0::2], x[..., 1::2], self.cos[t], self.sin[t]
+        return torch.stack((x0 * c - x1 * s, x0 * s + x1 * c), -1).flatten(-2)
+
+    def step(self, tok, K, Vc, t):
+        """Feeds tok [B] at position t; K, Vc: per layer [B,H,T,dh] caches."""
+        d, H = self.d, self.h
+        B = tok.shape[0]
+        x = self.tok(tok)
+        for l, b in enumerate(self.blocks):
+            q, k, v = b["qkv"](b["ln1"](x)).view(B, 3, H, d // H).unbind(1)
+            K[l][:, :, t], Vc[l][:, :, t] = self.rope(k, t), v
+            sc = self.rope(q, t).unsqueeze(2) @ K[l][:, :, :t + 1].transpose(2, 3)
+            att = torch.softmax(sc / math.sqrt(d // H), -1)
+            x = x + b["o"]((att @ Vc[l][:, :, :t + 1]).reshape(B, d))
+            x = x + b["fc2"](F.gelu(b["fc1"](b["ln2"](x))))
+        return self.head(self.lnf(x))
+
+
+_lm = {}
+
+
+def lm_model():
+    if "m" not in _lm:
+        _lm["m"] = Lm()
+    return _lm["m"]
+
+
+def lm_fn(B, n):
+    """Decodes n positions of B sequences from the start token, each step fed
+    the argmax of the one before, as bench.c does."""
+    m = lm_model()
+    if _lm.get("B") != B:  # one cache, kept for the last batch size (as bench.c)
+        _lm["K"] = _lm["Vc"] = None  # the old cache goes before the new one is made
+        dh = m.d // m.h
+        _lm.update(B=B, K=[torch.empty(B, m.h, LM_T, dh) for _ in m.blocks],
+                   Vc=[torch.empty(B, m.h, LM_T, dh) for _ in m.blocks])
+    K, Vc = _lm["K"], _lm["Vc"]
+
+    def generate():
+        tok = torch.full((B,), m.V, dtype=torch.long)
+        for t in range(n):
+            tok = m.step(tok, K, Vc, t).argmax(-1)
+    return generate
+
+
 # ---- convolutional models: the trainer's shapes of bench.c (28 x 28 binary) ----
 class Cnn(torch.nn.Module):
     """PixelCNN (F 64, 7x7 mask A + 5 residual 3x3 mask B), Gated PixelCNN
@@ -549,6 +629,13 @@ def command(line):
         a = torch.rand(64 << 20)
         b = torch.zeros(64 << 20)
         return {"gbs": 2.0 * a.numel() * 4 / timeit(lambda: b.copy_(a), warm, reps) / 1e9}
+    if task == "rbw":  # torch.sum over as many float32 values as bench.c sums
+        n = (1 << 28) if algo == "large" else lm_model().read()
+        a = torch.ones(n)
+        return {"gbs": 4.0 * n / timeit(lambda: torch.sum(a), warm, reps) / 1e9, "bytes": 4 * n,
+                "threads": torch.get_num_threads()}
+    if task == "lm":
+        return {"sec": timeit(lm_fn(batch, places), warm, reps), "tokens": places, "read": lm_model().read()}
     if task == "mlp":
         return {"sec": timeit(mlp_step, warm, reps)}
     if task == "train":

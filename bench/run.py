@@ -35,6 +35,18 @@ TRAIN_FLOPS = {"made": 5 * 2 * D * H, "fvsbn": 2 * 2 * D * D,
                "nade": 6 * 2 * H * D, "rnade": (9 * K + 3) * 2 * H * D}
 WEIGHTS = {"made": 2 * D * H + H + D, "fvsbn": D * D + D, "nade": 2 * D * H + H + D,
            "rnade": D * H + H + 3 * K * D * H + 3 * K * D}
+# The language model of the decoding rows (bench.c's lm_ctx: V 32000, d 288,
+# 6 heads, 6 layers, ffn 768, rotary). bench.c answers with the floats a step
+# reads and the weight-matrix elements a token multiplies; the targets:
+# batch 1 streams its weights at >= 80% (1 thread) / 75% (more) of the read
+# bandwidth of a large buffer, batch 32 multiplies at >= 50% of peak sgemm.
+LM_T = 256
+LM_TITLE = "LM d288 6h 6L ffn768 V32000"
+LM_READ_GOAL = {1: 0.80}  # else 0.75
+LM_GEMM_GOAL = {32: 0.50}
+SECTIONS = {"machine": "machine limits", "train": "training throughput", "sample": "sampling",
+            "lm": f"language-model decoding: random weights, rotary positions, T {LM_T}, from an empty cache, each "
+                  "step fed the last argmax"}
 
 
 class Server:
@@ -122,6 +134,14 @@ def plan(quick, T):
                 value=lambda r: r["gflops"], key=f"sgemm{th}"))
     add(Row("machine", "memory bandwidth, copy 256 MiB r+w (memcpy | copy_)", 1, "GB/s",
             c=f"bw - - 0 1 {3 if q else 5} 1", t=f"bw - - 0 1 {3 if q else 5} 1", value=lambda r: r["gbs"], key="bw"))
+    # read bandwidth: where a batch-1 decoder's weights come from: DRAM (1 GiB,
+    # far beyond any cache) or, at the LM's weight size, wherever they fit (a sum
+    # of that size takes milliseconds: more repeats)
+    for size, what, reps in (("large", "1 GiB", 3 if q else 5), ("lm", "the LM's weight size", 11 if q else 21)):
+        for th in (1, T):
+            cmd = f"rbw - {size} 0 {th} {reps} {1 if size == 'large' else 2}"
+            add(Row("machine", f"read bandwidth, sum of {what} (loop | torch.sum)", th, "GB/s", c=cmd, t=cmd,
+                    value=lambda r: r["gbs"], key=f"rbw_{size}{th}"))
     for th in ((T,) if q else (1, T)):
         r, w = (7, 2) if q else (21, 3)
         add(Row("machine", "MLP 784-500-784 B=100: raw sgemm x5 (the floor)", th, "ms", c=f"mlp - raw 100 {th} {r} {w}",
@@ -183,6 +203,19 @@ def plan(quick, T):
             cmd = f"cnn {k} naive {B} {T} 1 0 {p}"
             add(Row("sample", f"{CNN_TITLE[k]}: sample B={B}, naive (full forward pass per pixel)", T, "images/s",
                     c=cmd, t=cmd, value=per_sec(B), key=f"cnn_naive_{k}_{B}", note=f"timed over {p} pixels, x{D // p}"))
+    # language-model decoding from an empty cache, each step fed the last argmax
+    # (torch: the same model through a preallocated KV cache); a run of B >= 8
+    # takes seconds to a minute: one repeat per round; 1 thread up to B = 32
+    # (B = 1 when quick)
+    n = 32 if q else LM_T
+    for th in (1, T):
+        for B in (1, 8, 32, 128):
+            if th == 1 and th != T and B > (1 if q else 32):
+                continue
+            cmd = f"lm - cache {B} {th} {3 if B == 1 else 1} {1 if B == 1 else 0} {n}"
+            add(Row("lm", f"{LM_TITLE}: decode B={B}, KV cache", th, "tokens/s", c=cmd, t=cmd,
+                    value=lambda res, B=B: B * res["tokens"] / res["sec"], key=f"lm_{B}_{th}",
+                    note=f"the first {n} of {LM_T} positions" if n < LM_T else ""))
     return rows
 
 
@@ -205,6 +238,8 @@ def per_place_plan(quick, T):
     out.append(("ar.h rnade naive O(HD^2)", "c", f"perpos rnade naive 1 {T} {3 if quick else 5} 0"))
     out.append(("ar.h tfm KV cache", "c", f"tfmpos - cache 1 {T} {3 if quick else 7} 1 {D}"))
     out.append(("ar.h tfm recompute", "c", f"tfmpos - naive 1 {T} 1 0 {112 if quick else 224}"))
+    # past T where ar.h decodes on over a sliding window; else the curve stops at T
+    out.append((f"ar.h lm {LM_TITLE[3:]}, KV cache", "c", f"lmpos - cache 1 {T} {3 if quick else 5} 1 {2 * LM_T}"))
     return out
 
 
@@ -235,16 +270,19 @@ def plot(curves, path):
     except ImportError:
         return "matplotlib missing (apt-get install python3-matplotlib): no PNG"
     fig, axes = plt.subplots(1, 3, figsize=(17, 4.8), sharey=True)
-    groups = [("MADE / FVSBN", ("made", "fvsbn")), ("NADE / RNADE", ("nade", "rnade")), ("Transformer", ("tfm",))]
+    groups = [("MADE / FVSBN", ("made", "fvsbn")), ("NADE / RNADE", ("nade", "rnade")),
+              ("Transformer", ("tfm", "lm"))]
     for ax, (title, names) in zip(axes, groups):
         for name, c in curves.items():
             if c.get("sec") and name.split()[1] in names:
                 xs = [c["bin"] * (i + 0.5) for i in range(len(c["sec"]))]
                 style = "-" if name.startswith("ar.h") else "--"
                 ax.plot(xs, [1e6 * s for s in c["sec"]], style, marker=".", label=name)
+                if name.split()[1] == "lm" and c["places"] > LM_T:
+                    ax.axvline(LM_T, color="gray", lw=0.8, ls=":", label=f"LM: T = {LM_T}, a sliding window after")
         ax.set_yscale("log")
         ax.set_xlim(0, D)
-        ax.set_xlabel("place in the ordering (mean over bins of 28 places)")
+        ax.set_xlabel("place in the ordering (mean over bins of 28 places; the LM: 16 positions)")
         ax.set_title(f"{title}: time per sampled place, batch 1")
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=8)
@@ -266,6 +304,8 @@ def main():
     t_start, load0 = time.time(), loadavg()
     os.makedirs(a.out, exist_ok=True)
     have_torch = torch_available()
+    # bench.c runs with OpenMP's default wait policy, as a user's program would:
+    # the two sides take turns, so their threads never share the cores
     c = Server([a.bench, "--serve"])
     t = Server([sys.executable, os.path.join(HERE, "peer.py"), "--serve"]) if have_torch else None
     sides = ["c", "t"] if t else ["c"]
@@ -326,7 +366,12 @@ def main():
     say(f"CPU: {cpu_model()}, {os.cpu_count()} cores | load average {load0:.1f} at start, {loadavg():.1f} at end "
         f"(other jobs share the machine: absolute figures are noisy, ratios are paired)")
     say(f"ar.h BLAS: {info_c['config']} | core {info_c['corename']} | OPENBLAS_CORETYPE={info_c['coretype']} | "
-        f"threads per row (openblas_set_num_threads), default {info_c['threads']}")
+        f"threads per row (openblas_set_num_threads), default {info_c['threads']} | "
+        + (f"OpenMP {info_c['openmp']}, omp_set_num_threads = row's threads, OMP_WAIT_POLICY={info_c['omp_wait_policy']}"
+           if info_c["openmp"]
+           else "no OpenMP: the read-bandwidth sum runs on 1 thread"))
+    if info_c["kernel_note"]:
+        say(f"note: {info_c['kernel_note']}")
     if info_t:
         b = info_t["blas"][0] if info_t["blas"] else {"config": "?", "corename": "?"}
         say(f"PyTorch {info_t['torch']} (Debian python3-torch): BLAS {b['config']} | core {b['corename']} | "
@@ -340,7 +385,7 @@ def main():
     for r in rows:
         if r.section != section:
             section = r.section
-            say(f"-- {dict(machine='machine limits', train='training throughput', sample='sampling')[section]}")
+            say(f"-- {SECTIONS[section]}")
         cv, tv = med(r.vals["c"]), med(r.vals["t"])
         ratio = med(r.ratios)
         say(f"{r.label:<58} {r.threads:>3} {fmt(cv):>10} {fmt(tv):>10} {r.unit:<10} "
@@ -362,6 +407,26 @@ def main():
             gbs = WEIGHTS[m] * 4 * cv / 1e9
             bw = med(bykey["bw"].vals["c"])
             say(f"{'':<58}     ar.h reads {gbs:.2f} GB/s of weights = {100 * gbs / bw:.0f}% of copy bandwidth")
+        if r.key.startswith("rbw_lm") and r.threads == 1:
+            say(f"{'':<58}     {r.raw['c'][0]['bytes'] / 1e6:.1f} MB: the floats an LM step reads (all but the token "
+                "table); 1 GiB is far beyond any cache")
+        if r.key.startswith("lm_") and cv:
+            B, res, th = int(r.key.split("_")[1]), r.raw["c"][0], r.threads
+            if B == 1:  # weights streamed against the read bandwidth of the same round and thread count
+                gbs = 4 * res["read"] * cv / 1e9
+                of = {s: med([4 * res["read"] * x / 1e9 / y
+                              for x, y in zip(r.vals["c"], bykey[f"rbw_{s}{th}"].vals["c"])]) for s in ("large", "lm")}
+                goal = LM_READ_GOAL.get(th, 0.75)
+                say(f"{'':<58}     ar.h streams {gbs:.1f} GB/s of weights = {100 * of['large']:.0f}% of the read "
+                    f"bandwidth of 1 GiB [target {100 * goal:.0f}%: {'pass' if of['large'] >= goal else 'FAIL'}], "
+                    f"{100 * of['lm']:.0f}% of it at the weight size")
+            else:  # 2 flops per weight-matrix element and token; embedding lookups and attention not counted
+                gf = 2 * res["matmul"] * cv / 1e9
+                of = med([2 * res["matmul"] * x / 1e9 / y
+                          for x, y in zip(r.vals["c"], bykey[f"sgemm{th}"].vals["c"])])
+                goal = LM_GEMM_GOAL.get(B)
+                say(f"{'':<58}     ar.h at {gf:.1f} GFLOP/s in the weight products = {100 * of:.0f}% of peak sgemm"
+                    + (f" [target {100 * goal:.0f}%: {'pass' if of >= goal else 'FAIL'}]" if goal else ""))
         if r.key.startswith("train_") and r.vals["t"] and r.raw["t"][0].get("algo") not in (None, "masked-linear"):
             algos = sorted({x["algo"] for x in r.raw["t"]})
             say(f"{'':<58}     torch formulation: {'/'.join(algos)}"
@@ -384,15 +449,20 @@ def main():
         say("-- ar.h's samplers against recomputing from scratch (same rounds)")
         for label, sp in speed:
             say(f"{label:<58} {T:>3} {fmt(sp):>10} {'':>10} {'x faster':<10}")
-    say("-- time per sampled place, batch 1: us per place in the first / middle / last bin of 28 places "
-        "(the first bin carries each call's setup)")
+    say("-- time per sampled place, batch 1: us per place in the first / middle / last bin of 28 places, the LM's "
+        "of 16 positions (the first bin carries each call's setup)")
     for name, cv in curves.items():
         s = cv.get("sec") or []
         if s:
             mid = s[len(s) // 2]
             trend = s[-1] / mid if mid > 0 else float("nan")
+            if name.split()[1] == "lm":
+                note = (f"  (positions 0..{cv['places'] - 1}; " + (f"after {LM_T}: a sliding window of {LM_T})"
+                        if cv["places"] > LM_T else "ar_tfm_step stops at T)"))
+            else:
+                note = f"  (first {cv['places']} places)" if cv["places"] < D else ""
             say(f"{name:<58} {T:>3} {1e6 * s[0]:>10.2f} {1e6 * mid:>10.2f} {1e6 * s[-1]:>10.2f}  "
-                f"last/middle {trend:.2f}" + (f"  (first {cv['places']} places)" if cv["places"] < D else ""))
+                f"last/middle {trend:.2f}" + note)
     say("-- cross-check: PyTorch rebuilds each ar.h checkpoint and reproduces log p(x) of a fixed batch (tol 1e-4 rel)")
     if xcheck:
         for x in xcheck:

@@ -2074,7 +2074,8 @@ static void test_contract_load(void)
 }
 
 /* A KV cache records what it was made for: another model's cache is
-   AR_ERR_ARG, never a buffer overflow; a full cache is AR_ERR_RANGE. */
+   AR_ERR_ARG, never a buffer overflow; a full cache (positions other than
+   rotary) is AR_ERR_RANGE. */
 static void test_contract_cache(void)
 {
     ar_model a, b;
@@ -2097,8 +2098,12 @@ static void test_contract_cache(void)
     CHECK(ar_tfm_step(&a, &ca, NULL, logits) == AR_ERR_ARG && ca.len == 1); /* tokens needed after step 0 */
     CHECK(ar_tfm_step(&a, &ca, tok, NULL) == AR_ERR_ARG && ca.len == 1);
     for (t = 1; t < a.D; t++) CHECK_MSG(ar_tfm_step(&a, &ca, tok, logits) == AR_OK, "step %d: %s", t, a.err);
-    a.err[0] = 0;
-    CHECK_MSG(ar_tfm_step(&a, &ca, tok, logits) == AR_ERR_RANGE && a.err[0], "full cache: %s", a.err);
+    CHECK_MSG(ar_tfm_step(&a, &ca, tok, logits) == AR_OK && ca.len == a.D + 1, "rotary, past T: %s", a.err);
+    ar_tfm_cache_free(&ca);
+    CHECK(ar_tfm_cache_init(&ca, &b, 2) == AR_OK); /* learned positions: full at T */
+    for (t = 0; t < b.D; t++) CHECK_MSG(ar_tfm_step(&b, &ca, t ? tok : NULL, logits) == AR_OK, "step %d: %s", t, b.err);
+    b.err[0] = 0;
+    CHECK_MSG(ar_tfm_step(&b, &ca, tok, logits) == AR_ERR_RANGE && b.err[0] && ca.len == b.D, "full cache: %s", b.err);
     ar_tfm_cache_free(&ca);
     ar_tfm_cache_free(&ca);
     a.err[0] = 0;

@@ -7,6 +7,9 @@
    uses them). */
 #include <stdlib.h>
 #include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 #include "../ar.h"
 #include "test.h"
 
@@ -342,7 +345,10 @@ static void test_tfm_cache_equals_full(void)
                 for (v = 0; v < V; v++) CHECK(fabsf(lg[v] - lg[V + v]) < 1e-6f && fabsf(lg[v] - lg[2 * V + v]) < 1e-6f);
         }
         CHECK_MSG(worst < 2e-5f, "pos %d: cached and full logits differ by %g", p, (double)worst);
-        CHECK(FAILS(ar_tfm_step(&m, &c, step, lg), AR_ERR_RANGE, m) && c.len == T); /* full */
+        if (p == AR_POS_ROTARY) /* the ring goes on past T (test_tfm_past_T); the others are full */
+            CHECK(ar_tfm_step(&m, &c, step, lg) == AR_OK && c.len == T + 1);
+        else
+            CHECK(FAILS(ar_tfm_step(&m, &c, step, lg), AR_ERR_RANGE, m) && c.len == T);
         c.len = 0; /* restart */
         CHECK(ar_tfm_step(&m, &c, NULL, lg) == AR_OK && m.err[0] == 0 && c.len == 1);
         step[0] = V;
@@ -362,6 +368,210 @@ static void test_tfm_cache_equals_full(void)
         ar_graph_free(&g);
         ar_model_free(&m);
     }
+}
+
+/* The model's forward pass in double, written out here from the weights:
+   inputs [n] (V is the start token), position p attends to the positions
+   p-W+1..p (a sliding window of W; W >= n is the plain causal model), with
+   rotary angles of the absolute position. out [n,V]. */
+static void ref_forward(const ar_model *m, const int *in, int n, int W, double *out)
+{
+    const ar_tfm *tf = m->tfm;
+    int d = tf->cfg.d, H = tf->cfg.heads, dh = d / H, F = tf->cfg.ffn, V = tf->cfg.V, l, p, s, i, j, hd;
+    double *x = (double *)calloc((size_t)n * d, sizeof(double)), *h = (double *)calloc((size_t)n * d, sizeof(double));
+    double *qkv = (double *)calloc((size_t)n * 3 * d, sizeof(double)), *u = (double *)calloc((size_t)F, sizeof(double));
+    double *w = (double *)calloc((size_t)n, sizeof(double));
+#define REF_LN(src, g, b, dst)                                                           \
+    do {                                                                                 \
+        double mu = 0, var = 0;                                                          \
+        for (i = 0; i < d; i++) mu += (src)[i];                                          \
+        mu /= d;                                                                         \
+        for (i = 0; i < d; i++) var += ((src)[i] - mu) * ((src)[i] - mu);                \
+        var /= d;                                                                        \
+        for (i = 0; i < d; i++) (dst)[i] = ((src)[i] - mu) / sqrt(var + 1e-5) * (g)[i] + (b)[i]; \
+    } while (0)
+    for (p = 0; p < n; p++)
+        for (i = 0; i < d; i++) x[(size_t)p * d + i] = tf->tok->x[(size_t)in[p] * d + i];
+    for (l = 0; l < tf->cfg.layers; l++) {
+        const ar_tfm_layer *L = &tf->L[l];
+        for (p = 0; p < n; p++) {
+            double *q = qkv + (size_t)p * 3 * d;
+            REF_LN(x + (size_t)p * d, L->ln1g->x, L->ln1b->x, h + (size_t)p * d);
+            for (j = 0; j < 3 * d; j++) {
+                q[j] = L->bqkv->x[j];
+                for (i = 0; i < d; i++) q[j] += L->Wqkv->x[(size_t)j * d + i] * h[(size_t)p * d + i];
+            }
+            for (j = 0; j < 2 * d; j += dh) /* rotate q and k of every head */
+                for (i = 0; i < dh / 2; i++) {
+                    double a = p * pow(10000.0, -2.0 * i / dh), c = cos(a), sn = sin(a), x0 = q[j + 2 * i], x1 = q[j + 2 * i + 1];
+                    q[j + 2 * i] = x0 * c - x1 * sn;
+                    q[j + 2 * i + 1] = x0 * sn + x1 * c;
+                }
+        }
+        for (p = 0; p < n; p++) {
+            double att[256];
+            for (hd = 0; hd < H; hd++) {
+                double mx = -1e300, z = 0;
+                int s0 = p - W + 1 > 0 ? p - W + 1 : 0;
+                for (s = s0; s <= p; s++) {
+                    w[s] = 0;
+                    for (i = 0; i < dh; i++) w[s] += qkv[(size_t)p * 3 * d + hd * dh + i] * qkv[(size_t)s * 3 * d + d + hd * dh + i];
+                    w[s] /= sqrt((double)dh);
+                    mx = w[s] > mx ? w[s] : mx;
+                }
+                for (s = s0; s <= p; s++) z += (w[s] = exp(w[s] - mx));
+                for (i = 0; i < dh; i++) {
+                    att[hd * dh + i] = 0;
+                    for (s = s0; s <= p; s++) att[hd * dh + i] += w[s] / z * qkv[(size_t)s * 3 * d + 2 * d + hd * dh + i];
+                }
+            }
+            for (j = 0; j < d; j++) {
+                double o = L->bo->x[j];
+                for (i = 0; i < d; i++) o += L->Wo->x[(size_t)j * d + i] * att[i];
+                h[(size_t)p * d + j] = o;
+            }
+        }
+        for (p = 0; p < n; p++) {
+            double *xp = x + (size_t)p * d, *hp = h + (size_t)p * d;
+            for (j = 0; j < d; j++) xp[j] += hp[j];
+            REF_LN(xp, L->ln2g->x, L->ln2b->x, hp);
+            for (j = 0; j < F; j++) {
+                double a = L->b1->x[j];
+                for (i = 0; i < d; i++) a += L->W1->x[(size_t)j * d + i] * hp[i];
+                u[j] = 0.5 * a * (1 + erf(a / sqrt(2.0)));
+            }
+            for (j = 0; j < d; j++) {
+                double a = L->b2->x[j];
+                for (i = 0; i < F; i++) a += L->W2->x[(size_t)j * F + i] * u[i];
+                xp[j] += a;
+            }
+        }
+    }
+    for (p = 0; p < n; p++) {
+        REF_LN(x + (size_t)p * d, tf->lnfg->x, tf->lnfb->x, h + (size_t)p * d);
+        for (j = 0; j < V; j++) {
+            double a = tf->bout->x[j];
+            for (i = 0; i < d; i++) a += tf->Wout->x[(size_t)j * d + i] * h[(size_t)p * d + i];
+            out[(size_t)p * V + j] = a;
+        }
+    }
+#undef REF_LN
+    free(x); free(h); free(qkv); free(u); free(w);
+}
+
+/* Decoding past T with rotary positions: the cache is a ring of the last T
+   steps, so step t attends to steps t-T+1..t at every layer (sliding-window
+   attention). Checked against ref_forward with a window of T for 3T+2
+   steps, B sequences together and one alone; the first T steps are the
+   plain model, and equal ar_tfm_logits too. Shapes: six heads and an odd
+   ffn (the kernels' tails); products large enough to be split across
+   threads when built with OpenMP; one layer, where a step past T equals a
+   fresh pass over the window. Learned and sinusoidal positions and custom
+   orders stop at T. */
+static void test_tfm_past_T(void)
+{
+    static const struct { int V, T, d, heads, layers; } shape[3] = {{5, 6, 24, 6, 3}, {300, 5, 128, 4, 2}, {7, 4, 16, 2, 1}};
+    static const int order[6] = {1, 0, 2, 3, 5, 4};
+    enum { B = 3, S_MAX = 3 * 6 + 2 };
+    int k, b, t, v;
+    for (k = 0; k < 3; k++) {
+        int V = shape[k].V, T = shape[k].T, S = 3 * T + 2;
+        ar_model m;
+        ar_graph g;
+        ar_tfm_cache c, c1;
+        ar_tensor *full;
+        int tok[B * S_MAX], in[S_MAX], step[B];
+        float *lg = (float *)malloc((size_t)B * V * sizeof(float)), *lg1 = (float *)malloc((size_t)V * sizeof(float));
+        double *ref = (double *)malloc((size_t)B * S * V * sizeof(double)), worst = 0, worst_full = 0;
+        CHECK(lg && lg1 && ref);
+        CHECK(make_tfm(&m, V, T, shape[k].d, shape[k].heads, shape[k].layers, AR_POS_ROTARY, 40 + k, 0.7f, NULL));
+        for (b = 0; b < B * S; b++) tok[b] = (b * 7 + b / 3 + 1) % V;
+        for (b = 0; b < B; b++) {
+            in[0] = V;
+            for (t = 1; t < S; t++) in[t] = tok[b * S + t - 1];
+            ref_forward(&m, in, S, T, ref + (size_t)b * S * V);
+        }
+        CHECK(ar_graph_init(&g, 0) == AR_OK);
+        {
+            int first[B * 6];
+            for (b = 0; b < B; b++) memcpy(first + b * T, tok + b * S, (size_t)T * sizeof(int));
+            CHECK((full = ar_tfm_logits(&m, &g, first, B, T)) != NULL);
+        }
+        CHECK(ar_tfm_cache_init(&c, &m, B) == AR_OK && ar_tfm_cache_init(&c1, &m, 1) == AR_OK);
+        for (t = 0; t < S; t++) {
+            for (b = 0; b < B; b++) step[b] = t ? tok[b * S + t - 1] : 0;
+            CHECK_MSG(ar_tfm_step(&m, &c, t ? step : NULL, lg) == AR_OK, "step %d: %s", t, m.err);
+            CHECK(ar_tfm_step(&m, &c1, t ? step + 1 : NULL, lg1) == AR_OK && c.len == t + 1 && c1.len == t + 1);
+            if (shape[k].layers == 1 && t >= T) { /* one layer: a fresh pass over the window, positions from 0 */
+                double win[6 * 7];
+                int wi[6];
+                for (b = 0; b < T; b++) wi[b] = tok[S + t - T + b]; /* inputs of steps t-T+1..t, sequence 1 */
+                ref_forward(&m, wi, T, T, win);
+                for (v = 0; v < V; v++) worst = fmax(worst, fabs(lg1[v] - win[(T - 1) * V + v]));
+            }
+            for (b = 0; b < B; b++)
+                for (v = 0; v < V; v++) {
+                    double r = ref[((size_t)b * S + t) * V + v];
+                    worst = fmax(worst, fabs(lg[b * V + v] - r));
+                    if (b == 1) worst = fmax(worst, fabs(lg1[v] - r));
+                    if (t < T) worst_full = fmax(worst_full, fabs(lg[b * V + v] - full->x[((size_t)b * T + t) * V + v]));
+                }
+        }
+        CHECK_MSG(worst < 1e-4, "shape %d: steps and the sliding-window reference differ by %g", k, worst);
+        CHECK_MSG(worst_full < 2e-5, "shape %d: the first T steps and ar_tfm_logits differ by %g", k, worst_full);
+        ar_tfm_cache_free(&c);
+        ar_tfm_cache_free(&c1);
+        ar_graph_free(&g);
+        ar_model_free(&m);
+        free(lg); free(lg1); free(ref);
+    }
+    for (k = 0; k < 3; k++) { /* learned, sinusoidal, a custom order: a clear error at T */
+        ar_model m;
+        ar_tfm_cache c;
+        float lg[4];
+        int one = 1;
+        CHECK(make_tfm(&m, 4, 6, 8, 2, 1, k == 2 ? AR_POS_ROTARY : k == 0 ? AR_POS_LEARNED : AR_POS_SINUSOIDAL, 7, 0.5f,
+                       k == 2 ? order : NULL));
+        CHECK(ar_tfm_cache_init(&c, &m, 1) == AR_OK);
+        for (t = 0; t < 6; t++) CHECK(ar_tfm_step(&m, &c, t ? &one : NULL, lg) == AR_OK);
+        CHECK(FAILS(ar_tfm_step(&m, &c, &one, lg), AR_ERR_RANGE, m) && c.len == 6 && strstr(m.err, "rotary"));
+        ar_tfm_cache_free(&c);
+        ar_model_free(&m);
+    }
+}
+
+/* Built with OpenMP, decoding splits its products and attention over
+   threads; every output is still computed whole by one thread, so the
+   logits are the same bits at 1 and 2 threads (B = 1 and B = 3 take the
+   threaded path, B = 6 goes to BLAS). */
+static void test_tfm_threads_same_bits(void)
+{
+#ifdef _OPENMP
+    enum { V = 300, T = 5, NB = 3 };
+    static const int Bs[NB] = {1, 3, 6};
+    int nt0 = omp_get_max_threads(), i, t, b, th;
+    ar_model m;
+    CHECK(make_tfm(&m, V, T, 128, 4, 2, AR_POS_ROTARY, 9, 0.3f, NULL));
+    for (i = 0; i < NB; i++) {
+        int B = Bs[i], tok[6];
+        float *lg[2];
+        for (th = 0; th < 2; th++) {
+            ar_tfm_cache c;
+            lg[th] = (float *)malloc((size_t)(T + 2) * B * V * sizeof(float));
+            CHECK(lg[th] && ar_tfm_cache_init(&c, &m, B) == AR_OK);
+            omp_set_num_threads(th + 1);
+            for (t = 0; t < T + 2; t++) {
+                for (b = 0; b < B; b++) tok[b] = (t * 31 + b * 7) % V;
+                CHECK(ar_tfm_step(&m, &c, t ? tok : NULL, lg[th] + (size_t)t * B * V) == AR_OK);
+            }
+            ar_tfm_cache_free(&c);
+        }
+        omp_set_num_threads(nt0);
+        CHECK_MSG(memcmp(lg[0], lg[1], (size_t)(T + 2) * B * V * sizeof(float)) == 0, "B = %d: logits differ", B);
+        free(lg[0]); free(lg[1]);
+    }
+    ar_model_free(&m);
+#endif
 }
 
 /* A cache records the model it was made for: another model (another width,
@@ -415,10 +625,10 @@ static void test_tfm_cache_checks(void)
     CHECK(ar_tfm_cache_init(&k, NULL, 1) == AR_ERR_ARG);
     CHECK(FAILS(ar_tfm_cache_init(NULL, &a, 1), AR_ERR_ARG, a));
     ar_tfm_cache_free(NULL);
-    /* past T */
-    CHECK(ar_tfm_cache_init(&k, &a, 1) == AR_OK);
-    for (i = 0; i < 4; i++) CHECK(ar_tfm_step(&a, &k, i ? tok : NULL, lg) == AR_OK);
-    CHECK(FAILS(ar_tfm_step(&a, &k, tok, lg), AR_ERR_RANGE, a));
+    /* past T: learned positions stop (rotary ones go on: test_tfm_past_T) */
+    CHECK(ar_tfm_cache_init(&k, &d, 1) == AR_OK);
+    for (i = 0; i < 4; i++) CHECK(ar_tfm_step(&d, &k, i ? tok : NULL, lg) == AR_OK);
+    CHECK(FAILS(ar_tfm_step(&d, &k, tok, lg), AR_ERR_RANGE, d));
     ar_tfm_cache_free(&k);
     ar_model_free(&a); ar_model_free(&b); ar_model_free(&c); ar_model_free(&d); ar_model_free(&made);
 }
@@ -1004,6 +1214,8 @@ void tests_tfm(void)
     t_run("tfm/causal", test_tfm_causal);
     t_run("tfm/normalization", test_tfm_normalization);
     t_run("tfm/cache_equals_full", test_tfm_cache_equals_full);
+    t_run("tfm/past_T", test_tfm_past_T);
+    t_run("tfm/threads_same_bits", test_tfm_threads_same_bits);
     t_run("tfm/cache_checks", test_tfm_cache_checks);
     t_run("tfm/bad_calls", test_tfm_bad_calls);
     t_run("tfm/sampler", test_sampler);
