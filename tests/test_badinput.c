@@ -424,7 +424,8 @@ static void test_checkpoint_versions(void)
     CHECK(ar_model_save_mem(&a, &buf, &len) == AR_OK && buf);
     for (i = 8; i + strlen(key) < len && !pos; i++)
         if (!memcmp(buf + i, key, strlen(key))) pos = i + strlen(key);
-    CHECK_MSG(pos && !memcmp(buf + pos, "0.5.0\"", 6), "no \"ar.version\":\"0.5.0\" in the header");
+    CHECK_MSG(pos && !memcmp(buf + pos, ar_version(), strlen(ar_version())) && buf[pos + strlen(ar_version())] == '"',
+              "no \"ar.version\":\"%s\" in the header", ar_version());
     ed = (unsigned char *)malloc(len + 16);
     CHECK(ed);
     for (i = 0; i < 8; i++) hlen |= (size_t)buf[i] << (8 * i);
