@@ -829,7 +829,10 @@ ARDEF ar_tensor *ar_tfm_nll(ar_model *m, ar_graph *g, const int *tokens, int B, 
    it is used with). Step t lives in slot t mod T: a ring, so that models
    with rotary positions decode past T (see ar_tfm_step). */
 typedef struct ar_tfm_cache {
-    int B, len;          /* sequences, steps taken; len = 0 restarts */
+    int B, len;          /* sequences, steps taken: set len back to restart (0)
+                            or to undo steps (any before the ring wraps, one
+                            after); other values are AR_ERR_ARG */
+    int held;            /* ar.h's: steps 0..held-1 went in (do not set) */
     int layers, T, d, heads, ffn, V; /* the model it was made for */
     const ar_model *model;
     float *k, *v;        /* owns: k [layers][B][heads][d/heads][T slots],
@@ -842,15 +845,18 @@ ARDEF ar_status ar_tfm_cache_init(ar_tfm_cache *c, ar_model *m, int B);
 ARDEF void ar_tfm_cache_free(ar_tfm_cache *c);
 /* One step of B sequences: feeds the tokens [B] drawn at the previous step
    (ignored, may be NULL, at step 0: the start token) and writes the logits
-   [B,V] of step c->len (position order[c->len]); O(layers (d^2 + len d)).
-   Past T (rotary positions in the natural order only; the others fail
-   with AR_ERR_RANGE at T) the oldest step gives way: step t attends to
-   steps t-T+1..t in every layer, each with the keys and values computed
-   when it was decoded. That is sliding-window attention with a window of
-   T, the model the first T steps follow exactly; rotary scores depend on
-   distances only, so positions beyond the training length are never seen
-   as such. For one layer it equals a fresh forward pass over the window;
-   for deeper models it is the streaming model, not a re-encoding. */
+   [B,V] of step c->len (position order[c->len]), then counts the step;
+   O(layers (d^2 + min(len, T) d)). Step t is fed the token drawn at step
+   t-1 and predicts the token of step t. Past T (rotary positions in the
+   natural order only; the others fail with AR_ERR_RANGE at T) the oldest
+   step gives way: step t attends to steps t-T+1..t in every layer, each
+   with the keys and values computed when it was decoded. That is
+   sliding-window attention with a window of T, which the first T steps
+   follow exactly (equal to ar_tfm_logits up to float rounding); rotary
+   scores depend on distances only, so positions beyond the training
+   length are never seen as such. For one layer a step equals a fresh
+   pass over its window's T inputs (no start token, so not a call of
+   ar_tfm_logits); deeper models stream, they do not re-encode. */
 ARDEF ar_status ar_tfm_step(ar_model *m, ar_tfm_cache *c, const int *tokens, float *logits);
 
 /* CNNs: logits [N,H,W,P] (P 1 binary, else levels) for images x [N,H*W]. */
@@ -5341,8 +5347,12 @@ ARDEF ar_status ar_tfm_step(ar_model *m, ar_tfm_cache *c, const int *tokens, flo
     if (c->model != m || c->layers != tf->cfg.layers || c->T != T || c->d != d || c->heads != H ||
         c->ffn != tf->cfg.ffn || c->V != V)
         return ar__merr(m, AR_ERR_ARG, "ar_tfm_step: the cache was made for another model");
-    if (c->B < 1 || c->len < 0) return ar__merr(m, AR_ERR_ARG, "ar_tfm_step: cache with B = %d, len = %d", c->B, c->len);
+    if (c->B < 1) return ar__merr(m, AR_ERR_ARG, "ar_tfm_step: cache with B = %d", c->B);
     t = c->len;
+    /* the steps before t must be in the ring: steps max(0, held-T)..held-1 are */
+    if (t < 0 || t > c->held || (t > 0 && c->held > T && t < c->held - 1))
+        return ar__merr(m, AR_ERR_ARG, "ar_tfm_step: len = %d; this cache can take step %s%d..%d next", t,
+                        c->held > T ? "0 or " : "", c->held > T ? c->held - 1 : 0, c->held);
     ring = tf->cfg.pos == AR_POS_ROTARY && !tf->order;
     if (t >= T && !ring)
         return ar__merr(m, AR_ERR_RANGE, "ar_tfm_step: the cache is full (%d steps); only rotary positions in the "
@@ -5388,7 +5398,7 @@ ARDEF ar_status ar_tfm_step(ar_model *m, ar_tfm_cache *c, const int *tokens, flo
     }
     for (b = 0; b < B; b++) ar__ln_row(x + (size_t)b * d, tf->lnfg->x, tf->lnfb->x, h + (size_t)b * d, d, 1e-5f, NULL);
     ar__rows_linear(h, B, tf->Wout, tf->bout, logits);
-    c->len = t + 1;
+    c->len = c->held = t + 1; /* later steps, if any were held, are gone */
     return AR_OK;
 }
 
@@ -6651,6 +6661,10 @@ CHANGELOG
                         natural order, ar_tfm_step decodes past T: the
                         cache is a ring of the last T steps (sliding-
                         window attention); other models still stop at T.
+                        A cache's len may be set back to undo steps
+                        (ar_tfm_cache.held records what it holds); a len
+                        it cannot take is AR_ERR_ARG, where it used to
+                        read slots never written.
                         d288/6 heads/6 layers/V32000 at batch 1 on 2
                         cores: 214 -> 724 tokens/s (make bench).
 

@@ -466,8 +466,8 @@ static void ref_forward(const ar_model *m, const int *in, int n, int W, double *
    plain model, and equal ar_tfm_logits too. Shapes: six heads and an odd
    ffn (the kernels' tails); products large enough to be split across
    threads when built with OpenMP; one layer, where a step past T equals a
-   fresh pass over the window. Learned and sinusoidal positions and custom
-   orders stop at T. */
+   fresh pass over the window. len set back: undoing steps. Learned and
+   sinusoidal positions and custom orders stop at T. */
 static void test_tfm_past_T(void)
 {
     static const struct { int V, T, d, heads, layers; } shape[3] = {{5, 6, 24, 6, 3}, {300, 5, 128, 4, 2}, {7, 4, 16, 2, 1}};
@@ -524,6 +524,37 @@ static void test_tfm_past_T(void)
         ar_graph_free(&g);
         ar_model_free(&m);
         free(lg); free(lg1); free(ref);
+    }
+    { /* len set back: any earlier step before the ring wraps, one step after; nothing it does not hold */
+        ar_model m;
+        ar_tfm_cache c;
+        float lg[4 * 13], again[4];
+        int seq[13], v;
+        CHECK(make_tfm(&m, 4, 6, 8, 2, 2, AR_POS_ROTARY, 3, 0.7f, NULL));
+        CHECK(ar_tfm_cache_init(&c, &m, 1) == AR_OK);
+        for (t = 0; t < 13; t++) seq[t] = (t * 5 + 2) % 4;
+        for (t = 0; t < 4; t++) CHECK(ar_tfm_step(&m, &c, t ? seq + t - 1 : NULL, lg + 4 * t) == AR_OK);
+        c.len = 5;
+        CHECK(FAILS(ar_tfm_step(&m, &c, seq, again), AR_ERR_ARG, m) && c.len == 5); /* never taken */
+        c.len = 2;
+        CHECK(ar_tfm_step(&m, &c, seq + 1, again) == AR_OK && c.len == 3);
+        for (v = 0; v < 4; v++) CHECK(again[v] == lg[4 * 2 + v]);
+        c.len = 4;
+        CHECK(FAILS(ar_tfm_step(&m, &c, seq, again), AR_ERR_ARG, m)); /* step 3 went with the undo */
+        c.len = 3;
+        for (t = 3; t < 13; t++) CHECK(ar_tfm_step(&m, &c, seq + t - 1, lg + 4 * t) == AR_OK);
+        c.len = 12; /* wrapped: one step back */
+        CHECK(ar_tfm_step(&m, &c, seq + 11, again) == AR_OK);
+        for (v = 0; v < 4; v++) CHECK(again[v] == lg[4 * 12 + v]);
+        c.len = 11;
+        CHECK(FAILS(ar_tfm_step(&m, &c, seq + 10, again), AR_ERR_ARG, m) && strstr(m.err, "0 or 12..13"));
+        c.len = -1;
+        CHECK(FAILS(ar_tfm_step(&m, &c, seq, again), AR_ERR_ARG, m));
+        c.len = 0;
+        CHECK(ar_tfm_step(&m, &c, NULL, again) == AR_OK);
+        for (v = 0; v < 4; v++) CHECK(again[v] == lg[v]);
+        ar_tfm_cache_free(&c);
+        ar_model_free(&m);
     }
     for (k = 0; k < 3; k++) { /* learned, sinusoidal, a custom order: a clear error at T */
         ar_model m;

@@ -571,6 +571,7 @@ static int fuzz_api(const uint8_t *data, size_t size)
             for (i = 0; i < B; i++) tok[i] = (int)ar_rng_below(&st.rng, (uint32_t)V);
             if (a[2] % 8 == 1) tok[a[3] % B] = a[3] & 1 ? V : -1;
             if (a[4] % 8 == 1) c->len = 0; /* restart */
+            if (a[4] % 8 == 2) c->len = (int)(a[7] % 48) - 2; /* undo steps, or a len it never took */
             s = ar_tfm_step(m, a[5] % 16 == 1 ? NULL : c, a[2] % 8 == 2 ? NULL : tok, a[6] % 16 == 1 ? NULL : lg);
             FZ_MSG(s, m->err);
             if (s == AR_OK)
