@@ -1174,7 +1174,8 @@ static void ar__gemv(int ta, int M, int N, float alpha, const float *A, int lda,
 #endif
 }
 
-/* Sixteen lanes keep two vector additions in flight. */
+/* Sixteen independent sums, so the loop vectorizes without reassociating
+   float additions the compiler may not reorder. */
 static float ar__dot(const float *a, const float *b, int n)
 {
     float acc[16] = {0}, s = 0;
@@ -5363,7 +5364,7 @@ ARDEF ar_status ar_tfm_step(ar_model *m, ar_tfm_cache *c, const int *tokens, flo
     for (b = 0; t > 0 && b < B; b++)
         if (tokens[b] < 0 || tokens[b] >= V)
             return ar__merr(m, AR_ERR_RANGE, "ar_tfm_step: tokens[%d] = %d is outside [0,%d)", b, tokens[b], V);
-    pos = tf->order ? tf->order[t] : t; /* the cache holds steps 0..t: exactly what this position may see */
+    pos = tf->order ? tf->order[t] : t; /* with this step, the cache holds exactly what pos may see */
     slot = t % T;                       /* past T the ring's oldest step gives way */
     nk = t < T ? t + 1 : T;
     x = c->work; h = x + (size_t)B * d; att = h + (size_t)B * d; qkv = att + (size_t)B * d;

@@ -380,7 +380,7 @@ static void ref_forward(const ar_model *m, const int *in, int n, int W, double *
     int d = tf->cfg.d, H = tf->cfg.heads, dh = d / H, F = tf->cfg.ffn, V = tf->cfg.V, l, p, s, i, j, hd;
     double *x = (double *)calloc((size_t)n * d, sizeof(double)), *h = (double *)calloc((size_t)n * d, sizeof(double));
     double *qkv = (double *)calloc((size_t)n * 3 * d, sizeof(double)), *u = (double *)calloc((size_t)F, sizeof(double));
-    double *w = (double *)calloc((size_t)n, sizeof(double));
+    double *w = (double *)calloc((size_t)n, sizeof(double)), *att = (double *)calloc((size_t)d, sizeof(double));
 #define REF_LN(src, g, b, dst)                                                           \
     do {                                                                                 \
         double mu = 0, var = 0;                                                          \
@@ -409,7 +409,6 @@ static void ref_forward(const ar_model *m, const int *in, int n, int W, double *
                 }
         }
         for (p = 0; p < n; p++) {
-            double att[256];
             for (hd = 0; hd < H; hd++) {
                 double mx = -1e300, z = 0;
                 int s0 = p - W + 1 > 0 ? p - W + 1 : 0;
@@ -456,7 +455,7 @@ static void ref_forward(const ar_model *m, const int *in, int n, int W, double *
         }
     }
 #undef REF_LN
-    free(x); free(h); free(qkv); free(u); free(w);
+    free(x); free(h); free(qkv); free(u); free(w); free(att);
 }
 
 /* Decoding past T with rotary positions: the cache is a ring of the last T
