@@ -604,6 +604,7 @@ typedef struct ar_nade_cfg {   /* D <= 2^20 */
    place before it in the order; the first place reads a start token (id
    V, inside the model). The attention mask follows the order. */
 #define AR_TFM_MAX_LAYERS 16
+#define AR_TFM_MAX_STEP 16 /* tokens per ar_tfm_step_n past T; steps len may undo after the ring wraps */
 enum { AR_POS_LEARNED = 0, AR_POS_SINUSOIDAL = 1, AR_POS_ROTARY = 2 };
 typedef struct ar_tfm_cfg {    /* D (positions) <= 65536 */
     int V;             /* vocabulary: tokens are [0, V), 2 <= V < 2^24 (m.levels = V) */
@@ -788,6 +789,12 @@ typedef struct ar_sample_opts {
                            (p(x = 1)), levels for categorical data, and 1 for
                            real data: the conditional mean of the modelled
                            value (with RNADE's logit transform, of y) */
+    ar_model *draft;    /* Transformer only: NULL, or a model that proposes draft_k
+                           values per pass for speculative sampling (below) */
+    int draft_k;        /* with a draft: 1..AR_TFM_MAX_STEP-1 */
+    int64_t *draft_counts; /* [2] or NULL: on return from a speculative
+                           sample, the values the draft proposed and how many
+                           of them stood */
 } ar_sample_opts;
 
 ARDEF ar_sample_opts ar_sample_defaults(void); /* temperature 1, no top-k/top-p, nothing given */
@@ -826,18 +833,23 @@ ARDEF ar_tensor *ar_tfm_logits(ar_model *m, ar_graph *g, const int *tokens, int 
 ARDEF ar_tensor *ar_tfm_nll(ar_model *m, ar_graph *g, const int *tokens, int B, int n);
 /* KV cache for B sequences: keys and values of every layer for the last
    T steps, and what it was made for (a cache is checked against the model
-   it is used with). Step t lives in slot t mod T: a ring, so that models
-   with rotary positions decode past T (see ar_tfm_step). */
+   it is used with). Step t lives in slot t mod slots: a ring, so that
+   models with rotary positions decode past T (see ar_tfm_step); their
+   ring has AR_TFM_MAX_STEP - 1 slots more than T, room to take several
+   tokens at once and to undo them. */
 typedef struct ar_tfm_cache {
     int B, len;          /* sequences, steps taken: set len back to restart (0)
-                            or to undo steps (any before the ring wraps, one
-                            after); other values are AR_ERR_ARG */
-    int held;            /* ar.h's: steps 0..held-1 went in (do not set) */
+                            or to undo steps (any before the ring wraps, the
+                            last AR_TFM_MAX_STEP after); other values are
+                            AR_ERR_ARG */
+    int held, top;       /* ar.h's: steps 0..held-1 went in; top: 1 + the
+                            latest step written (do not set) */
+    int slots, rows;     /* ar.h's: the ring's length; rows the scratch holds */
     int layers, T, d, heads, ffn, V; /* the model it was made for */
     const ar_model *model;
-    float *k, *v;        /* owns: k [layers][B][heads][d/heads][T slots],
-                            v [layers][B][heads][T slots][d/heads] */
-    float *work;         /* owns: scratch for one step */
+    float *k, *v;        /* owns: k [layers][B][heads][d/heads][slots],
+                            v [layers][B][heads][slots][d/heads] */
+    float *work;         /* owns: scratch for one call */
 } ar_tfm_cache;
 /* B in 1..2^20. Errors of the cache calls in m->err; a failed init leaves
    an empty cache (safe to free). */
@@ -858,6 +870,14 @@ ARDEF void ar_tfm_cache_free(ar_tfm_cache *c);
    pass over its window's T inputs (no start token, so not a call of
    ar_tfm_logits); deeper models stream, they do not re-encode. */
 ARDEF ar_status ar_tfm_step(ar_model *m, ar_tfm_cache *c, const int *tokens, float *logits);
+/* n steps of B sequences in one pass: tokens [B,n] are what steps len ..
+   len+n-1 are fed (sequence b's at tokens[b*n..]; at step 0 the first is
+   ignored), logits [B,n,V] what they predict; the same numbers as n calls
+   of ar_tfm_step up to float rounding, for the price of one pass over the
+   weights with B*n rows. This is how a prompt is read and how drafts are
+   verified. n in 1..T-len, or 1..AR_TFM_MAX_STEP for models that decode
+   past T; a step of n tokens counts n steps (undo them by setting len). */
+ARDEF ar_status ar_tfm_step_n(ar_model *m, ar_tfm_cache *c, int n, const int *tokens, float *logits);
 
 /* CNNs: logits [N,H,W,P] (P 1 binary, else levels) for images x [N,H*W]. */
 ARDEF ar_tensor *ar_cnn_logits(ar_model *m, ar_graph *g, const float *x, int N);
@@ -5262,65 +5282,101 @@ ARDEF ar_tensor *ar_tfm_nll(ar_model *m, ar_graph *g, const int *tokens, int B, 
     return t;
 }
 
-/* Attention of one decoding step: for each sequence b and head, the new
-   key and value (in qkv [B,3d], q already rotated) go to the ring's slot,
-   then the query reads the nk filled slots of its cache: keys K [dh,T]
-   (transposed, so that the scores are vector operations along the slots
-   rather than short dot products) and values V [T,dh]. Rotary scores
-   depend on the distance alone, so the ring's order does not matter.
-   sc [B*H,T] holds the weights; out [B,d]. Threads only where the step's
-   products are ar__matvec's too: beside BLAS's spinning threads, OpenMP's
-   would fight them for the cores. */
-static void ar__step_attention(const float *qkv, int B, int H, int dh, float *K, float *V, int T, int slot, int nk,
-                               float *sc, float *out)
+/* Attention of the rows of one cache call. Row r is step st[r] of
+   sequence seq[r]; the rows of a sequence are consecutive steps, in order.
+   For each sequence and head, the rows' new keys and values (in qkv
+   [rows,3d], q already rotated) go to their ring slots (step mod S), then
+   each row's query reads the steps of its window, max(0, step-T+1)..step:
+   keys K [dh,S] (transposed, so that the scores are vector operations
+   along the slots rather than short dot products), values V [S,dh]. The
+   window is at most two runs of slots. Rotary scores depend on the
+   distance alone, so the ring's order does not matter. first/cnt [B]: the
+   rows of each sequence; sc [B*H,T] holds the weights; out [rows,d].
+   Threads only where the call's products are ar__matvec's too: beside
+   BLAS's spinning threads, OpenMP's would fight them for the cores. */
+static void ar__step_attention(const float *qkv, int rows, const int *st, const int *first, const int *cnt, int B, int H,
+                               int dh, float *K, float *V, int T, int S, float *sc, float *out)
 {
     long i;
     int d = H * dh;
     float scale = 1.0f / sqrtf((float)dh);
-    AR__PARALLEL_FOR(B <= AR__MV_ROWS && (long)B * H * nk * dh >= AR__PAR_MIN)
+    AR__PARALLEL_FOR(rows <= AR__MV_ROWS && (long)rows * H * T * dh >= AR__PAR_MIN)
     for (i = 0; i < (long)B * H; i++) {
-        const float *q = qkv + (size_t)(i / H) * 3 * d + (i % H) * dh;
-        float *k = K + (size_t)i * T * dh, *v = V + (size_t)i * T * dh, *p = sc + (size_t)i * T;
-        float *o = out + (size_t)(i / H) * d + (i % H) * dh;
-        int s, j;
-        for (j = 0; j < dh; j++) k[(size_t)j * T + slot] = q[d + j];
-        memcpy(v + (size_t)slot * dh, q + 2 * d, (size_t)dh * sizeof(float));
-        for (s = 0; s < nk; s++) p[s] = 0;
-        for (j = 0; j < dh; j++) {
-            const float *kj = k + (size_t)j * T;
-            float qj = scale * q[j];
-            for (s = 0; s < nk; s++) p[s] += qj * kj[s];
+        int b = (int)(i / H), hd = (int)(i % H), r, s, j;
+        float *k = K + (size_t)i * S * dh, *v = V + (size_t)i * S * dh, *p = sc + (size_t)i * T;
+        for (r = first[b]; r < first[b] + cnt[b]; r++) {
+            const float *q = qkv + (size_t)r * 3 * d + hd * dh;
+            int slot = st[r] % S;
+            for (j = 0; j < dh; j++) k[(size_t)j * S + slot] = q[d + j];
+            memcpy(v + (size_t)slot * dh, q + 2 * d, (size_t)dh * sizeof(float));
         }
-        ar__softmax_into(p, (size_t)nk, p);
-        for (j = 0; j < dh; j++) o[j] = 0;
-        for (s = 0; s < nk; s++)
-            for (j = 0; j < dh; j++) o[j] += p[s] * v[(size_t)s * dh + j];
+        for (r = first[b]; r < first[b] + cnt[b]; r++) {
+            const float *q = qkv + (size_t)r * 3 * d + hd * dh;
+            float *o = out + (size_t)r * d + hd * dh;
+            int lo = st[r] - T + 1 > 0 ? st[r] - T + 1 : 0, nk = st[r] - lo + 1, s0 = lo % S;
+            int n1 = nk < S - s0 ? nk : S - s0; /* slots s0.. then 0.. */
+            for (s = 0; s < nk; s++) p[s] = 0;
+            for (j = 0; j < dh; j++) {
+                const float *kj = k + (size_t)j * S;
+                float qj = scale * q[j];
+                for (s = 0; s < n1; s++) p[s] += qj * kj[s0 + s];
+                for (s = n1; s < nk; s++) p[s] += qj * kj[s - n1];
+            }
+            ar__softmax_into(p, (size_t)nk, p);
+            for (j = 0; j < dh; j++) o[j] = 0;
+            for (s = 0; s < nk; s++) {
+                const float *vs = v + (size_t)(s < n1 ? s0 + s : s - n1) * dh;
+                for (j = 0; j < dh; j++) o[j] += p[s] * vs[j];
+            }
+        }
     }
+}
+
+/* Scratch of a cache call of R rows: x, h, att [R,d]; qkv [R,3d]; u
+   [R,ffn]; rotations [R,d/heads]; scores [B*heads,T]; then ints: step,
+   first, count. */
+static size_t ar__cache_work(const ar_tfm_cache *c, size_t R)
+{
+    return R * (7 * (size_t)c->d + c->ffn + c->d / c->heads) + (size_t)c->B * c->heads * c->T + R + 2 * (size_t)c->B;
+}
+
+/* Makes room for R rows; the cache is unchanged when that fails. */
+static int ar__cache_rows(ar_tfm_cache *c, int R)
+{
+    float *w;
+    if (R <= c->rows) return 1;
+    if (!(w = (float *)ar__realloc(c->work, ar__cache_work(c, (size_t)R) * sizeof(float)))) return 0;
+    c->work = w;
+    c->rows = R;
+    return 1;
 }
 
 ARDEF ar_status ar_tfm_cache_init(ar_tfm_cache *c, ar_model *m, int B)
 {
     ar_status s = ar__model_ok(m, "ar_tfm_cache_init", 1u << AR_TRANSFORMER);
-    const ar_tfm_cfg *tc;
-    size_t kv, work;
+    const ar_tfm *tf;
+    size_t kv;
     if (c) memset(c, 0, sizeof *c);
     if (s != AR_OK) return s;
     if (!c) return ar__merr(m, AR_ERR_ARG, "ar_tfm_cache_init: cache is NULL");
     if (B < 1 || B > (1 << 20)) return ar__merr(m, AR_ERR_ARG, "ar_tfm_cache_init: B = %d, need 1..2^20", B);
-    tc = &m->tfm->cfg;
-    if (!ar__mulsz((size_t)tc->layers * B, (size_t)m->D * tc->d, &kv) || kv > ((size_t)1 << 40))
+    tf = m->tfm;
+    c->B = B;
+    c->layers = tf->cfg.layers; c->T = m->D; c->d = tf->cfg.d; c->heads = tf->cfg.heads; c->ffn = tf->cfg.ffn;
+    c->V = tf->cfg.V;
+    /* a model that decodes past T keeps AR_TFM_MAX_STEP - 1 more slots: room
+       for a call's rows past the window and for undoing them */
+    c->slots = m->D + (tf->cfg.pos == AR_POS_ROTARY && !tf->order ? AR_TFM_MAX_STEP - 1 : 0);
+    if (!ar__mulsz((size_t)c->layers * B, (size_t)c->slots * c->d, &kv) || kv > ((size_t)1 << 40)) {
+        memset(c, 0, sizeof *c);
         return ar__merr(m, AR_ERR_RANGE, "ar_tfm_cache_init: a cache of %d sequences is too large", B);
+    }
     c->k = (float *)ar__malloc(kv * sizeof(float));
     c->v = (float *)ar__malloc(kv * sizeof(float));
-    /* x, h, att [B,d]; qkv [B,3d]; u [B,ffn]; scores [B,heads,T]; rotations [d/heads] */
-    work = (size_t)B * (6 * (size_t)tc->d + tc->ffn + (size_t)tc->heads * m->D) + tc->d;
-    c->work = (float *)ar__malloc(work * sizeof(float));
-    if (!c->k || !c->v || !c->work) {
+    if (!c->k || !c->v || !ar__cache_rows(c, B)) {
         ar_tfm_cache_free(c);
         return ar__merr(m, AR_ERR_NOMEM, "ar_tfm_cache_init: out of memory for %d sequences", B);
     }
-    c->B = B;
-    c->layers = tc->layers; c->T = m->D; c->d = tc->d; c->heads = tc->heads; c->ffn = tc->ffn; c->V = tc->V;
     c->model = m;
     return AR_OK;
 }
@@ -5334,73 +5390,104 @@ ARDEF void ar_tfm_cache_free(ar_tfm_cache *c)
     memset(c, 0, sizeof *c);
 }
 
-ARDEF ar_status ar_tfm_step(ar_model *m, ar_tfm_cache *c, const int *tokens, float *logits)
+/* The forward of R rows through the cache: row r is step st[r] of sequence
+   seq[r] (rows of a sequence together, consecutive steps in order), fed
+   token tok[r] (the start token at step 0); with seq NULL, the rows are n
+   steps from t0 of each sequence in turn. Logits [R,V]. The callers
+   checked everything, made room for R rows, and keep each row's window in
+   the ring. */
+static void ar__tfm_rows(const ar_tfm *tf, ar_tfm_cache *c, int R, int n, int t0, const int *seq, const int *st,
+                         const int *tok, float *logits)
 {
-    const ar_tfm *tf;
-    int B, d, H, dh, T, t, pos, slot, nk, ring, l, b, j, V;
-    size_t r;
-    float *x, *h, *att, *qkv, *u, *sc, *cs;
-    ar_status s = ar__model_ok(m, "ar_tfm_step", 1u << AR_TRANSFORMER);
-    if (s != AR_OK) return s;
-    tf = m->tfm;
-    d = tf->cfg.d; H = tf->cfg.heads; dh = d / H; T = tf->T; V = tf->cfg.V;
-    if (!c || !c->k || !logits) return ar__merr(m, AR_ERR_ARG, "ar_tfm_step: need a cache (ar_tfm_cache_init) and logits");
-    if (c->model != m || c->layers != tf->cfg.layers || c->T != T || c->d != d || c->heads != H ||
-        c->ffn != tf->cfg.ffn || c->V != V)
-        return ar__merr(m, AR_ERR_ARG, "ar_tfm_step: the cache was made for another model");
-    if (c->B < 1) return ar__merr(m, AR_ERR_ARG, "ar_tfm_step: cache with B = %d", c->B);
-    t = c->len;
-    /* the steps before t must be in the ring: steps max(0, held-T)..held-1 are */
-    if (t < 0 || t > c->held || (t > 0 && c->held > T && t < c->held - 1))
-        return ar__merr(m, AR_ERR_ARG, "ar_tfm_step: len = %d; this cache can take step %s%d..%d next", t,
-                        c->held > T ? "0 or " : "", c->held > T ? c->held - 1 : 0, c->held);
-    ring = tf->cfg.pos == AR_POS_ROTARY && !tf->order;
-    if (t >= T && !ring)
-        return ar__merr(m, AR_ERR_RANGE, "ar_tfm_step: the cache is full (%d steps); only rotary positions in the "
-                        "natural order decode past T", T);
-    if (t == INT_MAX) return ar__merr(m, AR_ERR_RANGE, "ar_tfm_step: %d steps, the most a cache counts", t);
-    B = c->B;
-    if (t > 0 && !tokens) return ar__merr(m, AR_ERR_ARG, "ar_tfm_step: tokens may be NULL only at step 0");
-    for (b = 0; t > 0 && b < B; b++)
-        if (tokens[b] < 0 || tokens[b] >= V)
-            return ar__merr(m, AR_ERR_RANGE, "ar_tfm_step: tokens[%d] = %d is outside [0,%d)", b, tokens[b], V);
-    pos = tf->order ? tf->order[t] : t; /* with this step, the cache holds exactly what pos may see */
-    slot = t % T;                       /* past T the ring's oldest step gives way */
-    nk = t < T ? t + 1 : T;
-    x = c->work; h = x + (size_t)B * d; att = h + (size_t)B * d; qkv = att + (size_t)B * d;
-    u = qkv + (size_t)B * 3 * d; sc = u + (size_t)B * tf->cfg.ffn; cs = sc + (size_t)B * H * T;
-    if (tf->cfg.pos == AR_POS_ROTARY) ar__rope_angles(pos, dh, cs);
-    for (b = 0; b < B; b++) {
-        const float *e = tf->tok->x + (size_t)(t ? tokens[b] : V) * d;
+    int B = c->B, d = c->d, H = c->heads, dh = d / H, T = c->T, S = c->slots, ffn = c->ffn, V = c->V, l, r, b, j;
+    size_t i, kv = (size_t)B * H * S * dh;
+    float *x = c->work, *h = x + (size_t)R * d, *att = h + (size_t)R * d, *qkv = att + (size_t)R * d;
+    float *u = qkv + (size_t)R * 3 * d, *cs = u + (size_t)R * ffn, *sc = cs + (size_t)R * dh;
+    int *step = (int *)(void *)(sc + (size_t)B * H * T), *first = step + R, *cnt = first + B;
+    for (b = 0; b < B; b++) first[b] = cnt[b] = 0;
+    for (r = R - 1; r >= 0; r--) {
+        b = seq ? seq[r] : r / n;
+        step[r] = seq ? st[r] : t0 + r % n;
+        first[b] = r;
+        cnt[b]++;
+    }
+    for (r = 0; r < R; r++) {
+        int pos = tf->order ? tf->order[step[r]] : step[r]; /* the cache holds exactly what pos may see */
+        const float *e = tf->tok->x + (size_t)(step[r] ? tok[r] : V) * d;
         for (j = 0; j < d; j++)
-            x[(size_t)b * d + j] = e[j] + (tf->cfg.pos == AR_POS_ROTARY ? 0.0f : (tf->pos ? tf->pos->x : tf->sinus)[(size_t)pos * d + j]);
+            x[(size_t)r * d + j] = e[j] + (tf->cfg.pos == AR_POS_ROTARY ? 0.0f : (tf->pos ? tf->pos->x : tf->sinus)[(size_t)pos * d + j]);
+        if (tf->cfg.pos == AR_POS_ROTARY) ar__rope_angles(pos, dh, cs + (size_t)r * dh);
     }
     for (l = 0; l < tf->cfg.layers; l++) {
         const ar_tfm_layer *L = &tf->L[l];
-        for (b = 0; b < B; b++)
-            ar__ln_row(x + (size_t)b * d, L->ln1g->x, L->ln1b->x, h + (size_t)b * d, d, 1e-5f, NULL);
-        ar__rows_linear(h, B, L->Wqkv, L->bqkv, qkv);
+        for (r = 0; r < R; r++) ar__ln_row(x + (size_t)r * d, L->ln1g->x, L->ln1b->x, h + (size_t)r * d, d, 1e-5f, NULL);
+        ar__rows_linear(h, R, L->Wqkv, L->bqkv, qkv);
         if (tf->cfg.pos == AR_POS_ROTARY) /* q and k rotated for the position, as ar_attention does */
-            for (r = 0; r < (size_t)B * H; r++) {
-                float *q = qkv + (r / H) * 3 * d + (r % H) * dh;
-                ar__rope_apply(q, dh, cs, 0);
-                ar__rope_apply(q + d, dh, cs, 0);
+            for (i = 0; i < (size_t)R * H; i++) {
+                float *q = qkv + (i / H) * 3 * d + (i % H) * dh;
+                ar__rope_apply(q, dh, cs + (i / H) * dh, 0);
+                ar__rope_apply(q + d, dh, cs + (i / H) * dh, 0);
             }
-        ar__step_attention(qkv, B, H, dh, c->k + (size_t)l * B * H * T * dh, c->v + (size_t)l * B * H * T * dh, T,
-                           slot, nk, sc, att);
-        ar__rows_linear(att, B, L->Wo, L->bo, h);
-        for (r = 0; r < (size_t)B * d; r++) x[r] += h[r];
-        for (b = 0; b < B; b++)
-            ar__ln_row(x + (size_t)b * d, L->ln2g->x, L->ln2b->x, h + (size_t)b * d, d, 1e-5f, NULL);
-        ar__rows_linear(h, B, L->W1, L->b1, u);
-        for (r = 0; r < (size_t)B * tf->cfg.ffn; r++) u[r] = ar__gelu(u[r]);
-        ar__rows_linear(u, B, L->W2, L->b2, h);
-        for (r = 0; r < (size_t)B * d; r++) x[r] += h[r];
+        ar__step_attention(qkv, R, step, first, cnt, B, H, dh, c->k + l * kv, c->v + l * kv, T, S, sc, att);
+        ar__rows_linear(att, R, L->Wo, L->bo, h);
+        for (i = 0; i < (size_t)R * d; i++) x[i] += h[i];
+        for (r = 0; r < R; r++) ar__ln_row(x + (size_t)r * d, L->ln2g->x, L->ln2b->x, h + (size_t)r * d, d, 1e-5f, NULL);
+        ar__rows_linear(h, R, L->W1, L->b1, u);
+        for (i = 0; i < (size_t)R * ffn; i++) u[i] = ar__gelu(u[i]);
+        ar__rows_linear(u, R, L->W2, L->b2, h);
+        for (i = 0; i < (size_t)R * d; i++) x[i] += h[i];
     }
-    for (b = 0; b < B; b++) ar__ln_row(x + (size_t)b * d, tf->lnfg->x, tf->lnfb->x, h + (size_t)b * d, d, 1e-5f, NULL);
-    ar__rows_linear(h, B, tf->Wout, tf->bout, logits);
-    c->len = c->held = t + 1; /* later steps, if any were held, are gone */
+    for (r = 0; r < R; r++) ar__ln_row(x + (size_t)r * d, tf->lnfg->x, tf->lnfb->x, h + (size_t)r * d, d, 1e-5f, NULL);
+    ar__rows_linear(h, R, tf->Wout, tf->bout, logits);
+}
+
+ARDEF ar_status ar_tfm_step_n(ar_model *m, ar_tfm_cache *c, int n, const int *tokens, float *logits)
+{
+    const ar_tfm *tf;
+    int T, t, top, oldest, ring, i;
+    ar_status s = ar__model_ok(m, "ar_tfm_step", 1u << AR_TRANSFORMER);
+    if (s != AR_OK) return s;
+    tf = m->tfm;
+    T = tf->T;
+    if (!c || !c->k || !logits) return ar__merr(m, AR_ERR_ARG, "ar_tfm_step: need a cache (ar_tfm_cache_init) and logits");
+    if (c->model != m || c->layers != tf->cfg.layers || c->T != T || c->d != tf->cfg.d || c->heads != tf->cfg.heads ||
+        c->ffn != tf->cfg.ffn || c->V != tf->cfg.V)
+        return ar__merr(m, AR_ERR_ARG, "ar_tfm_step: the cache was made for another model");
+    if (c->B < 1 || c->rows < c->B) return ar__merr(m, AR_ERR_ARG, "ar_tfm_step: cache with B = %d", c->B);
+    t = c->len;
+    ring = c->slots > T;
+    /* the ring holds steps max(0, top - slots)..held-1; step t needs its
+       window's steps t-T+1..t-1 */
+    top = t == 0 ? 0 : c->top;
+    oldest = top > c->slots ? top - c->slots : 0;
+    if (t < 0 || t > c->held || (t > 0 && (t - T + 1 > 0 ? t - T + 1 : 0) < oldest))
+        return ar__merr(m, AR_ERR_ARG, "ar_tfm_step: len = %d; this cache can take step %s%d..%d next", t,
+                        oldest > 0 ? "0 or " : "", oldest > 0 ? oldest + T - 1 : 0, c->held);
+    if (!ring && t >= T)
+        return ar__merr(m, AR_ERR_RANGE, "ar_tfm_step: the cache is full (%d steps); only rotary positions in the "
+                        "natural order decode past T", T);
+    if (n < 1 || (!ring && n > T - t) || (ring && n > AR_TFM_MAX_STEP && n > T - t))
+        return ar__merr(m, AR_ERR_ARG, "ar_tfm_step: n = %d tokens at step %d; need 1..%d", n, t,
+                        ring && T - t < AR_TFM_MAX_STEP ? AR_TFM_MAX_STEP : T - t);
+    if (t > INT_MAX - n) return ar__merr(m, AR_ERR_RANGE, "ar_tfm_step: %d steps, the most a cache counts", INT_MAX);
+    if (!tokens && (n > 1 || t > 0))
+        return ar__merr(m, AR_ERR_ARG, "ar_tfm_step: tokens may be NULL only for one step at step 0");
+    for (i = 0; tokens && i < c->B * n; i++)
+        if ((t > 0 || i % n) && (tokens[i] < 0 || tokens[i] >= c->V))
+            return ar__merr(m, AR_ERR_RANGE, "ar_tfm_step: tokens[%d] = %d is outside [0,%d)", i, tokens[i], c->V);
+    if ((long long)c->B * n > (1 << 24))
+        return ar__merr(m, AR_ERR_RANGE, "ar_tfm_step: %d x %d rows, more than 2^24", c->B, n);
+    if (!ar__cache_rows(c, c->B * n))
+        return ar__merr(m, AR_ERR_NOMEM, "ar_tfm_step: out of memory for %d x %d rows", c->B, n);
+    ar__tfm_rows(tf, c, c->B * n, n, t, NULL, NULL, tokens, logits);
+    c->len = c->held = t + n; /* later steps, if any were held, are gone */
+    c->top = top > t + n ? top : t + n;
     return AR_OK;
+}
+
+ARDEF ar_status ar_tfm_step(ar_model *m, ar_tfm_cache *c, const int *tokens, float *logits)
+{
+    return ar_tfm_step_n(m, c, 1, tokens, logits);
 }
 
 /* Step by step in the order, through the KV cache or (naive) a whole
@@ -5441,6 +5528,236 @@ static ar_status ar__tfm_sample(ar_model *m, ar_graph *g, int N, const ar_sample
             if (all) all[i] = tok[n];
         }
     }
+    ar_tfm_cache_free(&c);
+    return s;
+}
+
+/* ---- speculative sampling ---------------------------------------------------- */
+
+/* A draft model stepping through the sequences at its own pace: its step s
+   of sequence b is fed the value of step s-1 and gives the logits [V] of
+   step s (binary models: the pair {0, z}). A sequence may go back by at
+   most AR_TFM_MAX_STEP steps, to a step whose inputs all stand. */
+typedef struct {
+    ar_model *m;
+    const int *order;  /* NULL: natural */
+    ar_tfm_cache c;    /* Transformer */
+    float *a;          /* NADE: [N][AR_TFM_MAX_STEP + 1][H] hidden pre-activations by step */
+    float *x;          /* MADE, FVSBN: [N][D] the values so far */
+} ar__draft;
+
+static void ar__draft_free(ar__draft *dr)
+{
+    ar_tfm_cache_free(&dr->c);
+    AR_FREE(dr->a);
+    AR_FREE(dr->x);
+}
+
+static ar_status ar__draft_init(ar__draft *dr, ar_model *dm, int N)
+{
+    memset(dr, 0, sizeof *dr);
+    dr->m = dm;
+    if (dm->tfm) {
+        dr->order = dm->tfm->order;
+        return ar_tfm_cache_init(&dr->c, dm, N);
+    }
+    if (dm->nade) {
+        dr->order = dm->nade->order;
+        dr->a = (float *)ar__malloc((size_t)N * (AR_TFM_MAX_STEP + 1) * dm->nade->cfg.H * sizeof(float));
+    } else {
+        dr->order = dm->made->orders + (size_t)dm->made->cur * dm->D;
+        dr->x = (float *)ar__malloc((size_t)N * dm->D * sizeof(float));
+        if (dr->x) memset(dr->x, 0, (size_t)N * dm->D * sizeof(float));
+    }
+    return dr->a || dr->x ? AR_OK : ar__merr(dm, AR_ERR_NOMEM, "ar_model_sample: out of memory for the draft");
+}
+
+/* R rows, at most one per sequence: sequence seq[r] takes step st[r], fed
+   tok[r]; logits out [R,V]. */
+static ar_status ar__draft_step(ar__draft *dr, int R, const int *seq, const int *st, const int *tok, int V, float *out)
+{
+    ar_model *dm = dr->m;
+    int r, D = dm->D;
+    if (dm->tfm) {
+        if (!ar__cache_rows(&dr->c, R)) return ar__merr(dm, AR_ERR_NOMEM, "ar_model_sample: out of memory for the draft");
+        ar__tfm_rows(dm->tfm, &dr->c, R, 0, 0, seq, st, tok, out);
+        return AR_OK;
+    }
+    if (dm->nade) { /* the recursion, from the pre-activations of the step before */
+        const ar_nade *nd = dm->nade;
+        int H = nd->cfg.H, W = AR_TFM_MAX_STEP + 1, j;
+        for (r = 0; r < R; r++) {
+            float *a = dr->a + ((size_t)seq[r] * W + st[r] % W) * H;
+            const float *v = nd->V->x + (size_t)nd->order[st[r]] * H;
+            double z = nd->b->x[nd->order[st[r]]];
+            if (st[r] == 0) memcpy(a, nd->c->x, (size_t)H * sizeof(float));
+            else {
+                const float *prev = dr->a + ((size_t)seq[r] * W + (st[r] - 1) % W) * H;
+                const float *w = nd->W->x + (size_t)nd->order[st[r] - 1] * H;
+                for (j = 0; j < H; j++) a[j] = prev[j] + (tok[r] ? w[j] : 0.0f);
+            }
+            for (j = 0; j < H; j++) z += v[j] * ar__sigmoid(a[j]);
+            out[(size_t)r * V] = 0;
+            out[(size_t)r * V + 1] = (float)z;
+        }
+        return AR_OK;
+    } else {
+        ar_graph *g = ar__work(dm);
+        const int *ord = dr->order;
+        float *X;
+        ar_tensor *lg;
+        int shape[2];
+        if (!g || !(X = (float *)ar_graph_alloc(g, (size_t)R * D * sizeof(float))))
+            return ar__merr(dm, AR_ERR_NOMEM, "ar_model_sample: out of memory for the draft");
+        for (r = 0; r < R; r++) {
+            float *xb = dr->x + (size_t)seq[r] * D;
+            if (st[r] > 0) xb[ord[st[r] - 1]] = (float)tok[r];
+            memcpy(X + (size_t)r * D, xb, (size_t)D * sizeof(float));
+        }
+        shape[0] = R; shape[1] = D;
+        lg = ar__made_logits(dm->made, g, ar_input(g, X, 2, shape));
+        if (!lg) return ar__merr(dm, g->status, "ar_model_sample: the draft: %s", g->err);
+        for (r = 0; r < R; r++) {
+            out[(size_t)r * V] = 0;
+            out[(size_t)r * V + 1] = lg->x[(size_t)r * D + ord[st[r]]];
+        }
+        ar_graph_reset(g);
+        return AR_OK;
+    }
+}
+
+/* The order a model generates in: NULL for the natural one. */
+static const int *ar__gen_order(const ar_model *m)
+{
+    return m->tfm ? m->tfm->order : m->nade ? m->nade->order : m->made ? m->made->orders + (size_t)m->made->cur * m->D : NULL;
+}
+
+/* Why draft cannot propose for the Transformer m under o, or NULL. */
+static const char *ar__draft_bad(const ar_model *m, const ar_sample_opts *o)
+{
+    const ar_model *dm = o->draft;
+    const int *a, *b;
+    int t;
+    if (!m->tfm) return "only a Transformer verifies a draft";
+    if (o->naive) return "naive and draft do not go together";
+    if (o->draft_k < 1 || o->draft_k >= AR_TFM_MAX_STEP) return "draft_k must be in 1..AR_TFM_MAX_STEP-1";
+    if (!dm->ps.x || (!dm->tfm && !dm->nade && !dm->made)) return "the draft is not an initialized Transformer, NADE, MADE or FVSBN";
+    if (dm->levels != m->levels || dm->D != m->D) return "the draft's values (levels, D) are not the model's";
+    a = ar__gen_order(m);
+    b = ar__gen_order(dm);
+    for (t = 0; t < m->D; t++)
+        if ((a ? a[t] : t) != (b ? b[t] : t)) return "the draft's order is not the model's";
+    return NULL;
+}
+
+/* Speculative sampling (Leviathan et al. 2023, Chen et al. 2023). In a
+   round, sequence b, whose steps before t[b] stand, has the draft propose
+   the values of steps t..t+kb-1, each drawn from the draft's distribution
+   q under the options; then the model scores steps t..t+kb in one pass,
+   giving its distributions p under the same options. The proposal y of
+   step t+i stands with probability min(1, p(y)/q(y)); the first one that
+   does not is replaced by a draw from max(0, p - q), normalized, and when
+   all kb stand, step t+kb draws from p. Either way each value follows p
+   given the values before it, as ar__tfm_sample draws it, whatever the
+   draft: only the number of values per pass depends on it. Known values
+   stand without a test. */
+static ar_status ar__tfm_spec_sample(ar_model *m, ar_graph *g, int N, const ar_sample_opts *o, ar_rng *r, float *x)
+{
+    const ar_tfm *tf = m->tfm;
+    int T = tf->T, V = tf->cfg.V, K = o->draft_k, P = V > 2 ? V : 1, greedy = o->temperature == 0 || o->top_k == 1;
+    int b, i, R, left = N;
+    size_t rows = (size_t)N * (K + 1);
+    int64_t proposed = 0, kept = 0;
+    int *xs = (int *)ar_graph_alloc(g, ((size_t)N * T + 3 * (size_t)N + 3 * rows) * sizeof(int));
+    float *lg = (float *)ar_graph_alloc(g, (rows * V + (size_t)N * K * V + 7 * (size_t)V) * sizeof(float));
+    int *t, *dp, *kb, *seq, *st, *tok;
+    float *q, *pd, *qd, *res;
+    ar_tfm_cache c;
+    ar__draft dr;
+    ar_status s = AR_OK;
+    memset(&c, 0, sizeof c);
+    memset(&dr, 0, sizeof dr);
+    if (!xs || !lg) return ar__merr(m, AR_ERR_NOMEM, "ar_model_sample: out of memory");
+    t = xs + (size_t)N * T; dp = t + N; kb = dp + N; seq = kb + N; st = seq + rows; tok = st + rows;
+    q = lg + rows * V; pd = q + (size_t)N * K * V; qd = pd + 3 * (size_t)V; res = qd + 3 * (size_t)V;
+    for (b = 0; b < N; b++) t[b] = dp[b] = 0;
+    if ((s = ar_tfm_cache_init(&c, m, N)) != AR_OK) goto out;
+    if ((s = ar__draft_init(&dr, o->draft, N)) != AR_OK) { s = ar__merr(m, s, "ar_model_sample: %s", o->draft->err); goto out; }
+    if (rows > (1 << 24) || !ar__cache_rows(&c, (int)rows)) { s = ar__merr(m, AR_ERR_NOMEM, "ar_model_sample: out of memory"); goto out; }
+    while (left > 0) {
+        for (b = 0; b < N; b++) kb[b] = t[b] < T ? (T - 1 - t[b] < K ? T - 1 - t[b] : K) : -1;
+        for (;;) { /* the draft catches up to t[b], then proposes kb[b] values */
+            for (R = 0, b = 0; b < N; b++)
+                if (kb[b] >= 0 && dp[b] < t[b] + kb[b]) {
+                    seq[R] = b; st[R] = dp[b]; tok[R] = dp[b] ? xs[(size_t)b * T + dp[b] - 1] : 0; R++;
+                }
+            if (!R) break;
+            if ((s = ar__draft_step(&dr, R, seq, st, tok, V, lg)) != AR_OK) { s = ar__merr(m, s, "%s", o->draft->err); goto out; }
+            for (i = 0; i < R; i++) {
+                int u = st[i], place = tf->order ? tf->order[u] : u, j;
+                size_t at = (size_t)seq[i] * T + place;
+                float *qi;
+                dp[seq[i]]++;
+                if (u < t[seq[i]]) continue;
+                qi = q + ((size_t)seq[i] * K + (u - t[seq[i]])) * V;
+                if (o->known && o->known[at]) { xs[(size_t)seq[i] * T + u] = (int)o->given[at]; continue; }
+                if ((j = ar__dist(lg + (size_t)i * V, V, o, qd)) < 0) {
+                    s = ar__merr(m, AR_ERR_NUMERIC, "ar_model_sample: NaN logits from the draft at position %d", place);
+                    goto out;
+                }
+                memcpy(qi, qd, (size_t)V * sizeof(float));
+                xs[(size_t)seq[i] * T + u] = greedy ? j : ar_rng_categorical(r, qi, V);
+            }
+        }
+        for (R = 0, b = 0; b < N; b++) /* the model scores every proposal, and one step more, in one pass */
+            for (i = 0; i <= kb[b]; i++, R++) {
+                seq[R] = b; st[R] = t[b] + i; tok[R] = st[R] ? xs[(size_t)b * T + st[R] - 1] : 0;
+            }
+        ar__tfm_rows(tf, &c, R, 0, 0, seq, st, tok, lg);
+        for (R = 0, b = 0; b < N; R += kb[b] + 1, b++) {
+            int *xb = xs + (size_t)b * T, u = 0;
+            if (kb[b] < 0) continue;
+            for (i = 0; i <= kb[b]; i++) {
+                int place, j, y;
+                size_t at, v;
+                const float *qi = q + ((size_t)b * K + i) * V;
+                double z = 0;
+                u = t[b] + i; place = tf->order ? tf->order[u] : u; at = (size_t)b * T + place; y = xb[u];
+                if ((j = ar__dist(lg + (size_t)(R + i) * V, V, o, pd)) < 0) {
+                    s = ar__merr(m, AR_ERR_NUMERIC, "ar_model_sample: NaN logits at position %d", place);
+                    goto out;
+                }
+                if (o->probs) {
+                    if (P == 1) o->probs[at] = pd[1];
+                    else memcpy(o->probs + at * P, pd, (size_t)V * sizeof(float));
+                }
+                if (o->known && o->known[at]) {
+                    xb[u] = (int)o->given[at];
+                    if (i < kb[b]) continue;
+                    break;
+                }
+                if (i == kb[b]) { /* every proposal stood: one more value, from p */
+                    xb[u] = greedy ? j : ar_rng_categorical(r, pd, V);
+                    break;
+                }
+                proposed++;
+                if ((double)(ar_rng_u64(r) >> 11) * (1.0 / 9007199254740992.0) * qi[y] < pd[y]) {
+                    kept++;
+                    continue;
+                }
+                for (v = 0; v < (size_t)V; v++) z += res[v] = pd[v] > qi[v] ? pd[v] - qi[v] : 0.0f;
+                xb[u] = z > 0 ? ar_rng_categorical(r, res, V) : greedy ? j : ar_rng_categorical(r, pd, V); /* z == 0: p == q */
+                break;
+            }
+            for (i = t[b]; i <= u; i++) x[(size_t)b * T + (tf->order ? tf->order[i] : i)] = (float)xb[i];
+            t[b] = u + 1;
+            if (dp[b] > t[b]) dp[b] = t[b]; /* the draft's later steps read a refused value */
+            if (t[b] == T) left--;
+        }
+    }
+    if (o->draft_counts) { o->draft_counts[0] = proposed; o->draft_counts[1] = kept; }
+out:
+    ar__draft_free(&dr);
     ar_tfm_cache_free(&c);
     return s;
 }
@@ -6091,12 +6408,14 @@ ARDEF ar_status ar_model_sample(ar_model *m, int N, const ar_sample_opts *opts, 
     if (!opts->given != !opts->known)
         return ar__merr(m, AR_ERR_ARG, "ar_model_sample: given and known go together (both set or both NULL)");
     if (N > (1 << 20)) return ar__merr(m, AR_ERR_ARG, "ar_model_sample: N = %d, need N <= 2^20", N);
+    if (opts->draft && (bad = ar__draft_bad(m, opts)) != NULL) return ar__merr(m, AR_ERR_ARG, "ar_model_sample: %s", bad);
     if ((s = ar__model_n(m, "ar_model_sample", N)) != AR_OK) return s;
     if (opts->given && (s = ar__check_data(m, "ar_model_sample (given)", opts->given, opts->known, N)) != AR_OK) return s;
     if (!(g = ar__work(m))) return ar__merr(m, AR_ERR_NOMEM, "ar_model_sample: out of memory");
     s = m->made ? ar__made_sample(m, g, N, opts, rng, x)
       : m->nade ? ar__nade_sample(m, g, N, opts, rng, x)
-      : m->tfm ? ar__tfm_sample(m, g, N, opts, rng, x) : ar__cnn_sample(m, g, N, opts, rng, x);
+      : m->tfm ? (opts->draft ? ar__tfm_spec_sample : ar__tfm_sample)(m, g, N, opts, rng, x)
+      : ar__cnn_sample(m, g, N, opts, rng, x);
     ar_graph_reset(g);
     if (s == AR_OK) m->err[0] = 0; /* a cache step inside may have cleared and set nothing else */
     return s;

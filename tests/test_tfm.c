@@ -524,14 +524,15 @@ static void test_tfm_past_T(void)
         ar_model_free(&m);
         free(lg); free(lg1); free(ref);
     }
-    { /* len set back: any earlier step before the ring wraps, one step after; nothing it does not hold */
+    { /* len set back: any earlier step before the ring wraps, the last AR_TFM_MAX_STEP after */
         ar_model m;
         ar_tfm_cache c;
-        float lg[4 * 13], again[4];
-        int seq[13], v;
+        float lg[4 * 40], again[4];
+        int seq[40], v;
+        char want[32];
         CHECK(make_tfm(&m, 4, 6, 8, 2, 2, AR_POS_ROTARY, 3, 0.7f, NULL));
-        CHECK(ar_tfm_cache_init(&c, &m, 1) == AR_OK);
-        for (t = 0; t < 13; t++) seq[t] = (t * 5 + 2) % 4;
+        CHECK(ar_tfm_cache_init(&c, &m, 1) == AR_OK && c.slots == 6 + AR_TFM_MAX_STEP - 1);
+        for (t = 0; t < 40; t++) seq[t] = (t * 5 + 2) % 4;
         for (t = 0; t < 4; t++) CHECK(ar_tfm_step(&m, &c, t ? seq + t - 1 : NULL, lg + 4 * t) == AR_OK);
         c.len = 5;
         CHECK(FAILS(ar_tfm_step(&m, &c, seq, again), AR_ERR_ARG, m) && c.len == 5); /* never taken */
@@ -541,12 +542,13 @@ static void test_tfm_past_T(void)
         c.len = 4;
         CHECK(FAILS(ar_tfm_step(&m, &c, seq, again), AR_ERR_ARG, m)); /* step 3 went with the undo */
         c.len = 3;
-        for (t = 3; t < 13; t++) CHECK(ar_tfm_step(&m, &c, seq + t - 1, lg + 4 * t) == AR_OK);
-        c.len = 12; /* wrapped: one step back */
-        CHECK(ar_tfm_step(&m, &c, seq + 11, again) == AR_OK);
-        for (v = 0; v < 4; v++) CHECK(again[v] == lg[4 * 12 + v]);
-        c.len = 11;
-        CHECK(FAILS(ar_tfm_step(&m, &c, seq + 10, again), AR_ERR_ARG, m) && strstr(m.err, "0 or 12..13"));
+        for (t = 3; t < 40; t++) CHECK(ar_tfm_step(&m, &c, seq + t - 1, lg + 4 * t) == AR_OK);
+        c.len = 40 - AR_TFM_MAX_STEP; /* wrapped: the last AR_TFM_MAX_STEP steps */
+        CHECK(ar_tfm_step(&m, &c, seq + 39 - AR_TFM_MAX_STEP, again) == AR_OK);
+        for (v = 0; v < 4; v++) CHECK(again[v] == lg[4 * (40 - AR_TFM_MAX_STEP) + v]);
+        c.len = 39 - AR_TFM_MAX_STEP;
+        sprintf(want, "0 or %d..%d", 40 - AR_TFM_MAX_STEP, 41 - AR_TFM_MAX_STEP);
+        CHECK(FAILS(ar_tfm_step(&m, &c, seq + 10, again), AR_ERR_ARG, m) && strstr(m.err, want));
         c.len = -1;
         CHECK(FAILS(ar_tfm_step(&m, &c, seq, again), AR_ERR_ARG, m));
         c.len = 0;
@@ -948,6 +950,324 @@ static void test_tfm_sample(void)
     ar_model_free(&m);
 }
 
+/* ar_tfm_step_n: n tokens in one pass equal n single steps, before and
+   past T (rotary: the ring), after undoing steps, for several sequences
+   with the model's positions (rotary, learned, a custom order); and its
+   argument checks, each leaving the cache as it was. */
+static void test_tfm_step_n(void)
+{
+    static const int order[6] = {3, 0, 5, 1, 4, 2};
+    static const int chunks[] = {1, 2, 3, 4, 1, AR_TFM_MAX_STEP, 5, 3, 2, 7};
+    enum { V = 4, T = 6, B = 3, S = 48 };
+    int k;
+    for (k = 0; k < 3; k++) {
+        ar_model m;
+        ar_tfm_cache one, many;
+        int steps = k == 0 ? S : T, tok[B * S], in[B * AR_TFM_MAX_STEP], t, b, i, c, n;
+        float *ref = (float *)malloc(sizeof(float) * B * S * V), lg[B * AR_TFM_MAX_STEP * V], l1[B * V];
+        double worst = 0;
+        CHECK(ref);
+        CHECK(make_tfm(&m, V, T, 8, 2, 2, k == 1 ? AR_POS_LEARNED : AR_POS_ROTARY, 40 + k, 0.6f, k == 2 ? order : NULL));
+        CHECK(ar_tfm_cache_init(&one, &m, B) == AR_OK && ar_tfm_cache_init(&many, &m, B) == AR_OK);
+        for (i = 0; i < B * S; i++) tok[i] = (i * 7 + i / 5) % V;
+        for (t = 0; t < steps; t++) { /* the reference: one step at a time */
+            for (b = 0; b < B; b++) in[b] = t ? tok[b * S + t - 1] : 0;
+            CHECK(ar_tfm_step(&m, &one, t ? in : NULL, l1) == AR_OK);
+            for (b = 0; b < B; b++) memcpy(ref + ((size_t)b * S + t) * V, l1 + b * V, V * sizeof(float));
+        }
+        for (t = 0, c = 0; t < steps; t += n, c++) {
+            n = chunks[c % 10];
+            if (t < T && k == 0 && n > T - t && n > AR_TFM_MAX_STEP) n = T - t;
+            if (k > 0 && n > T - t) n = T - t;
+            if (n > steps - t) n = steps - t;
+            for (b = 0; b < B; b++)
+                for (i = 0; i < n; i++) in[b * n + i] = t + i ? tok[b * S + t + i - 1] : 99; /* step 0: not read */
+            CHECK_MSG(ar_tfm_step_n(&m, &many, n, in, lg) == AR_OK, "shape %d, %d tokens at %d: %s", k, n, t, m.err);
+            CHECK(many.len == t + n);
+            for (b = 0; b < B; b++)
+                for (i = 0; i < n * V; i++) worst = fmax(worst, fabs(lg[b * n * V + i] - ref[((size_t)b * S + t) * V + i]));
+            if (c == 3 && n > 2) { /* undo all but the first, then take them again */
+                int again[B * AR_TFM_MAX_STEP];
+                for (b = 0; b < B; b++)
+                    for (i = 0; i < n - 1; i++) again[b * (n - 1) + i] = in[b * n + i + 1];
+                many.len = t + 1;
+                CHECK(ar_tfm_step_n(&m, &many, n - 1, again, lg) == AR_OK);
+                for (i = 0; i < (n - 1) * V; i++) worst = fmax(worst, fabs(lg[i] - ref[(size_t)(t + 1) * V + i]));
+                many.len = t + n;
+            }
+        }
+        CHECK_MSG(worst < 2e-5, "shape %d: n steps at once and one at a time differ by %g", k, worst);
+        /* checks: nothing changes */
+        many.len = 0; n = many.held;
+        for (i = 0; i < B * 2; i++) in[i] = 1;
+        CHECK(FAILS(ar_tfm_step_n(&m, &many, 0, in, lg), AR_ERR_ARG, m) && many.len == 0 && many.held == n);
+        CHECK(FAILS(ar_tfm_step_n(&m, &many, -1, in, lg), AR_ERR_ARG, m));
+        CHECK(FAILS(ar_tfm_step_n(&m, &many, 2, NULL, lg), AR_ERR_ARG, m));
+        in[3] = V;
+        CHECK(FAILS(ar_tfm_step_n(&m, &many, 2, in, lg), AR_ERR_RANGE, m) && strstr(m.err, "tokens[3]"));
+        in[0] = in[2] = in[4] = -7; /* step 0's token is not read */
+        in[1] = tok[0]; in[3] = tok[S]; in[5] = tok[2 * S];
+        CHECK(ar_tfm_step_n(&m, &many, 2, in, lg) == AR_OK && many.len == 2);
+        for (i = 0; i < 2 * V; i++) CHECK_NEAR(lg[i], ref[i], 2e-5);
+        many.len = 0;
+        CHECK(ar_tfm_step_n(&m, &many, 1, NULL, lg) == AR_OK);
+        if (k == 0) {
+            CHECK(FAILS(ar_tfm_step_n(&m, &many, AR_TFM_MAX_STEP + 1, tok, lg), AR_ERR_ARG, m) && many.len == 1);
+        } else {
+            CHECK(FAILS(ar_tfm_step_n(&m, &many, T, tok, lg), AR_ERR_ARG, m) && many.len == 1 && strstr(m.err, "1..5"));
+            CHECK(ar_tfm_step_n(&m, &many, T - 1, tok, lg) == AR_OK && many.len == T);
+            CHECK(FAILS(ar_tfm_step_n(&m, &many, 1, tok, lg), AR_ERR_RANGE, m)); /* full */
+        }
+        ar_tfm_cache_free(&one);
+        ar_tfm_cache_free(&many);
+        ar_model_free(&m);
+        free(ref);
+    }
+}
+
+/* A copy of m whose head is negated: its likely tokens are m's unlikely
+   ones (an adversarial draft). */
+static int adversary(ar_model *a, ar_model *m)
+{
+    unsigned char *buf;
+    size_t len, i;
+    int ok;
+    if (ar_model_save_mem(m, &buf, &len) != AR_OK) return 0;
+    ok = ar_model_load_mem(a, buf, len) == AR_OK;
+    ar_free(buf);
+    for (i = 0; ok && i < a->tfm->Wout->n; i++) a->tfm->Wout->x[i] *= -2;
+    for (i = 0; ok && i < a->tfm->bout->n; i++) a->tfm->bout->x[i] *= -2;
+    return ok;
+}
+
+/* The rule in double on exact tables, for N sequences of 3 places of 3
+   values (natural order): p and q [S*T*V] as tfm_cond makes them; mutate
+   = 1 redraws a refused value from p instead of max(0, p - q). The
+   chi-square must tell the mutation from the rule. */
+static void spec_simulate(const double *p, const double *q, int k, int mutate, ar_rng *r, int N, float *x)
+{
+    enum { T = 3, V = 3 };
+    int n, v;
+    for (n = 0; n < N; n++) {
+        int xs[T], t = 0, code = 0, i, pw[T] = {1, 3, 9};
+        while (t < T) {
+            int kb = T - 1 - t < k ? T - 1 - t : k, y[T], c = code, stop = 0;
+            for (i = 0; i < kb; i++) { /* proposals */
+                const double *qi = q + ((size_t)c * T + t + i) * V;
+                double u = ar_rng_uniform(r), cum = 0;
+                for (v = 0; v < V - 1 && u >= (cum += qi[v]); v++) {}
+                y[i] = v;
+                c += v * pw[t + i];
+            }
+            for (i = 0, c = code; i <= kb && !stop; i++) {
+                const double *pi = p + ((size_t)c * T + t + i) * V, *qi = q + ((size_t)c * T + t + i) * V;
+                double w[V], z = 0, u, cum = 0;
+                if (i < kb && ar_rng_uniform(r) * qi[y[i]] < pi[y[i]]) {
+                    xs[t + i] = y[i];
+                    c += y[i] * pw[t + i];
+                    continue;
+                }
+                for (v = 0; v < V; v++) z += w[v] = i == kb || mutate ? pi[v] : fmax(0, pi[v] - qi[v]);
+                u = ar_rng_uniform(r) * z;
+                for (v = 0; v < V - 1 && u >= (cum += w[v]); v++) {}
+                xs[t + i] = v;
+                c += v * pw[t + i];
+                stop = 1;
+                t += i + 1;
+            }
+            if (!stop) t += kb + 1;
+            code = c;
+        }
+        for (i = 0; i < T; i++) x[n * T + i] = (float)xs[i];
+    }
+}
+
+/* Speculative sampling against the model's exact distribution: complete
+   sequences by chi-square, for a good draft (trained on the same data), a
+   bad one (random) and an adversarial one (the model's head negated), k =
+   1..5, temperature, top-k, top-p and completion, with probs; at
+   temperature 0 the samples are plain greedy decoding's; the same
+   model as its own draft has every proposal stand. */
+static void spec_check(ar_model *m, const char *what)
+{
+    enum { N = 20000, T = 3, V = 3, S = 27, NG = 200 };
+    static const struct { float temp; int top_k; float top_p; int known; } cases[] = {
+        {1, 0, 0, 0}, {0.5f, 0, 0, 0}, {1, 2, 0, 0}, {1, 0, 0.75f, 0}, {1.5f, 2, 0.8f, 0}, {1, 0, 0, 1},
+    };
+    static float x[N * T], x2[N * T], probs[N * T * V], given[N * T];
+    static unsigned char known[N * T];
+    static double cond[S * T * V];
+    ar_model drafts[3];
+    const int *order = m->cfg.order;
+    char msg[256];
+    size_t c;
+    int d, n;
+    CHECK_MSG(train_chain(&drafts[0], order, 2, msg), "%s", msg);
+    CHECK(make_tfm(&drafts[1], V, T, 8, 2, 1, AR_POS_ROTARY, 9, 0.5f, order));
+    CHECK(adversary(&drafts[2], m));
+    for (n = 0; n < N; n++) given[n * T + (order ? order[0] : 0)] = (float)(n % V);
+    for (d = 0; d < 3; d++)
+        for (c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+            ar_sample_opts o = ar_sample_defaults();
+            ar_rng r;
+            int64_t counts[2] = {-1, -1};
+            double margin;
+            o.temperature = cases[c].temp; o.top_k = cases[c].top_k; o.top_p = cases[c].top_p;
+            CHECK_MSG(tfm_cond(m, &o, cases[c].known, cond, &margin, msg), "%s", msg);
+            CHECK_MSG(margin > 1e-5, "%s case %zu: settings too close to a tie (%g)", what, c, margin);
+            memset(known, 0, sizeof known);
+            for (n = 0; cases[c].known && n < N; n++) known[n * T + (order ? order[0] : 0)] = 1;
+            o.given = cases[c].known ? given : NULL;
+            o.known = cases[c].known ? known : NULL;
+            o.probs = probs;
+            o.draft = &drafts[d];
+            o.draft_k = 1 + (int)(c + d) % 5;
+            o.draft_counts = counts;
+            ar_rng_seed(&r, 300 + 10 * c + d);
+            CHECK_MSG(ar_model_sample(m, N, &o, &r, x) == AR_OK && m->err[0] == 0, "%s: %s", what, m->err);
+            CHECK_MSG(t_samples_match(x, probs, N, T, V, V, cond, o.known, given, msg, sizeof msg),
+                      "%s, draft %d, k %d, case %zu (temperature %g, top-k %d, top-p %g, %d known): %s", what, d,
+                      o.draft_k, c, cases[c].temp, cases[c].top_k, cases[c].top_p, cases[c].known, msg);
+            CHECK_MSG((counts[0] > 0 || cases[c].known) && counts[1] >= 0 && counts[1] <= counts[0], "draft %d case %zu: %lld proposed, %lld stood",
+                      d, c, (long long)counts[0], (long long)counts[1]);
+            if (d == 2 && c == 0) CHECK_MSG(counts[1] < counts[0] / 2, "the adversary had %lld of %lld stand",
+                                            (long long)counts[1], (long long)counts[0]);
+        }
+    for (d = 0; d < 4; d++) { /* greedy: the model's own choices, token for token */
+        ar_sample_opts o = ar_sample_defaults();
+        ar_rng r;
+        o.temperature = 0;
+        o.given = given;
+        o.known = known;
+        memset(known, 0, sizeof known);
+        for (n = 0; n < NG; n += 2) known[n * T + (order ? order[0] : 0)] = 1;
+        ar_rng_seed(&r, 1);
+        CHECK(ar_model_sample(m, NG, &o, &r, x2) == AR_OK);
+        o.draft = d < 3 ? &drafts[d] : m;
+        o.draft_k = 2;
+        CHECK_MSG(ar_model_sample(m, NG, &o, &r, x) == AR_OK, "%s", m->err);
+        CHECK_MSG(memcmp(x, x2, sizeof(float) * NG * T) == 0, "%s, draft %d: greedy samples differ", what, d);
+    }
+    { /* the model as its own draft: everything stands */
+        ar_sample_opts o = ar_sample_defaults();
+        ar_rng r;
+        int64_t counts[2];
+        o.draft = m; o.draft_k = 2; o.draft_counts = counts;
+        ar_rng_seed(&r, 5);
+        CHECK(ar_model_sample(m, 1000, &o, &r, x) == AR_OK);
+        CHECK_MSG(counts[1] >= counts[0] - 2, "%lld of %lld stood", (long long)counts[1], (long long)counts[0]);
+    }
+    if (!order) { /* the test tells the rule from a mutation: p, not max(0, p - q), after a refusal */
+        static double q[S * T * V];
+        ar_sample_opts o = ar_sample_defaults();
+        ar_rng r;
+        double margin;
+        int mutate;
+        CHECK(tfm_cond(m, &o, 0, cond, &margin, msg) && tfm_cond(&drafts[1], &o, 0, q, &margin, msg));
+        for (mutate = 0; mutate < 2; mutate++) {
+            ar_rng_seed(&r, 77);
+            spec_simulate(cond, q, 2, mutate, &r, N, x);
+            CHECK_MSG(t_samples_match(x, NULL, N, T, V, V, cond, NULL, NULL, msg, sizeof msg) == !mutate,
+                      "the rule simulated %s: %s", mutate ? "with a mutation passes" : "fails", mutate ? "" : msg);
+        }
+    }
+    for (d = 0; d < 3; d++) ar_model_free(&drafts[d]);
+}
+
+static void test_tfm_speculative(void)
+{
+    static const int order[3] = {2, 0, 1};
+    ar_model m;
+    char msg[256];
+    CHECK_MSG(train_chain(&m, NULL, 1, msg), "%s", msg);
+    spec_check(&m, "natural order");
+    ar_model_free(&m);
+    CHECK_MSG(train_chain(&m, order, 3, msg), "%s", msg);
+    spec_check(&m, "order 2,0,1");
+    ar_model_free(&m);
+}
+
+/* Binary drafts for a Transformer over two tokens: NADE, MADE and FVSBN
+   propose, the samples follow the Transformer exactly; and the draft's
+   checks. */
+static void test_tfm_speculative_binary(void)
+{
+    enum { N = 20000, T = 4, V = 2, S = 16 };
+    static const int order[T] = {1, 3, 0, 2};
+    static float x[N * T], probs[N * T], given[N * T];
+    static unsigned char known[N * T];
+    static double cond[S * T * V];
+    ar_model m, dr[3], other;
+    ar_sample_opts o = ar_sample_defaults(), bad;
+    ar_rng r;
+    char msg[256];
+    double margin;
+    int d, n, i;
+    for (i = 0; i < 2; i++) {
+        const int *ord = i ? order : NULL;
+        for (d = 0; d < 3; d++) {
+            ar_model_cfg c = ar_model_default(d == 0 ? AR_NADE : d == 1 ? AR_MADE : AR_FVSBN, 1, T);
+            size_t j;
+            c.nade.H = 5; c.made.hidden[0] = 6; c.order = ord; c.seed = 20 + d;
+            CHECK_MSG(ar_model_init(&dr[d], &c) == AR_OK, "%s", dr[d].err);
+            ar_rng_seed(&r, 30 + d);
+            for (j = 0; j < (size_t)dr[d].ps.n; j++) ar_init_uniform(dr[d].ps.t[j], &r, -1.5f, 1.5f);
+        }
+        CHECK(make_tfm(&m, V, T, 8, 2, 2, AR_POS_ROTARY, 12 + i, 0.8f, ord));
+        for (d = 0; d < 3; d++) {
+            int64_t counts[2];
+            o = ar_sample_defaults();
+            o.temperature = d == 1 ? 0.7f : 1;
+            o.probs = probs;
+            o.draft = &dr[d];
+            o.draft_k = 2 + d;
+            o.draft_counts = counts;
+            memset(known, 0, sizeof known);
+            if (d == 2) /* completion: the first place of the order given */
+                for (n = 0; n < N; n++) { known[n * T + (ord ? ord[0] : 0)] = 1; given[n * T + (ord ? ord[0] : 0)] = (float)(n % 2); }
+            o.known = d == 2 ? known : NULL;
+            o.given = d == 2 ? given : NULL;
+            CHECK_MSG(tfm_cond(&m, &o, d == 2, cond, &margin, msg), "%s", msg);
+            ar_rng_seed(&r, 50 + d);
+            CHECK_MSG(ar_model_sample(&m, N, &o, &r, x) == AR_OK, "%s", m.err);
+            CHECK_MSG(t_samples_match(x, probs, N, T, V, 1, cond, o.known, given, msg, sizeof msg),
+                      "order %d, %s draft: %s", i, ar_kind_name(dr[d].kind), msg);
+            CHECK(counts[0] > 0 && counts[1] > 0 && counts[1] < counts[0]);
+        }
+        ar_model_free(&m);
+        for (d = 0; d < 3; d++) ar_model_free(&dr[d]);
+    }
+    /* drafts that cannot propose, and options that do not go with one */
+    CHECK(make_tfm(&m, V, T, 8, 2, 1, AR_POS_ROTARY, 3, 0.5f, NULL));
+    o = ar_sample_defaults();
+    o.draft_k = 2;
+#define BAD_DRAFT(kind, rows, cols, tweak) do { ar_model_cfg c = ar_model_default(kind, rows, cols); tweak; \
+        CHECK(ar_model_init(&other, &c) == AR_OK); bad = o; bad.draft = &other; \
+        CHECK_MSG(FAILS(ar_model_sample(&m, 4, &bad, &r, x), AR_ERR_ARG, m), "%s", #kind); ar_model_free(&other); } while (0)
+    BAD_DRAFT(AR_NADE, 1, T + 1, (void)0);          /* another D */
+    BAD_DRAFT(AR_RNADE, 1, T, (void)0);             /* real values */
+    BAD_DRAFT(AR_PIXELCNN, 2, 2, (void)0);          /* cannot step */
+    BAD_DRAFT(AR_TRANSFORMER, 1, T, c.tfm.V = 3);   /* another vocabulary */
+    { ar_model_cfg c = ar_model_default(AR_NADE, 1, T); c.order = order;    /* another order */
+      CHECK(ar_model_init(&other, &c) == AR_OK); bad = o; bad.draft = &other;
+      CHECK(FAILS(ar_model_sample(&m, 4, &bad, &r, x), AR_ERR_ARG, m) && strstr(m.err, "order")); ar_model_free(&other); }
+    { ar_model_cfg c = ar_model_default(AR_NADE, 1, T);
+      CHECK(ar_model_init(&other, &c) == AR_OK);
+      bad = o; bad.draft = &other; bad.draft_k = 0;
+      CHECK(FAILS(ar_model_sample(&m, 4, &bad, &r, x), AR_ERR_ARG, m));
+      bad.draft_k = AR_TFM_MAX_STEP;
+      CHECK(FAILS(ar_model_sample(&m, 4, &bad, &r, x), AR_ERR_ARG, m));
+      bad.draft_k = 3; bad.naive = 1;
+      CHECK(FAILS(ar_model_sample(&m, 4, &bad, &r, x), AR_ERR_ARG, m));
+      bad.naive = 0;
+      CHECK(FAILS(ar_model_sample(&other, 4, &bad, &r, x), AR_ERR_ARG, other) && strstr(other.err, "Transformer"));
+      ar_model_free(&other);
+      bad.draft = &other; /* freed */
+      CHECK(FAILS(ar_model_sample(&m, 4, &bad, &r, x), AR_ERR_ARG, m)); }
+#undef BAD_DRAFT
+    ar_model_free(&m);
+}
+
 /* Sampling arguments: refused with a message (x after a failure is unspecified). */
 static void test_tfm_sample_errors(void)
 {
@@ -1251,6 +1571,9 @@ void tests_tfm(void)
     t_run("tfm/sampler", test_sampler);
     t_run("tfm/sample", test_tfm_sample);
     t_run("tfm/sample_errors", test_tfm_sample_errors);
+    t_run("tfm/step_n", test_tfm_step_n);
+    t_run("tfm/speculative", test_tfm_speculative);
+    t_run("tfm/speculative_binary", test_tfm_speculative_binary);
     t_run("tfm/checkpoint", test_tfm_checkpoint);
     t_run("tfm/custom_order", test_tfm_custom_order);
 }
