@@ -1194,35 +1194,104 @@ static void ar__gemv(int ta, int M, int N, float alpha, const float *A, int lda,
 #endif
 }
 
-/* Sixteen independent sums, so the loop vectorizes without reassociating
-   float additions the compiler may not reorder. */
-static float ar__dot(const float *a, const float *b, int n)
+/* Sixteen float lanes: a GNU C vector (gcc, clang) that the compiler keeps
+   in registers, or a plain array elsewhere. */
+#if defined(__GNUC__) || defined(__clang__)
+typedef float ar__v16 __attribute__((vector_size(64)));
+typedef float ar__v8 __attribute__((vector_size(32)));
+#define AR__VMAC(acc, a, b) ((acc) += (a) * (b))
+#else
+typedef struct { float l[16]; } ar__v16;
+#define AR__VMAC(acc, a, b) do { int ar__l; for (ar__l = 0; ar__l < 16; ar__l++) (acc).l[ar__l] += (a).l[ar__l] * (b).l[ar__l]; } while (0)
+#endif
+
+/* v = p[0..16) (any alignment); v = 16 copies of x. Macros: vectors
+   passed by value would change the ABI between builds with and without
+   AVX-512. */
+#define AR__VLOAD(v, p) memcpy(&(v), (p), sizeof(ar__v16))
+#define AR__VSPLAT(v, x) do { float ar__a[16]; int ar__l; for (ar__l = 0; ar__l < 16; ar__l++) ar__a[ar__l] = (x); \
+                              memcpy(&(v), ar__a, sizeof(ar__v16)); } while (0)
+
+/* The lanes' sum, halving: one fixed order. */
+static float ar__vsum(const ar__v16 *v)
 {
-    float acc[16] = {0}, s = 0;
-    int j, k;
-    for (j = 0; j + 16 <= n; j += 16)
-        for (k = 0; k < 16; k++) acc[k] += a[j + k] * b[j + k];
-    for (; j < n; j++) s += a[j] * b[j];
-    for (k = 0; k < 16; k++) s += acc[k];
-    return s;
+    float l[16];
+    int n, k;
+#if defined(__GNUC__) || defined(__clang__)
+    ar__v8 lo, hi;
+    memcpy(&lo, v, sizeof lo);
+    memcpy(&hi, (const char *)v + sizeof lo, sizeof hi);
+    lo += hi;
+    memcpy(l, &lo, sizeof lo);
+    n = 8;
+#else
+    memcpy(l, v, sizeof l);
+    for (k = 0; k < 8; k++) l[k] += l[k + 8];
+    n = 8;
+#endif
+    for (; n > 1; n /= 2)
+        for (k = 0; k < n / 2; k++) l[k] += l[k + n / 2];
+    return l[0];
 }
 
 /* y[r] = W x[r] + beta y[r] for R <= AR__MV_ROWS rows x [R,In], W [O,In],
    y [R,O]. A product with so few rows is bound by reading W, and this
    reads it once: blocks of 16 rows of W, split across threads, each
-   fetched by the first x and reused from cache by the others (BLAS's gemv
-   reads W once per row, and its sgemm packs it first). */
-#define AR__MV_ROWS 4
+   fetched by the first rows of x and reused from cache by the others
+   (BLAS's gemv reads W once per row, and its sgemm packs it first). In a
+   block, tiles of 4 rows of W by 4 of x load each 16 floats once for 4
+   products, so that more rows cost little more while W comes from cache:
+   this is what makes checking several drafted tokens in one pass cheap.
+   Every output is summed in the same order whatever R and the tile, so a
+   row's result does not depend on the rows beside it. */
+#define AR__MV_ROWS 8
 static void ar__matvec(int R, int O, int In, const float *W, const float *x, float beta, float *y)
 {
     long blk, nblk = (O + 15) / 16;
+    int In16 = In / 16 * 16;
     AR__PARALLEL_FOR((long)O * In * R >= AR__PAR_MIN)
     for (blk = 0; blk < nblk; blk++) {
-        int o0 = (int)blk * 16, o1 = o0 + 16 < O ? o0 + 16 : O, o, r;
-        for (r = 0; r < R; r++)
-            for (o = o0; o < o1; o++) {
-                float s = ar__dot(W + (size_t)o * In, x + (size_t)r * In, In), *out = y + (size_t)r * O + o;
-                *out = beta == 0 ? s : s + beta * *out;
+        int o1 = (int)blk * 16 + 16 < O ? (int)blk * 16 + 16 : O, r0, o, a, b, i;
+        for (r0 = 0; r0 < R; r0 += 4)
+            for (o = (int)blk * 16; o < o1; o += 4) {
+                int nr = R - r0 < 4 ? R - r0 : 4, no = o1 - o < 4 ? o1 - o : 4;
+                const float *w = W + (size_t)o * In, *xr = x + (size_t)r0 * In;
+                ar__v16 acc[4][4];
+                memset(acc, 0, sizeof acc);
+                if (nr == 4 && no == 4) /* the common tile, unrolled */
+                    for (i = 0; i < In16; i += 16) {
+                        ar__v16 w0, w1, w2, w3;
+                        AR__VLOAD(w0, w + i);
+                        AR__VLOAD(w1, w + In + i);
+                        AR__VLOAD(w2, w + 2 * (size_t)In + i);
+                        AR__VLOAD(w3, w + 3 * (size_t)In + i);
+                        for (b = 0; b < 4; b++) {
+                            ar__v16 v;
+                            AR__VLOAD(v, xr + (size_t)b * In + i);
+                            AR__VMAC(acc[0][b], w0, v);
+                            AR__VMAC(acc[1][b], w1, v);
+                            AR__VMAC(acc[2][b], w2, v);
+                            AR__VMAC(acc[3][b], w3, v);
+                        }
+                    }
+                else
+                    for (i = 0; i < In16; i += 16)
+                        for (a = 0; a < no; a++) {
+                            ar__v16 wa;
+                            AR__VLOAD(wa, w + (size_t)a * In + i);
+                            for (b = 0; b < nr; b++) {
+                                ar__v16 v;
+                                AR__VLOAD(v, xr + (size_t)b * In + i);
+                                AR__VMAC(acc[a][b], wa, v);
+                            }
+                        }
+                for (a = 0; a < no; a++)
+                    for (b = 0; b < nr; b++) {
+                        const float *wa = w + (size_t)a * In, *xb = xr + (size_t)b * In;
+                        float s = ar__vsum(&acc[a][b]), *out = y + (size_t)(r0 + b) * O + o + a;
+                        for (i = In16; i < In; i++) s += wa[i] * xb[i];
+                        *out = beta == 0 ? s : s + beta * *out;
+                    }
             }
     }
 }
@@ -5287,57 +5356,92 @@ ARDEF ar_tensor *ar_tfm_nll(ar_model *m, ar_graph *g, const int *tokens, int B, 
    For each sequence and head, the rows' new keys and values (in qkv
    [rows,3d], q already rotated) go to their ring slots (step mod S), then
    each row's query reads the steps of its window, max(0, step-T+1)..step:
-   keys K [dh,S] (transposed, so that the scores are vector operations
-   along the slots rather than short dot products), values V [S,dh]. The
-   window is at most two runs of slots. Rotary scores depend on the
-   distance alone, so the ring's order does not matter. first/cnt [B]: the
-   rows of each sequence; sc [B*H,T] holds the weights; out [rows,d].
-   Threads only where the call's products are ar__matvec's too: beside
-   BLAS's spinning threads, OpenMP's would fight them for the cores. */
+   keys K [dh,S] (transposed, so that scores are vector operations along
+   the slots), values V [S,dh]. Up to 4 rows of a sequence go together
+   over the union of their windows (at most two runs of slots), sharing
+   every load of K and V; a row's weights outside its own window are 0.
+   Each score and output is summed in one order whatever the grouping.
+   Rotary scores depend on the distance alone, so the ring's order does
+   not matter. first/cnt [B]: the rows of each sequence; sc [B*H, 4*S]
+   holds the weights; out [rows,d]. Threads only where the call's
+   products are ar__matvec's too: beside BLAS's spinning threads,
+   OpenMP's would fight them for the cores. */
 static void ar__step_attention(const float *qkv, int rows, const int *st, const int *first, const int *cnt, int B, int H,
                                int dh, float *K, float *V, int T, int S, float *sc, float *out)
 {
-    long i;
+    long it;
     int d = H * dh;
     float scale = 1.0f / sqrtf((float)dh);
+    (void)rows; /* read by the OpenMP clause alone */
     AR__PARALLEL_FOR(rows <= AR__MV_ROWS && (long)rows * H * T * dh >= AR__PAR_MIN)
-    for (i = 0; i < (long)B * H; i++) {
-        int b = (int)(i / H), hd = (int)(i % H), r, s, j;
-        float *k = K + (size_t)i * S * dh, *v = V + (size_t)i * S * dh, *p = sc + (size_t)i * T;
+    for (it = 0; it < (long)B * H; it++) {
+        int b = (int)(it / H), hd = (int)(it % H), r, r0, s, j, i;
+        float *k = K + (size_t)it * S * dh, *v = V + (size_t)it * S * dh, *p = sc + (size_t)it * 4 * S;
         for (r = first[b]; r < first[b] + cnt[b]; r++) {
             const float *q = qkv + (size_t)r * 3 * d + hd * dh;
             int slot = st[r] % S;
             for (j = 0; j < dh; j++) k[(size_t)j * S + slot] = q[d + j];
             memcpy(v + (size_t)slot * dh, q + 2 * d, (size_t)dh * sizeof(float));
         }
-        for (r = first[b]; r < first[b] + cnt[b]; r++) {
-            const float *q = qkv + (size_t)r * 3 * d + hd * dh;
-            float *o = out + (size_t)r * d + hd * dh;
-            int lo = st[r] - T + 1 > 0 ? st[r] - T + 1 : 0, nk = st[r] - lo + 1, s0 = lo % S;
-            int n1 = nk < S - s0 ? nk : S - s0; /* slots s0.. then 0.. */
-            for (s = 0; s < nk; s++) p[s] = 0;
-            for (j = 0; j < dh; j++) {
-                const float *kj = k + (size_t)j * S;
-                float qj = scale * q[j];
-                for (s = 0; s < n1; s++) p[s] += qj * kj[s0 + s];
-                for (s = n1; s < nk; s++) p[s] += qj * kj[s - n1];
+        for (r0 = first[b]; r0 < first[b] + cnt[b]; r0 += 4) {
+            int g = first[b] + cnt[b] - r0 < 4 ? first[b] + cnt[b] - r0 : 4;
+            int lo = st[r0] - T + 1 > 0 ? st[r0] - T + 1 : 0, U = st[r0 + g - 1] - lo + 1, run, u = 0;
+            for (run = 0; run < 2; run++) { /* slots lo % S.. to the ring's end, then from 0 */
+                int s0 = run ? 0 : lo % S, n = run ? U - u : (U < S - lo % S ? U : S - lo % S);
+                for (s = 0; s + 16 <= n; s += 16) {
+                    ar__v16 acc[4];
+                    memset(acc, 0, sizeof acc);
+                    for (j = 0; j < dh; j++) {
+                        ar__v16 kv, qv;
+                        AR__VLOAD(kv, k + (size_t)j * S + s0 + s);
+                        for (i = 0; i < g; i++) {
+                            AR__VSPLAT(qv, scale * qkv[(size_t)(r0 + i) * 3 * d + hd * dh + j]);
+                            AR__VMAC(acc[i], qv, kv);
+                        }
+                    }
+                    for (i = 0; i < g; i++) memcpy(p + (size_t)i * S + u + s, &acc[i], sizeof acc[i]);
+                }
+                for (; s < n; s++)
+                    for (i = 0; i < g; i++) {
+                        float a = 0;
+                        for (j = 0; j < dh; j++) a += scale * qkv[(size_t)(r0 + i) * 3 * d + hd * dh + j] * k[(size_t)j * S + s0 + s];
+                        p[(size_t)i * S + u + s] = a;
+                    }
+                u += n;
             }
-            ar__softmax_into(p, (size_t)nk, p);
-            for (j = 0; j < dh; j++) o[j] = 0;
-            for (s = 0; s < nk; s++) {
-                const float *vs = v + (size_t)(s < n1 ? s0 + s : s - n1) * dh;
-                for (j = 0; j < dh; j++) o[j] += p[s] * vs[j];
+            for (i = 0; i < g; i++) { /* each row's own window; 0 elsewhere in the union */
+                float *pi = p + (size_t)i * S;
+                int a0 = st[r0 + i] - T + 1 - lo > 0 ? st[r0 + i] - T + 1 - lo : 0, a1 = st[r0 + i] - lo + 1;
+                ar__softmax_into(pi + a0, (size_t)(a1 - a0), pi + a0);
+                for (s = 0; s < a0; s++) pi[s] = 0;
+                for (s = a1; s < U; s++) pi[s] = 0;
+            }
+            for (j = 0; j < dh; j += 16) { /* outputs: sum over the union of weight x value */
+                int w = dh - j < 16 ? dh - j : 16;
+                ar__v16 acc[4];
+                memset(acc, 0, sizeof acc);
+                for (s = 0; s < U; s++) {
+                    const float *vs = v + (size_t)((lo + s) % S) * dh + j;
+                    ar__v16 vv, pv;
+                    if (w < 16) memset(&vv, 0, sizeof vv);
+                    memcpy(&vv, vs, (size_t)w * sizeof(float));
+                    for (i = 0; i < g; i++) {
+                        AR__VSPLAT(pv, p[(size_t)i * S + s]);
+                        AR__VMAC(acc[i], pv, vv);
+                    }
+                }
+                for (i = 0; i < g; i++) memcpy(out + (size_t)(r0 + i) * d + hd * dh + j, &acc[i], (size_t)w * sizeof(float));
             }
         }
     }
 }
 
 /* Scratch of a cache call of R rows: x, h, att [R,d]; qkv [R,3d]; u
-   [R,ffn]; rotations [R,d/heads]; scores [B*heads,T]; then ints: step,
-   first, count. */
+   [R,ffn]; rotations [R,d/heads]; weights [B*heads,4*slots]; then ints:
+   step, first, count. */
 static size_t ar__cache_work(const ar_tfm_cache *c, size_t R)
 {
-    return R * (7 * (size_t)c->d + c->ffn + c->d / c->heads) + (size_t)c->B * c->heads * c->T + R + 2 * (size_t)c->B;
+    return R * (7 * (size_t)c->d + c->ffn + c->d / c->heads) + (size_t)c->B * c->heads * 4 * c->slots + R + 2 * (size_t)c->B;
 }
 
 /* Makes room for R rows; the cache is unchanged when that fails. */
@@ -5403,7 +5507,7 @@ static void ar__tfm_rows(const ar_tfm *tf, ar_tfm_cache *c, int R, int n, int t0
     size_t i, kv = (size_t)B * H * S * dh;
     float *x = c->work, *h = x + (size_t)R * d, *att = h + (size_t)R * d, *qkv = att + (size_t)R * d;
     float *u = qkv + (size_t)R * 3 * d, *cs = u + (size_t)R * ffn, *sc = cs + (size_t)R * dh;
-    int *step = (int *)(void *)(sc + (size_t)B * H * T), *first = step + R, *cnt = first + B;
+    int *step = (int *)(void *)(sc + (size_t)B * H * 4 * S), *first = step + R, *cnt = first + B;
     for (b = 0; b < B; b++) first[b] = cnt[b] = 0;
     for (r = R - 1; r >= 0; r--) {
         b = seq ? seq[r] : r / n;

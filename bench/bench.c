@@ -3,9 +3,11 @@
    median over timed repeats after untimed warm-up runs.
 
    bench [--quick] [--json FILE]   the C side alone, as a table (no PyTorch)
-   bench --serve                   one command per stdin line, one JSON line
+   bench --serve [--spec DIR]      one command per stdin line, one JSON line
                                    per answer; bench/run.py drives this and
-                                   bench/peer.py (PyTorch) alternately
+                                   bench/peer.py (PyTorch) alternately; the
+                                   spec rows' checkpoints come from DIR
+                                   (default .build/spec: make spec-models)
    bench --xcheck DIR              write checkpoints, inputs and ar.h's
                                    log-probabilities to DIR for the PyTorch
                                    peer to reproduce
@@ -32,6 +34,17 @@
      lmpos  - cache 1 T r w N       the LM's seconds per token, bins of 16
                                     positions; N up to 2 x 256: past T where
                                     ar_tfm_step decodes on (else up to T)
+     spec   DRAFT - B T r w K       seconds per ar_model_sample call drawing B
+                                    MNIST images (784 binary pixels) from the
+                                    trained target Transformer at temperature
+                                    1, B <= 100: DRAFT none decodes it alone
+                                    through its KV cache, tfm (a small
+                                    Transformer) or nade proposes K (1..15)
+                                    tokens per round for the target to verify
+                                    (speculative sampling); with the accepted
+                                    share of the proposed tokens over the
+                                    timed calls. An error reply when a
+                                    checkpoint of --spec DIR is missing
      quit
    M and K name a row of the model table below by its checkpoint name
    (ar_kind_name): made, fvsbn, nade, rnade, transformer, pixelcnn, gated,
@@ -933,6 +946,117 @@ static const char *kernel_note(void)
                : NULL;
 }
 
+/* ---- speculative sampling -----------------------------------------------------
+   Trained MNIST checkpoints from --spec DIR (default .build/spec; make
+   spec-models trains them): the target Transformer (target.safetensors)
+   and two drafts over the same 784 binary pixels in the same order, a
+   small Transformer (small.safetensors) and NADE (nade.safetensors). One
+   run is one ar_model_sample call drawing B images from the target at
+   temperature 1: "none" decodes it alone, one token at a time through its
+   KV cache; with a draft, the draft proposes K tokens per round and the
+   target verifies them in one pass (the samples still follow the target).
+   Each file is loaded once, at its first use; a missing or unreadable one
+   is an error reply, not an exit. */
+static const char *spec_dir = ".build/spec";
+
+typedef struct {
+    const char *file; /* name in spec_dir */
+    int tried;
+    ar_model m;       /* loaded if m.ps.x */
+    char err[1400];   /* why not */
+} spec_model;
+
+/* "target", or the draft named "tfm" / "nade" ("none": NULL, no error) */
+static spec_model *spec_get(const char *name)
+{
+    static spec_model sm[3] = {{.file = "target"}, {.file = "small"}, {.file = "nade"}};
+    spec_model *s = !strcmp(name, "target") ? &sm[0] : !strcmp(name, "tfm") ? &sm[1] : !strcmp(name, "nade") ? &sm[2]
+                                                                                                             : NULL;
+    if (s && !s->tried) {
+        char path[1100];
+        FILE *f;
+        s->tried = 1;
+        snprintf(path, sizeof path, "%s/%s.safetensors", spec_dir, s->file);
+        if (!(f = fopen(path, "rb"))) {
+            snprintf(s->err, sizeof s->err, "no %s (make spec-models trains it)", path);
+        } else {
+            fclose(f);
+            if (ar_model_load(&s->m, path) != AR_OK) snprintf(s->err, sizeof s->err, "%s: %s", path, s->m.err);
+        }
+    }
+    return s;
+}
+
+typedef struct {
+    ar_model *target, *draft;
+    int B, K;
+    ar_rng rng;
+    float *xs;              /* [B,D] */
+    int64_t proposed, kept; /* summed over the runs since the last reset */
+    ar_status st;
+} spec_ctx;
+
+static void spec_run(void *p)
+{
+    spec_ctx *s = (spec_ctx *)p;
+    ar_sample_opts o = ar_sample_defaults();
+    int64_t n[2] = {0, 0};
+    if (s->st != AR_OK) return;
+    if (s->draft) {
+        o.draft = s->draft;
+        o.draft_k = s->K;
+        o.draft_counts = n;
+    }
+    s->st = ar_model_sample(s->target, s->B, &o, &s->rng, s->xs);
+    s->proposed += n[0];
+    s->kept += n[1];
+}
+
+/* spec DRAFT - B T r w K: one JSON object; error replies for a missing
+   checkpoint or a refused call */
+static void spec_command(FILE *f, const char *draft, int B, int warm, int reps, int K)
+{
+    static spec_ctx s;
+    static int seeded;
+    spec_model *tg = spec_get("target"), *dr = strcmp(draft, "none") ? spec_get(draft) : NULL;
+    const char *why = NULL;
+    double sec;
+    int i;
+    if (strcmp(draft, "none") && !dr) why = "DRAFT is none, tfm or nade";
+    else if (!tg->m.ps.x) why = tg->err;
+    else if (dr && !dr->m.ps.x) why = dr->err;
+    else if (B < 1 || B > SMAX) why = "B must be in 1..100";
+    else if (dr && (K < 1 || K >= AR_TFM_MAX_STEP)) why = "K must be in 1..15";
+    if (why) {
+        fprintf(f, "{\"error\":");
+        json_str(f, why);
+        fprintf(f, "}");
+        return;
+    }
+    if (!seeded) { ar_rng_seed(&s.rng, 17); seeded = 1; }
+    s.target = &tg->m;
+    s.draft = dr ? &dr->m : NULL;
+    s.B = B;
+    s.K = K;
+    s.st = AR_OK;
+    s.xs = (float *)xmalloc((size_t)B * tg->m.D * sizeof(float));
+    for (i = 0; i < warm; i++) spec_run(&s);
+    s.proposed = s.kept = 0;
+    sec = timeit(spec_run, &s, 0, reps);
+    free(s.xs);
+    if (s.st != AR_OK) {
+        fprintf(f, "{\"error\":");
+        json_str(f, s.target->err);
+        fprintf(f, "}");
+        return;
+    }
+    fprintf(f, "{\"sec\":%.6e,\"tokens\":%d,\"proposed\":%lld,\"accepted\":%lld,\"accept\":", sec, tg->m.D,
+            (long long)s.proposed, (long long)s.kept);
+    if (s.proposed) fprintf(f, "%.5f", (double)s.kept / (double)s.proposed);
+    else fprintf(f, "null");
+    fprintf(f, ",\"target_params\":%zu,\"draft_params\":%zu}", tg->m.ps.total, dr ? dr->m.ps.total : (size_t)0);
+}
+
 /* Runs one command; writes one JSON object (no newline) to f. 0 on success. */
 static int command(const char *line, FILE *f)
 {
@@ -1002,6 +1126,8 @@ static int command(const char *line, FILE *f)
             med[i] = median(v, rr);
         }
         json_bins(f, 16, nb, med);
+    } else if (!strcmp(task, "spec")) {
+        spec_command(f, model, batch, warm, reps, places);
     } else if (!r || batch < 1 || batch > SMAX) {
         ok = 0;
     } else if (!strcmp(task, "train") || (strcmp(task, "sample") && strcmp(task, "perpos") && !strcmp(algo, "train"))) {
@@ -1195,7 +1321,11 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "--serve")) serve = 1;
         else if (!strcmp(argv[i], "--json") && i + 1 < argc) json = argv[++i];
         else if (!strcmp(argv[i], "--xcheck") && i + 1 < argc) xdir = argv[++i];
-        else { fprintf(stderr, "usage: %s [--quick] [--json FILE] | --serve | --xcheck DIR\n", argv[0]); return 2; }
+        else if (!strcmp(argv[i], "--spec") && i + 1 < argc) spec_dir = argv[++i];
+        else {
+            fprintf(stderr, "usage: %s [--quick] [--json FILE] | --serve [--spec DIR] | --xcheck DIR\n", argv[0]);
+            return 2;
+        }
     }
     if (xdir) { xcheck(xdir); return 0; }
     if (serve) {

@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 """ar.h benchmark: the C side (bench.c) and the PyTorch peer (peer.py) in one run.
 
-    /usr/bin/python3 bench/run.py [--quick] [--bench .build/bench] [--out .build]
+    /usr/bin/python3 bench/run.py [--quick] [--bench .build/bench] [--out .build] [--spec DIR]
+                                  [--only SECTION[,SECTION..]]
 
 Both sides run as servers; every measurement is taken on one side and then
 at once on the other (the order flips every round), so drift in the speed
@@ -10,6 +11,14 @@ median over timed repeats after warm-up; a ratio is the median over rounds
 of the ratio within a round. Prints one table and writes <out>/bench.json
 and <out>/bench-per-place.png (time per sampled place against the place).
 Without PyTorch the C side runs alone and the table says so.
+
+The speculative-sampling section reads the checkpoints of make spec-models
+from --spec DIR (default <out>/spec) and has no PyTorch peer; without them
+it is skipped with a note. --only measures some sections alone: machine,
+train, sample, lm, spec, places (time per place), xcheck (the PyTorch
+cross-check); train, sample and lm bring the machine limits they are read
+against. It writes <out>/bench-only-<sections>.json, not bench.json, and
+starts the PyTorch peer only if a chosen section has a PyTorch column.
 """
 import argparse
 import json
@@ -56,14 +65,15 @@ class Server:
         self.p = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1,
                                   env=env)
 
-    def ask(self, cmd):
+    def ask(self, cmd, errors=False):
+        """The answer to cmd; an error answer raises, or with errors=True is returned."""
         self.p.stdin.write(cmd + "\n")
         self.p.stdin.flush()
         line = self.p.stdout.readline()
         if not line:
             raise RuntimeError(f"{self.p.args[0]} died on: {cmd}")
         out = json.loads(line)
-        if "error" in out:
+        if "error" in out and not errors:
             raise RuntimeError(f"{self.p.args[0]}: {cmd}: {out['error']}")
         return out
 
@@ -243,6 +253,137 @@ def per_place_plan(quick, T):
     return out
 
 
+# ---- speculative sampling ------------------------------------------------------------
+# bench.c's "spec DRAFT - B T r w K" rows: the trained target Transformer of make
+# spec-models drawing B MNIST images in one ar_model_sample call, alone (plain KV
+# decoding, "none") or with a draft proposing k tokens per round. No PyTorch peer.
+# In every round and configuration a plain run comes before and after each draft's
+# sweep over k (the sweep's direction flips every round), and each speculative
+# figure's speedup is the plain seconds bracketing its sweep over its own, so the
+# ratio is taken on the same machine state.
+SPEC_DRAFTS = {"tfm": "small Transformer draft", "nade": "NADE draft"}
+SPEC_GOAL = 2.0  # the issue's goal: the best draft at B = 1 samples >= 2x faster than plain decoding
+SPEC_MAKE = "make spec-models"
+
+
+def spec_section(c, quick, T, spec_dir):
+    """Measures the speculative-sampling rows on the bench server c; returns a dict
+    (the bench.json entry; 'skipped' holds why when the checkpoints are missing)."""
+    ks = [1, 2, 4, 8] if quick else list(range(1, 9))
+    configs = [(1, T)] + ([(1, 1)] if T != 1 else []) + [(8, T)]
+    rounds = 2 if quick else 3
+    out = {"dir": spec_dir, "ks": ks, "rounds": rounds, "goal_speedup_b1": SPEC_GOAL, "skipped": None,
+           "drafts_skipped": {}, "configs": []}
+    ask = c.ask
+    # one call each first, its figure unused: finds a missing checkpoint (an error
+    # answer: the section or that draft is skipped) and warms batch 1 up
+    first = ask(f"spec none - 1 {T} 1 0 0", errors=True)
+    if "error" in first:
+        out["skipped"] = first["error"]
+        return out
+    out["target_params"] = first["target_params"]
+    out["draft_params"] = {}
+    drafts = []
+    for d in SPEC_DRAFTS:
+        r = ask(f"spec {d} - 1 {T} 1 0 1", errors=True)
+        if "error" in r:
+            out["drafts_skipped"][d] = r["error"]
+        else:
+            drafts.append(d)
+            out["draft_params"][d] = r["draft_params"]
+    for B, th in configs:
+        if B > 1:  # the first calls at a new batch size grow their scratch: untimed
+            ask(f"spec none - {B} {th} 1 0 0")
+            for d in drafts:
+                ask(f"spec {d} - {B} {th} 1 0 1")
+        reps = 1 if B > 1 else (1 if quick else 3)
+        cfg = {"B": B, "threads": th, "reps": reps, "plain": {"sec": [], "command": f"spec none - {B} {th} {reps} 0 0"},
+               "drafts": {d: {k: {"sec": [], "ratio": [], "proposed": 0, "accepted": 0,
+                                  "command": f"spec {d} - {B} {th} {reps} 0 {k}"} for k in ks} for d in drafts}}
+        for rnd in range(rounds):
+            plain_cmd = cfg["plain"]["command"]
+            before = ask(plain_cmd)["sec"]
+            cfg["plain"]["sec"].append(before)
+            for di, d in enumerate(drafts if rnd % 2 == 0 else drafts[::-1]):
+                got = {}
+                for k in (ks if (rnd + di) % 2 == 0 else ks[::-1]):
+                    res = ask(cfg["drafts"][d][k]["command"])
+                    got[k] = res
+                after = ask(plain_cmd)["sec"]
+                cfg["plain"]["sec"].append(after)
+                base = (before * after) ** 0.5  # the plain seconds around this sweep
+                for k, res in got.items():
+                    row = cfg["drafts"][d][k]
+                    row["sec"].append(res["sec"])
+                    row["ratio"].append(base / res["sec"])
+                    row["proposed"] += res["proposed"]
+                    row["accepted"] += res["accepted"]
+                before = after
+        # figures: tokens/s = B * 784 / median seconds; speedup = median of the rounds' ratios
+        cfg["plain"]["tokens_s"] = B * D / statistics.median(cfg["plain"]["sec"])
+        for d in drafts:
+            for k in ks:
+                row = cfg["drafts"][d][k]
+                row["tokens_s"] = B * D / statistics.median(row["sec"])
+                row["speedup"] = statistics.median(row["ratio"])
+                row["accept"] = row["accepted"] / row["proposed"] if row["proposed"] else None
+            sp = {k: cfg["drafts"][d][k]["speedup"] for k in ks}
+            kbest = max(ks, key=lambda k: sp[k])
+            cfg.setdefault("stops_paying", {})[d] = {
+                "best_k": kbest, "best_speedup": sp[kbest], "never_pays": sp[kbest] <= 1.0,
+                "still_rising": kbest == ks[-1], "pays_up_to_k": max([k for k in ks if sp[k] > 1.0], default=None)}
+        if drafts:
+            bd, bk = max(((d, k) for d in drafts for k in ks), key=lambda x: cfg["drafts"][x[0]][x[1]]["speedup"])
+            cfg["best"] = {"draft": bd, "k": bk, "speedup": cfg["drafts"][bd][bk]["speedup"]}
+            if B == 1:
+                cfg["best"]["goal_pass"] = cfg["best"]["speedup"] >= SPEC_GOAL
+        # keys as strings for JSON
+        cfg["drafts"] = {d: {str(k): v for k, v in rows.items()} for d, rows in cfg["drafts"].items()}
+        out["configs"].append(cfg)
+    return out
+
+
+def spec_lines(spec, say):
+    """The section's lines of the table."""
+    head = ("-- speculative sampling: the trained target Transformer (make spec-models) draws B MNIST images "
+            "(784 binary pixels, temperature 1) in one ar_model_sample call; a draft proposes k tokens per round, "
+            "the target verifies them in one pass; speedup: tokens/s over plain KV decoding bracketing it in the "
+            "same round; no PyTorch peer")
+    say(head)
+    if spec["skipped"]:
+        say(f"(skipped: {spec['skipped']}; {SPEC_MAKE} trains the checkpoints into {spec['dir']} in about 10 minutes)")
+        return
+    for d, why in spec["drafts_skipped"].items():
+        say(f"({SPEC_DRAFTS[d]} skipped: {why}; {SPEC_MAKE} trains it)")
+    tp = spec.get("target_params", 0)
+    dp = spec.get("draft_params", {})
+    say(f"{'measure':<58} {'thr':>3} {'tokens/s':>10} {'accept':>10} {'':<10} {'speedup':>10}")
+    for cfg in spec["configs"]:
+        B, th = cfg["B"], cfg["threads"]
+        say(f"{f'target ({tp / 1e3:.0f}k params): plain KV decoding, B={B}':<58} {th:>3} "
+            f"{fmt(cfg['plain']['tokens_s']):>10} {'-':>10} {'tokens/s':<10} {'1x':>10}")
+        for d, rows in cfg["drafts"].items():
+            for k, row in rows.items():
+                acc = f"{100 * row['accept']:.1f}%" if row["accept"] is not None else "-"
+                say(f"{f'  {SPEC_DRAFTS[d]} ({dp.get(d, 0) / 1e3:.0f}k params), k={k}, B={B}':<58} {th:>3} "
+                    f"{fmt(row['tokens_s']):>10} {acc:>10} {'tokens/s':<10} {row['speedup']:>9.2f}x")
+        for d, st in cfg.get("stops_paying", {}).items():
+            if st["never_pays"]:
+                what = f"never pays (best {st['best_speedup']:.2f}x at k={st['best_k']})"
+            elif st["still_rising"]:
+                what = f"still rising at k={st['best_k']} ({st['best_speedup']:.2f}x): pays up to the largest k measured"
+            else:
+                what = (f"best at k={st['best_k']} ({st['best_speedup']:.2f}x), falls beyond; > 1x up to "
+                        f"k={st['pays_up_to_k']}")
+            say(f"{'':<58}     {SPEC_DRAFTS[d]}, B={B}, {th} thr: {what}")
+        if "best" in cfg:
+            b = cfg["best"]
+            goal = (f" [target >= {SPEC_GOAL:g}x at B=1: {'pass' if b['goal_pass'] else 'FAIL'}]"
+                    if "goal_pass" in b else "")
+            say(f"{'':<58}     best at B={B}, {th} thr: {SPEC_DRAFTS[b['draft']]}, k={b['k']}, "
+                f"{b['speedup']:.2f}x plain decoding{goal}")
+
+
 # ---- output -------------------------------------------------------------------------
 def fmt(v):
     if v is None:
@@ -294,34 +435,51 @@ def plot(curves, path):
     return None
 
 
+ONLY = ("machine", "train", "sample", "lm", "spec", "places", "xcheck")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--bench", default=".build/bench")
     ap.add_argument("--out", default=".build")
+    ap.add_argument("--spec", default=None, help="checkpoints of the speculative-sampling rows (default <out>/spec)")
+    ap.add_argument("--only", default=None, metavar="SECTION[,SECTION..]",
+                    help="measure only these sections: " + ", ".join(ONLY))
     ap.add_argument("--threads", type=int, default=2, help="BLAS and torch threads of the main rows")
     a = ap.parse_args()
+    only = set(ONLY)
+    if a.only:
+        only = {x.strip() for x in a.only.split(",") if x.strip()}
+        if not only or only - set(ONLY):
+            ap.error(f"--only: sections are {', '.join(ONLY)}")
+        if only & {"train", "sample", "lm"}:
+            only.add("machine")  # their notes read the machine limits of the same rounds
+    spec_dir = a.spec or os.path.join(a.out, "spec")
     t_start, load0 = time.time(), loadavg()
     os.makedirs(a.out, exist_ok=True)
-    have_torch = torch_available()
+    T = a.threads
+    rows = [r for r in plan(a.quick, T) if r.section in only]
+    need_torch = "xcheck" in only or "places" in only or any(r.cmd["t"] for r in rows)
+    have_torch = need_torch and torch_available()
     # bench.c runs with OpenMP's default wait policy, as a user's program would:
     # the two sides take turns, so their threads never share the cores
-    c = Server([a.bench, "--serve"])
+    c = Server([a.bench, "--serve", "--spec", spec_dir])
     t = Server([sys.executable, os.path.join(HERE, "peer.py"), "--serve"]) if have_torch else None
     sides = ["c", "t"] if t else ["c"]
     srv = {"c": c, "t": t}
     info_c = c.ask("info - - 0 0 0 0")
     info_t = t.ask("info - - 0 0 0 0") if t else None
-    T = a.threads
     rounds = 2 if a.quick else 3
 
     # cross-check first: ar.h writes, PyTorch reproduces
-    xdir = os.path.join(a.out, "bench-xcheck")
-    os.makedirs(xdir, exist_ok=True)
-    subprocess.run([a.bench, "--xcheck", xdir], check=True, stdout=subprocess.DEVNULL)
-    xcheck = t.ask(f"xcheck {xdir}")["xcheck"] if t else None
+    xcheck = None
+    if "xcheck" in only:
+        xdir = os.path.join(a.out, "bench-xcheck")
+        os.makedirs(xdir, exist_ok=True)
+        subprocess.run([a.bench, "--xcheck", xdir], check=True, stdout=subprocess.DEVNULL)
+        xcheck = t.ask(f"xcheck {xdir}")["xcheck"] if t else None
 
-    rows = plan(a.quick, T)
     # rows that borrow another row's figure come after it
     run_order = sorted(rows, key=lambda r: 1 if any(v and v.startswith("=") for v in r.cmd.values()) else 0)
     for rnd in range(rounds):
@@ -348,8 +506,9 @@ def main():
                     row.raw[s].append(res)
             if "c" in got and "t" in got:
                 row.ratios.append(got["c"] / got["t"] if row.unit != "ms" else got["t"] / got["c"])
+    spec = spec_section(c, a.quick, T, spec_dir) if "spec" in only else None
     curves = {}
-    for name, s, cmd in per_place_plan(a.quick, T):
+    for name, s, cmd in (per_place_plan(a.quick, T) if "places" in only else []):
         if srv[s]:
             curves[name] = srv[s].ask(cmd)
     c.close()
@@ -360,7 +519,8 @@ def main():
     bykey = {r.key: r for r in rows}
     lines = []
     say = lines.append
-    say(f"ar.h {info_c['version']} benchmark{' (quick)' if a.quick else ''}: {rounds} rounds"
+    say(f"ar.h {info_c['version']} benchmark{' (quick)' if a.quick else ''}"
+        + (f", only {', '.join(x for x in ONLY if x in only)}" if a.only else "") + f": {rounds} rounds"
         + (" alternating ar.h and PyTorch; medians; ar.h/torch = median of the rounds' paired ratios, > 1: ar.h faster"
            if info_t else ", ar.h only; medians"))
     say(f"CPU: {cpu_model()}, {os.cpu_count()} cores | load average {load0:.1f} at start, {loadavg():.1f} at end "
@@ -376,11 +536,12 @@ def main():
         b = info_t["blas"][0] if info_t["blas"] else {"config": "?", "corename": "?"}
         say(f"PyTorch {info_t['torch']} (Debian python3-torch): BLAS {b['config']} | core {b['corename']} | "
             f"torch.set_num_threads = openblas threads = row's threads | OMP_WAIT_POLICY={info_t['omp_wait_policy']}")
-    else:
+    elif need_torch:
         say("PyTorch: not installed for /usr/bin/python3 (apt-get install python3-torch): PyTorch columns skipped")
     say("")
     hdr = f"{'measure':<58} {'thr':>3} {'ar.h':>10} {'PyTorch':>10} {'unit':<10} {'ar.h/torch':>10}"
-    say(hdr)
+    if rows:
+        say(hdr)
     section = None
     for r in rows:
         if r.section != section:
@@ -449,8 +610,11 @@ def main():
         say("-- ar.h's samplers against recomputing from scratch (same rounds)")
         for label, sp in speed:
             say(f"{label:<58} {T:>3} {fmt(sp):>10} {'':>10} {'x faster':<10}")
-    say("-- time per sampled place, batch 1: us per place in the first / middle / last bin of 28 places, the LM's "
-        "of 16 positions (the first bin carries each call's setup)")
+    if spec:
+        spec_lines(spec, say)
+    if "places" in only:
+        say("-- time per sampled place, batch 1: us per place in the first / middle / last bin of 28 places, the LM's "
+            "of 16 positions (the first bin carries each call's setup)")
     for name, cv in curves.items():
         s = cv.get("sec") or []
         if s:
@@ -463,19 +627,24 @@ def main():
                 note = f"  (first {cv['places']} places)" if cv["places"] < D else ""
             say(f"{name:<58} {T:>3} {1e6 * s[0]:>10.2f} {1e6 * mid:>10.2f} {1e6 * s[-1]:>10.2f}  "
                 f"last/middle {trend:.2f}" + note)
-    say("-- cross-check: PyTorch rebuilds each ar.h checkpoint and reproduces log p(x) of a fixed batch (tol 1e-4 rel)")
-    if xcheck:
-        for x in xcheck:
-            err = f"{x['max_rel_err']:.1e}" if x["max_rel_err"] is not None else "-"
-            say(f"{x['name']:<58} {'':>3} {('pass' if x['pass'] else 'FAIL'):>10} {err:>10} {'max rel':<10}"
-                + (f"  {x['note']}" if x["note"] else ""))
-    else:
-        say("(skipped: no PyTorch)")
+    if "xcheck" in only:
+        say("-- cross-check: PyTorch rebuilds each ar.h checkpoint and reproduces log p(x) of a fixed batch "
+            "(tol 1e-4 rel)")
+        if xcheck:
+            for x in xcheck:
+                err = f"{x['max_rel_err']:.1e}" if x["max_rel_err"] is not None else "-"
+                say(f"{x['name']:<58} {'':>3} {('pass' if x['pass'] else 'FAIL'):>10} {err:>10} {'max rel':<10}"
+                    + (f"  {x['note']}" if x["note"] else ""))
+        else:
+            say("(skipped: no PyTorch)")
 
-    png = os.path.join(a.out, "bench-per-place.png")
-    note = plot(curves, png)
+    jpath = os.path.join(a.out, "bench.json" if not a.only else
+                         f"bench-only-{'-'.join(x for x in ONLY if x in only)}.json")
+    png, note = os.path.join(a.out, "bench-per-place.png"), None
+    if "places" in only:
+        note = plot(curves, png)
     say("")
-    say(f"wrote {os.path.join(a.out, 'bench.json')}" + (f", {png}" if not note else f" ({note})")
+    say(f"wrote {jpath}" + ((f", {png}" if not note else f" ({note})") if "places" in only else "")
         + f" in {time.time() - t_start:.0f}s")
     print("\n".join(lines))
 
@@ -490,9 +659,11 @@ def main():
         "sampler_speedups": [{"measure": lb, "speedup": sp} for lb, sp in speed],
         "per_place_sec": curves,
         "xcheck": xcheck,
+        "speculative": spec,
+        "only": sorted(only) if a.only else None,
         "table": lines,
     }
-    with open(os.path.join(a.out, "bench.json"), "w") as f:
+    with open(jpath, "w") as f:
         json.dump(out, f, indent=1)
     fails = [x["name"] for x in (xcheck or []) if not x["pass"]]
     return 1 if fails else 0
