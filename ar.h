@@ -8,7 +8,8 @@ ABOUT
       - NADE (binary) and RNADE (real-valued, mixtures of Gaussians),
       - a Transformer decoder (multi-head masked self-attention in raster or
         any custom order; learned, sinusoidal or rotary positions) with
-        KV-cache decoding and temperature/top-k/top-p sampling,
+        KV-cache decoding, temperature/top-k/top-p sampling and exact
+        speculative sampling from a cheaper draft model,
       - PixelCNN, Gated PixelCNN and a WaveNet-style dilated stack over
         images, binary or categorical pixels, with cached sampling that
         computes each layer at the new pixel only,
@@ -150,8 +151,9 @@ THREADING
     MADE's current mask set). Load a model per thread to sample in
     parallel. The BLAS library may use its own threads
     (OPENBLAS_NUM_THREADS). Built with -fopenmp, ar.h also splits its own
-    loops (products of at most 4 rows, as in decoding one sequence, and
-    the decoding step's attention) over OpenMP's threads (OMP_NUM_THREADS,
+    loops (products of at most 8 rows, as in decoding a few sequences or
+    checking a few drafted tokens, and the decoding step's attention)
+    over OpenMP's threads (OMP_NUM_THREADS,
     omp_set_num_threads); each output is computed whole by one thread, so
     results are the same bits for every thread count. Without -fopenmp
     those loops run on the calling thread.
@@ -179,7 +181,7 @@ LICENSE
 
 #define AR_VERSION_MAJOR 0
 #define AR_VERSION_MINOR 5
-#define AR_VERSION_PATCH 1
+#define AR_VERSION_PATCH 2
 
 #define AR_MAX_DIM 4 /* tensor rank limit (fixed: op parameters assume it) */
 #define AR_MAX_SRC 4
@@ -790,7 +792,9 @@ typedef struct ar_sample_opts {
                            real data: the conditional mean of the modelled
                            value (with RNADE's logit transform, of y) */
     ar_model *draft;    /* Transformer only: NULL, or a model that proposes draft_k
-                           values per pass for speculative sampling (below) */
+                           values per pass for speculative sampling (see
+                           ar_model_sample); used, not changed (but its
+                           err and scratch) */
     int draft_k;        /* with a draft: 1..AR_TFM_MAX_STEP-1 */
     int64_t *draft_counts; /* [2] or NULL: on return from a speculative
                            sample, the values the draft proposed and how many
@@ -804,7 +808,22 @@ ARDEF ar_sample_opts ar_sample_defaults(void); /* temperature 1, no top-k/top-p,
    values from the sets' posterior given them), then samples from that set
    at the options' temperature: without known values, or with known values
    that are a prefix of every set's order, the samples follow the mixture
-   exactly at temperature 1. */
+   exactly at temperature 1.
+   Speculative sampling (a Transformer m, opts.draft set): the draft (a
+   Transformer, NADE, MADE (its current mask set) or FVSBN with the same D,
+   values and order as m) proposes draft_k values of each sequence from
+   its own conditionals under the options; m scores them and one more in
+   one pass (ar_tfm_step_n's product of B*(draft_k+1) rows); a proposal y
+   stands with probability min(1, p(y)/q(y)), p and q the two models'
+   distributions under the options, the first that does not is replaced
+   by a draw from max(0, p - q) normalized, and when all stand the next
+   value is drawn from p (Leviathan et al. 2023, Chen et al. 2023). The
+   samples follow m's distribution under the options exactly, as without
+   a draft, whatever the draft (temperature 0: m's greedy choices, token
+   for token); probs are m's. Each sequence keeps its own count of
+   values that stood. It pays when a pass over draft_k+1 rows costs much
+   less than draft_k+1 single steps (one sequence, or a few) and the
+   draft agrees with m often; not with naive = 1. */
 ARDEF ar_status ar_model_sample(ar_model *m, int N, const ar_sample_opts *opts, ar_rng *rng, float *x);
 
 /* One draw from logits [V] under opts' temperature, top-k and top-p
@@ -7091,6 +7110,20 @@ CHANGELOG
                         read slots never written.
                         d288/6 heads/6 layers/V32000 at batch 1 on 2
                         cores: 214 -> 724 tokens/s (make bench).
+    0.5.2 (2026-12-01)  Speculative sampling: ar_sample_opts.draft (a
+                        Transformer, NADE, MADE or FVSBN) proposes
+                        draft_k values, the Transformer checks them in
+                        one pass, and the samples still follow the
+                        Transformer exactly. ar_tfm_step_n feeds n tokens
+                        of every sequence in one pass (prompts, drafts).
+                        Models that decode past T keep AR_TFM_MAX_STEP-1
+                        spare ring slots: len may undo the last
+                        AR_TFM_MAX_STEP steps after the ring wraps (was
+                        one). Products of up to 8 rows (was 4) go through
+                        ar.h's loop, now in tiles that load each weight
+                        once for 4 rows, and the step's attention takes 4
+                        rows of a sequence at once: a row's result does
+                        not depend on the rows beside it.
 
 LICENSE
 ------------------------------------------------------------------------------

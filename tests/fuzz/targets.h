@@ -457,6 +457,10 @@ static int fuzz_api(const uint8_t *data, size_t size)
             probs = (float *)malloc(n * fz_P(m) * sizeof(float));
             if (!x || !probs) __builtin_trap();
             o.probs = a[8] % 2 ? NULL : probs;
+            if (a[8] % 8 >= 4) { /* speculative: another slot (maybe freed, or of another kind) drafts */
+                o.draft = &st.m[a[10] % FZ_SLOTS];
+                o.draft_k = (int)(a[10] / FZ_SLOTS % 18) - 1;
+            }
             s = ar_model_sample(a[9] % 16 == 1 ? NULL : m, N, a[9] % 16 == 2 ? NULL : &o, a[9] % 16 == 3 ? NULL : &st.rng,
                                 a[9] % 16 == 4 ? NULL : x);
             if (a[9] % 16 != 1) FZ_MSG(s, m->err);
@@ -564,18 +568,22 @@ static int fuzz_api(const uint8_t *data, size_t size)
         case FZ_STEP: {
             ar_tfm_cache *c = &st.c[a[1] % 2];
             int B = c->B > 0 && c->B <= 4 ? c->B : 4, V = fz_live(m) && m->levels > 0 ? m->levels : 8, *tok;
+            int n = a[8] % 4 == 1 ? (int)(a[9] % 20) - 1 : 1, cnt = B * (n > 0 ? n : 1); /* ar_tfm_step_n */
             float *lg;
-            tok = (int *)malloc((size_t)B * sizeof(int));
-            lg = (float *)malloc((size_t)B * (size_t)V * sizeof(float));
+            tok = (int *)malloc((size_t)cnt * sizeof(int));
+            lg = (float *)malloc((size_t)cnt * (size_t)V * sizeof(float));
             if (!tok || !lg) __builtin_trap();
-            for (i = 0; i < B; i++) tok[i] = (int)ar_rng_below(&st.rng, (uint32_t)V);
-            if (a[2] % 8 == 1) tok[a[3] % B] = a[3] & 1 ? V : -1;
+            for (i = 0; i < cnt; i++) tok[i] = (int)ar_rng_below(&st.rng, (uint32_t)V);
+            if (a[2] % 8 == 1) tok[a[3] % cnt] = a[3] & 1 ? V : -1;
             if (a[4] % 8 == 1) c->len = 0; /* restart */
             if (a[4] % 8 == 2) c->len = (int)(a[7] % 48) - 2; /* undo steps, or a len it never took */
-            s = ar_tfm_step(m, a[5] % 16 == 1 ? NULL : c, a[2] % 8 == 2 ? NULL : tok, a[6] % 16 == 1 ? NULL : lg);
+            if (a[8] % 4 == 1)
+                s = ar_tfm_step_n(m, a[5] % 16 == 1 ? NULL : c, n, a[2] % 8 == 2 ? NULL : tok, a[6] % 16 == 1 ? NULL : lg);
+            else
+                s = ar_tfm_step(m, a[5] % 16 == 1 ? NULL : c, a[2] % 8 == 2 ? NULL : tok, a[6] % 16 == 1 ? NULL : lg);
             FZ_MSG(s, m->err);
             if (s == AR_OK)
-                for (i = 0; i < B * V; i++) FUZZ_CHECK(!isnan(lg[i]) || !fuzz_moderate(m));
+                for (i = 0; i < cnt * V; i++) FUZZ_CHECK(!isnan(lg[i]) || !fuzz_moderate(m));
             free(tok);
             free(lg);
             break;
