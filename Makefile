@@ -2,7 +2,8 @@
 #   make run     build, fetch MNIST, train the demo model, report test NLL, write samples
 #   make test    compile checks, unit tests, the same tests under ASan/UBSan, threads under TSan,
 #                and a build of the trainer and every example
-#   make bench   speed against the machine's limits (QUICK=1 for a short run)
+#   make bench   speed against the machine's limits (QUICK=1 for a short run); first trains
+#                the speculative-sampling checkpoints (make spec-models) if they are missing
 # Missing Debian packages are installed when run as root; otherwise the
 # exact apt-get line is printed.
 
@@ -27,7 +28,7 @@ MNIST_FILES := train-images-idx3-ubyte train-labels-idx1-ubyte t10k-images-idx3-
 TEST_C   := tests/main.c tests/impl.c tests/test_core.c tests/test_ops.c tests/test_optim.c tests/test_io.c tests/test_made.c tests/test_nade.c tests/test_rnade.c tests/test_fuzz.c tests/test_badinput.c tests/test_tfm.c tests/test_cnn.c tests/test_model.c
 TEST_CXX := tests/test_cxx.cpp
 
-.PHONY: all run test bench deps data clean compile-check valgrind fuzz resume-check
+.PHONY: all run test bench spec-models deps data clean compile-check valgrind fuzz resume-check
 all: $(BUILD)/train $(BUILD)/tests
 
 # ---- system packages ---------------------------------------------------------
@@ -203,7 +204,37 @@ BENCH_PY := /usr/bin/python3
 $(BUILD)/bench: bench/bench.c ar.h $(BUILD)/deps.ok
 	$(CC) $(CFLAGS) $< -o $@ $(LDLIBS)
 
-bench: $(BUILD)/bench
+# The speculative-sampling rows' checkpoints, trained on MNIST by the trainer
+# into $(SPEC) in about 10 minutes on 2 cores: the target Transformer (d 128,
+# 4 layers, SPEC_STEPS steps of 16 images: about 6 minutes), a small
+# Transformer draft (d 32, 1 layer: SPEC_SMALL_STEPS steps, about 1.5 minutes;
+# 0 trains its whole epoch, about 8 minutes) and a NADE draft (2 epochs, one
+# thread: faster than two for NADE, about 3 minutes). Each is trained only if
+# its file is missing, so a longer-trained set dropped into $(SPEC) stays;
+# the trainer is an order-only prerequisite (a new ar.h does not retrain).
+# --max-steps stops the trainer (exit 130) after saving <kind>-last.safetensors,
+# the latest weights: that file is taken when it is there, else the best
+# checkpoint <kind>.safetensors of a run that ended by its epochs.
+SPEC := $(BUILD)/spec
+SPEC_STEPS ?= 110
+SPEC_SMALL_STEPS ?= 600
+# $(call spec_train,NAME,KIND,FLAGS[,ENV]): train in $(SPEC)/run-NAME, keep the weights as $(SPEC)/NAME.safetensors
+define spec_train
+	@rm -rf $(SPEC)/run-$(1) && mkdir -p $(SPEC)/run-$(1)
+	@echo "spec-models: training $(SPEC)/$(1).safetensors: $(2) $(3)"
+	@$(4) $(BUILD)/train --model $(2) $(3) --data $(DATA) --out $(SPEC)/run-$(1) || [ $$? = 130 ]
+	@w=$(SPEC)/run-$(1)/$(2)-last.safetensors; [ -f $$w ] || w=$(SPEC)/run-$(1)/$(2).safetensors; \
+	  cp $$w $@.tmp && mv $@.tmp $@ && echo "spec-models: $@ <- $$w"
+endef
+$(SPEC)/target.safetensors: | $(BUILD)/train $(DATA)/ok
+	$(call spec_train,target,tfm,--d 128 --layers 4 --ffn 512 --pos learned --max-steps $(SPEC_STEPS))
+$(SPEC)/small.safetensors: | $(BUILD)/train $(DATA)/ok
+	$(call spec_train,small,tfm,--d 32 --heads 2 --layers 1 --ffn 64 --pos learned --epochs 1 --max-steps $(SPEC_SMALL_STEPS))
+$(SPEC)/nade.safetensors: | $(BUILD)/train $(DATA)/ok
+	$(call spec_train,nade,nade,--epochs 2,OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1)
+spec-models: $(SPEC)/target.safetensors $(SPEC)/small.safetensors $(SPEC)/nade.safetensors
+
+bench: $(BUILD)/bench spec-models
 	@missing=""; \
 	for p in torch:python3-torch matplotlib:python3-matplotlib; do \
 	  $(BENCH_PY) -c "import importlib.util as u, sys; sys.exit(u.find_spec('$${p%%:*}') is None)" >/dev/null 2>&1 \
@@ -219,7 +250,7 @@ bench: $(BUILD)/bench
 	  fi; \
 	fi; \
 	if [ -x $(BENCH_PY) ]; then \
-	  $(BENCH_PY) bench/run.py --bench $(BUILD)/bench --out $(BUILD) $(if $(QUICK),--quick); \
+	  $(BENCH_PY) bench/run.py --bench $(BUILD)/bench --out $(BUILD) --spec $(SPEC) $(if $(QUICK),--quick); \
 	else \
 	  echo "bench: no $(BENCH_PY): the C side alone, without the PyTorch peer"; \
 	  $(BUILD)/bench $(if $(QUICK),--quick) --json $(BUILD)/bench.json; \

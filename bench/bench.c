@@ -978,10 +978,12 @@ static spec_model *spec_get(const char *name)
         s->tried = 1;
         snprintf(path, sizeof path, "%s/%s.safetensors", spec_dir, s->file);
         if (!(f = fopen(path, "rb"))) {
-            snprintf(s->err, sizeof s->err, "no %s (make spec-models trains it)", path);
+            snprintf(s->err, sizeof s->err, "missing %s", path);
         } else {
             fclose(f);
-            if (ar_model_load(&s->m, path) != AR_OK) snprintf(s->err, sizeof s->err, "%s: %s", path, s->m.err);
+            if (ar_model_load(&s->m, path) != AR_OK) /* the message names the file, or is given its name */
+                snprintf(s->err, sizeof s->err, "%s%s%s", strstr(s->m.err, path) ? "" : path,
+                         strstr(s->m.err, path) ? "" : ": ", s->m.err);
         }
     }
     return s;

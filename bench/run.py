@@ -269,7 +269,7 @@ SPEC_MAKE = "make spec-models"
 def spec_section(c, quick, T, spec_dir):
     """Measures the speculative-sampling rows on the bench server c; returns a dict
     (the bench.json entry; 'skipped' holds why when the checkpoints are missing)."""
-    ks = [1, 2, 4, 8] if quick else list(range(1, 9))
+    ks = [1, 2, 3, 4, 8] if quick else list(range(1, 9))
     configs = [(1, T)] + ([(1, 1)] if T != 1 else []) + [(8, T)]
     rounds = 2 if quick else 3
     out = {"dir": spec_dir, "ks": ks, "rounds": rounds, "goal_speedup_b1": SPEC_GOAL, "skipped": None,
@@ -345,18 +345,20 @@ def spec_section(c, quick, T, spec_dir):
 
 def spec_lines(spec, say):
     """The section's lines of the table."""
-    head = ("-- speculative sampling: the trained target Transformer (make spec-models) draws B MNIST images "
-            "(784 binary pixels, temperature 1) in one ar_model_sample call; a draft proposes k tokens per round, "
-            "the target verifies them in one pass; speedup: tokens/s over plain KV decoding bracketing it in the "
-            "same round; no PyTorch peer")
-    say(head)
+    say("-- speculative sampling: the trained target Transformer draws B MNIST images (784 binary pixels, "
+        "temperature 1) in one ar_model_sample call, alone (plain KV decoding) or with a draft proposing k tokens "
+        "per round for it to verify in one pass")
+    say("   accept: accepted / proposed tokens; speedup: tokens/s over plain decoding's in the same round (plain runs "
+        "bracket each draft's sweep over k); no PyTorch peer")
     if spec["skipped"]:
-        say(f"(skipped: {spec['skipped']}; {SPEC_MAKE} trains the checkpoints into {spec['dir']} in about 10 minutes)")
+        say(f"(skipped: {spec['skipped']}; {SPEC_MAKE} trains the checkpoints into {spec['dir']}, about 10 minutes)")
         return
     for d, why in spec["drafts_skipped"].items():
         say(f"({SPEC_DRAFTS[d]} skipped: {why}; {SPEC_MAKE} trains it)")
     tp = spec.get("target_params", 0)
     dp = spec.get("draft_params", {})
+    if len(spec["ks"]) < 8:
+        say(f"   (quick: k in {', '.join(map(str, spec['ks']))} only)")
     say(f"{'measure':<58} {'thr':>3} {'tokens/s':>10} {'accept':>10} {'':<10} {'speedup':>10}")
     for cfg in spec["configs"]:
         B, th = cfg["B"], cfg["threads"]

@@ -135,7 +135,7 @@ static int flag_table(settings *s)
         {"--draft", T_STR, FOR(AR_TRANSFORMER), 0, 0, 0, &s->draft, "FILE",
          "sample speculatively: a checkpoint (tfm, nade, made, fvsbn) proposes"},
         {"--draft-k", T_INT, FOR(AR_TRANSFORMER), 1, AR_TFM_MAX_STEP - 1, 0, &s->draft_k, "K",
-         "tokens the draft proposes per pass (default 4)"},
+         "tokens the draft proposes per pass (default 3)"},
     };
     memcpy(s->f, f, sizeof f);
     return s->nf = (int)(sizeof f / sizeof *f);
@@ -309,7 +309,7 @@ static void defaults(settings *s)
     s->patience = 10;
     s->lr = 1e-3;
     s->lr_decay = 1;
-    s->draft_k = 4;
+    s->draft_k = 3;
     s->order = s->optim = 0;
 }
 
