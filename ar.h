@@ -1264,11 +1264,12 @@ static float ar__vsum(const ar__v16 *v)
    Every output is summed in the same order whatever R and the tile, so a
    row's result does not depend on the rows beside it. */
 #define AR__MV_ROWS 8
-static void ar__matvec(int R, int O, int In, const float *W, const float *x, float beta, float *y)
+static void ar__matvec(int R, int O, int In, const float *W, const float *x, float beta, float *y, int par)
 {
     long blk, nblk = (O + 15) / 16;
     int In16 = In / 16 * 16;
-    AR__PARALLEL_FOR((long)O * In * R >= AR__PAR_MIN)
+    (void)par;
+    AR__PARALLEL_FOR(par && (long)O * In * R >= AR__PAR_MIN)
     for (blk = 0; blk < nblk; blk++) {
         int o1 = (int)blk * 16 + 16 < O ? (int)blk * 16 + 16 : O, r0, o, a, b, i;
         for (r0 = 0; r0 < R; r0 += 4)
@@ -1758,12 +1759,12 @@ static void ar__matmul_bwd(ar_tensor *t)
 
 /* y = x W^T + b over rows (b may be NULL): the linear forward, also used by
    the Transformer's cached decoding so both compute it the same way. */
-static void ar__rows_linear(const float *x, int rows, const ar_tensor *W, const ar_tensor *b, float *y)
+static void ar__rows_linear(const float *x, int rows, const ar_tensor *W, const ar_tensor *b, float *y, int par)
 {
     int O = W->shape[0], In = W->shape[1], r;
     for (r = 0; b && r < rows; r++) memcpy(y + (size_t)r * O, b->x, (size_t)O * sizeof(float));
     if (rows <= AR__MV_ROWS)
-        ar__matvec(rows, O, In, W->x, x, b ? 1.0f : 0.0f, y);
+        ar__matvec(rows, O, In, W->x, x, b ? 1.0f : 0.0f, y, par);
     else
         ar__gemm(0, 1, rows, O, In, 1, x, In, W->x, In, b ? 1.0f : 0.0f, y, O);
 }
@@ -1795,7 +1796,7 @@ ARDEF ar_tensor *ar_linear(ar_graph *g, ar_tensor *x, ar_tensor *W, ar_tensor *b
     ar_tensor *t;
     if (!ar__check(g, "ar_linear", x, W, 2)) return NULL;
     if (!(t = ar__linear_node(g, AR_OP_LINEAR, "ar_linear", x, W, b))) return NULL;
-    ar__rows_linear(x->x, (int)AR__ROWS(x), W, b, t->x);
+    ar__rows_linear(x->x, (int)AR__ROWS(x), W, b, t->x, 1);
     return t;
 }
 
@@ -5386,13 +5387,13 @@ ARDEF ar_tensor *ar_tfm_nll(ar_model *m, ar_graph *g, const int *tokens, int B, 
    products are ar__matvec's too: beside BLAS's spinning threads,
    OpenMP's would fight them for the cores. */
 static void ar__step_attention(const float *qkv, int rows, const int *st, const int *first, const int *cnt, int B, int H,
-                               int dh, float *K, float *V, int T, int S, float *sc, float *out)
+                               int dh, float *K, float *V, int T, int S, float *sc, float *out, int par)
 {
     long it;
     int d = H * dh;
     float scale = 1.0f / sqrtf((float)dh);
-    (void)rows; /* read by the OpenMP clause alone */
-    AR__PARALLEL_FOR(rows <= AR__MV_ROWS && (long)rows * H * T * dh >= AR__PAR_MIN)
+    (void)rows, (void)par; /* read by the OpenMP clause alone */
+    AR__PARALLEL_FOR(par && rows <= AR__MV_ROWS && (long)rows * H * T * dh >= AR__PAR_MIN)
     for (it = 0; it < (long)B * H; it++) {
         int b = (int)(it / H), hd = (int)(it % H), r, r0, s, j, i;
         float *k = K + (size_t)it * S * dh, *v = V + (size_t)it * S * dh, *p = sc + (size_t)it * 4 * S;
@@ -5518,9 +5519,10 @@ ARDEF void ar_tfm_cache_free(ar_tfm_cache *c)
    token tok[r] (the start token at step 0); with seq NULL, the rows are n
    steps from t0 of each sequence in turn. Logits [R,V]. The callers
    checked everything, made room for R rows, and keep each row's window in
-   the ring. */
+   the ring. par = 0 keeps OpenMP's threads out of it, for callers that
+   alternate it with products BLAS threads (see ar__step_attention). */
 static void ar__tfm_rows(const ar_tfm *tf, ar_tfm_cache *c, int R, int n, int t0, const int *seq, const int *st,
-                         const int *tok, float *logits)
+                         const int *tok, float *logits, int par)
 {
     int B = c->B, d = c->d, H = c->heads, dh = d / H, T = c->T, S = c->slots, ffn = c->ffn, V = c->V, l, r, b, j;
     size_t i, kv = (size_t)B * H * S * dh;
@@ -5544,24 +5546,24 @@ static void ar__tfm_rows(const ar_tfm *tf, ar_tfm_cache *c, int R, int n, int t0
     for (l = 0; l < tf->cfg.layers; l++) {
         const ar_tfm_layer *L = &tf->L[l];
         for (r = 0; r < R; r++) ar__ln_row(x + (size_t)r * d, L->ln1g->x, L->ln1b->x, h + (size_t)r * d, d, 1e-5f, NULL);
-        ar__rows_linear(h, R, L->Wqkv, L->bqkv, qkv);
+        ar__rows_linear(h, R, L->Wqkv, L->bqkv, qkv, par);
         if (tf->cfg.pos == AR_POS_ROTARY) /* q and k rotated for the position, as ar_attention does */
             for (i = 0; i < (size_t)R * H; i++) {
                 float *q = qkv + (i / H) * 3 * d + (i % H) * dh;
                 ar__rope_apply(q, dh, cs + (i / H) * dh, 0);
                 ar__rope_apply(q + d, dh, cs + (i / H) * dh, 0);
             }
-        ar__step_attention(qkv, R, step, first, cnt, B, H, dh, c->k + l * kv, c->v + l * kv, T, S, sc, att);
-        ar__rows_linear(att, R, L->Wo, L->bo, h);
+        ar__step_attention(qkv, R, step, first, cnt, B, H, dh, c->k + l * kv, c->v + l * kv, T, S, sc, att, par);
+        ar__rows_linear(att, R, L->Wo, L->bo, h, par);
         for (i = 0; i < (size_t)R * d; i++) x[i] += h[i];
         for (r = 0; r < R; r++) ar__ln_row(x + (size_t)r * d, L->ln2g->x, L->ln2b->x, h + (size_t)r * d, d, 1e-5f, NULL);
-        ar__rows_linear(h, R, L->W1, L->b1, u);
+        ar__rows_linear(h, R, L->W1, L->b1, u, par);
         for (i = 0; i < (size_t)R * ffn; i++) u[i] = ar__gelu(u[i]);
-        ar__rows_linear(u, R, L->W2, L->b2, h);
+        ar__rows_linear(u, R, L->W2, L->b2, h, par);
         for (i = 0; i < (size_t)R * d; i++) x[i] += h[i];
     }
     for (r = 0; r < R; r++) ar__ln_row(x + (size_t)r * d, tf->lnfg->x, tf->lnfb->x, h + (size_t)r * d, d, 1e-5f, NULL);
-    ar__rows_linear(h, R, tf->Wout, tf->bout, logits);
+    ar__rows_linear(h, R, tf->Wout, tf->bout, logits, par);
 }
 
 ARDEF ar_status ar_tfm_step_n(ar_model *m, ar_tfm_cache *c, int n, const int *tokens, float *logits)
@@ -5602,7 +5604,7 @@ ARDEF ar_status ar_tfm_step_n(ar_model *m, ar_tfm_cache *c, int n, const int *to
         return ar__merr(m, AR_ERR_RANGE, "ar_tfm_step: %d x %d rows, more than 2^24", c->B, n);
     if (!ar__cache_rows(c, c->B * n))
         return ar__merr(m, AR_ERR_NOMEM, "ar_tfm_step: out of memory for %d x %d rows", c->B, n);
-    ar__tfm_rows(tf, c, c->B * n, n, t, NULL, NULL, tokens, logits);
+    ar__tfm_rows(tf, c, c->B * n, n, t, NULL, NULL, tokens, logits, 1);
     c->len = c->held = t + n; /* later steps, if any were held, are gone */
     c->top = top > t + n ? top : t + n;
     return AR_OK;
@@ -5697,13 +5699,14 @@ static ar_status ar__draft_init(ar__draft *dr, ar_model *dm, int N)
 
 /* R rows, at most one per sequence: sequence seq[r] takes step st[r], fed
    tok[r]; logits out [R,V]. */
-static ar_status ar__draft_step(ar__draft *dr, int R, const int *seq, const int *st, const int *tok, int V, float *out)
+static ar_status ar__draft_step(ar__draft *dr, int R, const int *seq, const int *st, const int *tok, int V, float *out,
+                               int par)
 {
     ar_model *dm = dr->m;
     int r, D = dm->D;
     if (dm->tfm) {
         if (!ar__cache_rows(&dr->c, R)) return ar__merr(dm, AR_ERR_NOMEM, "ar_model_sample: out of memory for the draft");
-        ar__tfm_rows(dm->tfm, &dr->c, R, 0, 0, seq, st, tok, out);
+        ar__tfm_rows(dm->tfm, &dr->c, R, 0, 0, seq, st, tok, out, par);
         return AR_OK;
     }
     if (dm->nade) { /* the recursion, from the pre-activations of the step before */
@@ -5790,6 +5793,7 @@ static ar_status ar__tfm_spec_sample(ar_model *m, ar_graph *g, int N, const ar_s
     int T = tf->T, V = tf->cfg.V, K = o->draft_k, P = V > 2 ? V : 1, greedy = o->temperature == 0 || o->top_k == 1;
     int b, i, R, left = N;
     size_t rows = (size_t)N * (K + 1);
+    int par = rows <= AR__MV_ROWS; /* OpenMP's threads only where BLAS's stay idle (see ar__step_attention) */
     int64_t proposed = 0, kept = 0;
     int *xs = (int *)ar_graph_alloc(g, ((size_t)N * T + 3 * (size_t)N + 3 * rows) * sizeof(int));
     float *lg = (float *)ar_graph_alloc(g, (rows * V + (size_t)N * K * V + 7 * (size_t)V) * sizeof(float));
@@ -5815,7 +5819,7 @@ static ar_status ar__tfm_spec_sample(ar_model *m, ar_graph *g, int N, const ar_s
                     seq[R] = b; st[R] = dp[b]; tok[R] = dp[b] ? xs[(size_t)b * T + dp[b] - 1] : 0; R++;
                 }
             if (!R) break;
-            if ((s = ar__draft_step(&dr, R, seq, st, tok, V, lg)) != AR_OK) { s = ar__merr(m, s, "%s", o->draft->err); goto out; }
+            if ((s = ar__draft_step(&dr, R, seq, st, tok, V, lg, par)) != AR_OK) { s = ar__merr(m, s, "%s", o->draft->err); goto out; }
             for (i = 0; i < R; i++) {
                 int u = st[i], place = tf->order ? tf->order[u] : u, j;
                 size_t at = (size_t)seq[i] * T + place;
@@ -5836,7 +5840,7 @@ static ar_status ar__tfm_spec_sample(ar_model *m, ar_graph *g, int N, const ar_s
             for (i = 0; i <= kb[b]; i++, R++) {
                 seq[R] = b; st[R] = t[b] + i; tok[R] = st[R] ? xs[(size_t)b * T + st[R] - 1] : 0;
             }
-        ar__tfm_rows(tf, &c, R, 0, 0, seq, st, tok, lg);
+        ar__tfm_rows(tf, &c, R, 0, 0, seq, st, tok, lg, par);
         for (R = 0, b = 0; b < N; R += kb[b] + 1, b++) {
             int *xb = xs + (size_t)b * T, u = 0;
             if (kb[b] < 0) continue;
