@@ -5665,7 +5665,7 @@ static ar_status ar__tfm_sample(ar_model *m, ar_graph *g, int N, const ar_sample
    most AR_TFM_MAX_STEP steps, to a step whose inputs all stand. */
 typedef struct {
     ar_model *m;
-    const int *order;  /* NULL: natural */
+    const int *order;  /* MADE, FVSBN: the current mask set's */
     ar_tfm_cache c;    /* Transformer */
     float *a;          /* NADE: [N][AR_TFM_MAX_STEP + 1][H] hidden pre-activations by step */
     float *x;          /* MADE, FVSBN: [N][D] the values so far */
@@ -5682,12 +5682,8 @@ static ar_status ar__draft_init(ar__draft *dr, ar_model *dm, int N)
 {
     memset(dr, 0, sizeof *dr);
     dr->m = dm;
-    if (dm->tfm) {
-        dr->order = dm->tfm->order;
-        return ar_tfm_cache_init(&dr->c, dm, N);
-    }
+    if (dm->tfm) return ar_tfm_cache_init(&dr->c, dm, N);
     if (dm->nade) {
-        dr->order = dm->nade->order;
         dr->a = (float *)ar__malloc((size_t)N * (AR_TFM_MAX_STEP + 1) * dm->nade->cfg.H * sizeof(float));
     } else {
         dr->order = dm->made->orders + (size_t)dm->made->cur * dm->D;
@@ -5810,7 +5806,7 @@ static ar_status ar__tfm_spec_sample(ar_model *m, ar_graph *g, int N, const ar_s
     for (b = 0; b < N; b++) t[b] = dp[b] = 0;
     if ((s = ar_tfm_cache_init(&c, m, N)) != AR_OK) goto out;
     if ((s = ar__draft_init(&dr, o->draft, N)) != AR_OK) { s = ar__merr(m, s, "ar_model_sample: %s", o->draft->err); goto out; }
-    if (rows > (1 << 24) || !ar__cache_rows(&c, (int)rows)) { s = ar__merr(m, AR_ERR_NOMEM, "ar_model_sample: out of memory"); goto out; }
+    if (!ar__cache_rows(&c, (int)rows)) { s = ar__merr(m, AR_ERR_NOMEM, "ar_model_sample: out of memory"); goto out; } /* rows < 2^24 */
     while (left > 0) {
         for (b = 0; b < N; b++) kb[b] = t[b] < T ? (T - 1 - t[b] < K ? T - 1 - t[b] : K) : -1;
         for (;;) { /* the draft catches up to t[b], then proposes kb[b] values */
