@@ -540,7 +540,8 @@ ARDEF void ar_mnist_free(ar_mnist *m);
    Data, for every family: N examples of D values each, float x[N*D]
    (row-major; images in raster order, D = rows * cols). m.levels says
    what a value may be:
-     2       binary: 0 or 1 (MADE, FVSBN, NADE, binary CNNs);
+     2       binary: 0 or 1 (MADE, FVSBN, NADE, binary CNNs, and a
+             Transformer with V = 2);
      L > 2   categorical: an integer in [0, L) (CNNs with levels, and the
              Transformer, whose tokens are [0, V));
      0       real: any finite number (RNADE; with the logit transform, a
@@ -772,7 +773,8 @@ ARDEF ar_status ar_model_init_bias(ar_model *m, const float *x, int N);
 typedef struct ar_sample_opts {
     float temperature;  /* > 0 divides the logits (RNADE: the component logits, and
                            sigma scales by sqrt(T)); 0: greedy, the most likely
-                           value (RNADE: the mean of the most likely component) */
+                           value, the first of ties (RNADE: the mean of the most
+                           likely component) */
     int top_k;          /* > 0: only the k most likely values; 0: all (RNADE:
                            top_k and top_p choose among the mixture components) */
     float top_p;        /* in (0,1): the smallest set of the values top_k left
@@ -781,7 +783,9 @@ typedef struct ar_sample_opts {
     const float *given; /* [N*D] or NULL: observed values, read where known is set */
     const unsigned char *known; /* [N*D] or NULL: nonzero where x takes given's value
                            instead of a draw. Known places that form a prefix of the
-                           order give exact samples of p(rest | known). */
+                           order give exact samples of p(rest | known); elsewhere
+                           each value is drawn given all before it in the order,
+                           known or drawn. */
     int naive;          /* CNNs, Transformer: 1 recomputes the whole network per
                            place (the reference) instead of the cached path; both
                            give the same numbers */
@@ -795,10 +799,11 @@ typedef struct ar_sample_opts {
                            values per pass for speculative sampling (see
                            ar_model_sample); used, not changed (but its
                            err and scratch) */
-    int draft_k;        /* with a draft: 1..AR_TFM_MAX_STEP-1 */
-    int64_t *draft_counts; /* [2] or NULL: on return from a speculative
-                           sample, the values the draft proposed and how many
-                           of them stood */
+    int draft_k;        /* with a draft: 1..AR_TFM_MAX_STEP-1 (without: not read) */
+    int64_t *draft_counts; /* [2] or NULL: set by a speculative sample to the
+                           values the draft proposed over all N sequences
+                           (known places and each sequence's last are never
+                           proposed) and how many of them stood */
 } ar_sample_opts;
 
 ARDEF ar_sample_opts ar_sample_defaults(void); /* temperature 1, no top-k/top-p, nothing given */
@@ -820,10 +825,10 @@ ARDEF ar_sample_opts ar_sample_defaults(void); /* temperature 1, no top-k/top-p,
    value is drawn from p (Leviathan et al. 2023, Chen et al. 2023). The
    samples follow m's distribution under the options exactly, as without
    a draft, whatever the draft (temperature 0: m's greedy choices, token
-   for token); probs are m's. Each sequence keeps its own count of
-   values that stood. It pays when a pass over draft_k+1 rows costs much
-   less than draft_k+1 single steps (one sequence, or a few) and the
-   draft agrees with m often; not with naive = 1. */
+   for token); probs are m's. Each sequence goes on from its own count
+   of values that stood. It pays when a pass over draft_k+1 rows costs
+   much less than draft_k+1 single steps (one sequence, or a few) and the
+   draft agrees with m often. A draft with naive = 1 is AR_ERR_ARG. */
 ARDEF ar_status ar_model_sample(ar_model *m, int N, const ar_sample_opts *opts, ar_rng *rng, float *x);
 
 /* One draw from logits [V] under opts' temperature, top-k and top-p
@@ -891,11 +896,14 @@ ARDEF void ar_tfm_cache_free(ar_tfm_cache *c);
 ARDEF ar_status ar_tfm_step(ar_model *m, ar_tfm_cache *c, const int *tokens, float *logits);
 /* n steps of B sequences in one pass: tokens [B,n] are what steps len ..
    len+n-1 are fed (sequence b's at tokens[b*n..]; at step 0 the first is
-   ignored), logits [B,n,V] what they predict; the same numbers as n calls
-   of ar_tfm_step up to float rounding, for the price of one pass over the
+   ignored, and tokens may be NULL only for n = 1 there), logits [B,n,V]
+   (not NULL) what they predict; the same numbers as n calls of
+   ar_tfm_step up to float rounding, for the price of one pass over the
    weights with B*n rows. This is how a prompt is read and how drafts are
    verified. n in 1..T-len, or 1..AR_TFM_MAX_STEP for models that decode
-   past T; a step of n tokens counts n steps (undo them by setting len). */
+   past T (else AR_ERR_ARG; a full cache is AR_ERR_RANGE, as for
+   ar_tfm_step); a step of n tokens counts n steps (undo them by setting
+   len). */
 ARDEF ar_status ar_tfm_step_n(ar_model *m, ar_tfm_cache *c, int n, const int *tokens, float *logits);
 
 /* CNNs: logits [N,H,W,P] (P 1 binary, else levels) for images x [N,H*W]. */
@@ -5566,19 +5574,19 @@ static void ar__tfm_rows(const ar_tfm *tf, ar_tfm_cache *c, int R, int n, int t0
     ar__rows_linear(h, R, tf->Wout, tf->bout, logits, par);
 }
 
-ARDEF ar_status ar_tfm_step_n(ar_model *m, ar_tfm_cache *c, int n, const int *tokens, float *logits)
+static ar_status ar__tfm_step(ar_model *m, ar_tfm_cache *c, int n, const int *tokens, float *logits, const char *who)
 {
     const ar_tfm *tf;
     int T, t, top, oldest, ring, i;
-    ar_status s = ar__model_ok(m, "ar_tfm_step", 1u << AR_TRANSFORMER);
+    ar_status s = ar__model_ok(m, who, 1u << AR_TRANSFORMER);
     if (s != AR_OK) return s;
     tf = m->tfm;
     T = tf->T;
-    if (!c || !c->k || !logits) return ar__merr(m, AR_ERR_ARG, "ar_tfm_step: need a cache (ar_tfm_cache_init) and logits");
+    if (!c || !c->k || !logits) return ar__merr(m, AR_ERR_ARG, "%s: need a cache (ar_tfm_cache_init) and logits", who);
     if (c->model != m || c->layers != tf->cfg.layers || c->T != T || c->d != tf->cfg.d || c->heads != tf->cfg.heads ||
         c->ffn != tf->cfg.ffn || c->V != tf->cfg.V)
-        return ar__merr(m, AR_ERR_ARG, "ar_tfm_step: the cache was made for another model");
-    if (c->B < 1 || c->rows < c->B) return ar__merr(m, AR_ERR_ARG, "ar_tfm_step: cache with B = %d", c->B);
+        return ar__merr(m, AR_ERR_ARG, "%s: the cache was made for another model", who);
+    if (c->B < 1 || c->rows < c->B) return ar__merr(m, AR_ERR_ARG, "%s: cache with B = %d", who, c->B);
     t = c->len;
     ring = c->slots > T;
     /* the ring holds steps max(0, top - slots)..held-1; step t needs its
@@ -5586,33 +5594,38 @@ ARDEF ar_status ar_tfm_step_n(ar_model *m, ar_tfm_cache *c, int n, const int *to
     top = t == 0 ? 0 : c->top;
     oldest = top > c->slots ? top - c->slots : 0;
     if (t < 0 || t > c->held || (t > 0 && (t - T + 1 > 0 ? t - T + 1 : 0) < oldest))
-        return ar__merr(m, AR_ERR_ARG, "ar_tfm_step: len = %d; this cache can take step %s%d..%d next", t,
+        return ar__merr(m, AR_ERR_ARG, "%s: len = %d; this cache can take step %s%d..%d next", who, t,
                         oldest > 0 ? "0 or " : "", oldest > 0 ? oldest + T - 1 : 0, c->held);
     if (!ring && t >= T)
-        return ar__merr(m, AR_ERR_RANGE, "ar_tfm_step: the cache is full (%d steps); only rotary positions in the "
-                        "natural order decode past T", T);
+        return ar__merr(m, AR_ERR_RANGE, "%s: the cache is full (%d steps); only rotary positions in the "
+                        "natural order decode past T", who, T);
     if (n < 1 || (!ring && n > T - t) || (ring && n > AR_TFM_MAX_STEP && n > T - t))
-        return ar__merr(m, AR_ERR_ARG, "ar_tfm_step: n = %d tokens at step %d; need 1..%d", n, t,
+        return ar__merr(m, AR_ERR_ARG, "%s: n = %d tokens at step %d; need 1..%d", who, n, t,
                         ring && T - t < AR_TFM_MAX_STEP ? AR_TFM_MAX_STEP : T - t);
-    if (t > INT_MAX - n) return ar__merr(m, AR_ERR_RANGE, "ar_tfm_step: %d steps, the most a cache counts", INT_MAX);
+    if (t > INT_MAX - n) return ar__merr(m, AR_ERR_RANGE, "%s: %d steps, the most a cache counts", who, INT_MAX);
     if (!tokens && (n > 1 || t > 0))
-        return ar__merr(m, AR_ERR_ARG, "ar_tfm_step: tokens may be NULL only for one step at step 0");
+        return ar__merr(m, AR_ERR_ARG, "%s: tokens may be NULL only for one step at step 0", who);
     for (i = 0; tokens && i < c->B * n; i++)
         if ((t > 0 || i % n) && (tokens[i] < 0 || tokens[i] >= c->V))
-            return ar__merr(m, AR_ERR_RANGE, "ar_tfm_step: tokens[%d] = %d is outside [0,%d)", i, tokens[i], c->V);
+            return ar__merr(m, AR_ERR_RANGE, "%s: tokens[%d] = %d is outside [0,%d)", who, i, tokens[i], c->V);
     if ((long long)c->B * n > (1 << 24))
-        return ar__merr(m, AR_ERR_RANGE, "ar_tfm_step: %d x %d rows, more than 2^24", c->B, n);
+        return ar__merr(m, AR_ERR_RANGE, "%s: %d x %d rows, more than 2^24", who, c->B, n);
     if (!ar__cache_rows(c, c->B * n))
-        return ar__merr(m, AR_ERR_NOMEM, "ar_tfm_step: out of memory for %d x %d rows", c->B, n);
+        return ar__merr(m, AR_ERR_NOMEM, "%s: out of memory for %d x %d rows", who, c->B, n);
     ar__tfm_rows(tf, c, c->B * n, n, t, NULL, NULL, tokens, logits, 1);
     c->len = c->held = t + n; /* later steps, if any were held, are gone */
     c->top = top > t + n ? top : t + n;
     return AR_OK;
 }
 
+ARDEF ar_status ar_tfm_step_n(ar_model *m, ar_tfm_cache *c, int n, const int *tokens, float *logits)
+{
+    return ar__tfm_step(m, c, n, tokens, logits, "ar_tfm_step_n");
+}
+
 ARDEF ar_status ar_tfm_step(ar_model *m, ar_tfm_cache *c, const int *tokens, float *logits)
 {
-    return ar_tfm_step_n(m, c, 1, tokens, logits);
+    return ar__tfm_step(m, c, 1, tokens, logits, "ar_tfm_step");
 }
 
 /* Step by step in the order, through the KV cache or (naive) a whole
