@@ -7136,7 +7136,9 @@ CHANGELOG
                         ar.h's loop, now in tiles that load each weight
                         once for 4 rows, and the step's attention takes 4
                         rows of a sequence at once: a row's result does
-                        not depend on the rows beside it.
+                        not depend on the rows beside it. MNIST digits
+                        from a d128 Transformer at batch 1: 2.6x plain
+                        decoding with a NADE draft, k = 3 (make bench).
 
 LICENSE
 ------------------------------------------------------------------------------
