@@ -1225,7 +1225,6 @@ static void ar__gemv(int ta, int M, int N, float alpha, const float *A, int lda,
    in registers, or a plain array elsewhere. */
 #if defined(__GNUC__) || defined(__clang__)
 typedef float ar__v16 __attribute__((vector_size(64)));
-typedef float ar__v8 __attribute__((vector_size(32)));
 #define AR__VMAC(acc, a, b) ((acc) += (a) * (b))
 #else
 typedef struct { float l[16]; } ar__v16;
@@ -1244,19 +1243,8 @@ static float ar__vsum(const ar__v16 *v)
 {
     float l[16];
     int n, k;
-#if defined(__GNUC__) || defined(__clang__)
-    ar__v8 lo, hi;
-    memcpy(&lo, v, sizeof lo);
-    memcpy(&hi, (const char *)v + sizeof lo, sizeof hi);
-    lo += hi;
-    memcpy(l, &lo, sizeof lo);
-    n = 8;
-#else
     memcpy(l, v, sizeof l);
-    for (k = 0; k < 8; k++) l[k] += l[k + 8];
-    n = 8;
-#endif
-    for (; n > 1; n /= 2)
+    for (n = 16; n > 1; n /= 2)
         for (k = 0; k < n / 2; k++) l[k] += l[k + n / 2];
     return l[0];
 }
@@ -4554,7 +4542,8 @@ static int ar__dist(const float *logits, int V, const ar_sample_opts *o, float *
 
 /* A value from a head of P logits (P == 1: one Bernoulli logit z, the pair
    {0, z}). probs (may be NULL) gets the distribution (P == 1: p(1)).
-   draw = 0 only computes the distribution. -1 for NaN logits. */
+   draw = 0 only computes the distribution and returns the most likely
+   value (as a greedy draw would). -1 for NaN logits. */
 static int ar__draw(const float *logit, int P, const ar_sample_opts *o, ar_rng *r, float *scratch, float *probs,
                     int draw)
 {
@@ -4567,8 +4556,8 @@ static int ar__draw(const float *logit, int P, const ar_sample_opts *o, ar_rng *
         if (V == 2) probs[0] = scratch[1];
         else memcpy(probs, scratch, (size_t)V * sizeof(float));
     }
-    if (!draw) return 0;
-    return o->temperature == 0 || o->top_k == 1 ? j : ar_rng_categorical(r, scratch, V);
+    if (!draw || o->temperature == 0 || o->top_k == 1) return j;
+    return ar_rng_categorical(r, scratch, V);
 }
 
 ARDEF int ar_sample_logits(const float *logits, int V, const ar_sample_opts *opts, ar_rng *rng, float *scratch)
@@ -5691,6 +5680,12 @@ static void ar__draft_free(ar__draft *dr)
     AR_FREE(dr->x);
 }
 
+/* The order a model generates in: NULL for the natural one. */
+static const int *ar__gen_order(const ar_model *m)
+{
+    return m->tfm ? m->tfm->order : m->nade ? m->nade->order : m->made ? m->made->orders + (size_t)m->made->cur * m->D : NULL;
+}
+
 static ar_status ar__draft_init(ar__draft *dr, ar_model *dm, int N)
 {
     memset(dr, 0, sizeof *dr);
@@ -5699,7 +5694,7 @@ static ar_status ar__draft_init(ar__draft *dr, ar_model *dm, int N)
     if (dm->nade) {
         dr->a = (float *)ar__malloc((size_t)N * (AR_TFM_MAX_STEP + 1) * dm->nade->cfg.H * sizeof(float));
     } else {
-        dr->order = dm->made->orders + (size_t)dm->made->cur * dm->D;
+        dr->order = ar__gen_order(dm);
         dr->x = (float *)ar__malloc((size_t)N * dm->D * sizeof(float));
         if (dr->x) memset(dr->x, 0, (size_t)N * dm->D * sizeof(float));
     }
@@ -5759,12 +5754,6 @@ static ar_status ar__draft_step(ar__draft *dr, int R, const int *seq, const int 
         ar_graph_reset(g);
         return AR_OK;
     }
-}
-
-/* The order a model generates in: NULL for the natural one. */
-static const int *ar__gen_order(const ar_model *m)
-{
-    return m->tfm ? m->tfm->order : m->nade ? m->nade->order : m->made ? m->made->orders + (size_t)m->made->cur * m->D : NULL;
 }
 
 /* Why draft cannot propose for the Transformer m under o, or NULL. */
@@ -5837,12 +5826,12 @@ static ar_status ar__tfm_spec_sample(ar_model *m, ar_graph *g, int N, const ar_s
                 if (u < t[seq[i]]) continue;
                 qi = q + ((size_t)seq[i] * K + (u - t[seq[i]])) * V;
                 if (o->known && o->known[at]) { xs[(size_t)seq[i] * T + u] = (int)o->given[at]; continue; }
-                if ((j = ar__dist(lg + (size_t)i * V, V, o, qd)) < 0) {
+                if ((j = ar__draw(lg + (size_t)i * V, V, o, r, qd, NULL, 1)) < 0) {
                     s = ar__merr(m, AR_ERR_NUMERIC, "ar_model_sample: NaN logits from the draft at position %d", place);
                     goto out;
                 }
                 memcpy(qi, qd, (size_t)V * sizeof(float));
-                xs[(size_t)seq[i] * T + u] = greedy ? j : ar_rng_categorical(r, qi, V);
+                xs[(size_t)seq[i] * T + u] = j;
             }
         }
         for (R = 0, b = 0; b < N; b++) /* the model scores every proposal, and one step more, in one pass */
@@ -5854,26 +5843,19 @@ static ar_status ar__tfm_spec_sample(ar_model *m, ar_graph *g, int N, const ar_s
             int *xb = xs + (size_t)b * T, u = 0;
             if (kb[b] < 0) continue;
             for (i = 0; i <= kb[b]; i++) {
-                int place, j, y;
+                int place, j, y, obs, last = i == kb[b]; /* last: every proposal stood, one more value from p */
                 size_t at, v;
                 const float *qi = q + ((size_t)b * K + i) * V;
                 double z = 0;
                 u = t[b] + i; place = tf->order ? tf->order[u] : u; at = (size_t)b * T + place; y = xb[u];
-                if ((j = ar__dist(lg + (size_t)(R + i) * V, V, o, pd)) < 0) {
+                obs = o->known && o->known[at];
+                if ((j = ar__draw(lg + (size_t)(R + i) * V, V, o, r, pd, o->probs ? o->probs + at * P : NULL, last && !obs)) < 0) {
                     s = ar__merr(m, AR_ERR_NUMERIC, "ar_model_sample: NaN logits at position %d", place);
                     goto out;
                 }
-                if (o->probs) {
-                    if (P == 1) o->probs[at] = pd[1];
-                    else memcpy(o->probs + at * P, pd, (size_t)V * sizeof(float));
-                }
-                if (o->known && o->known[at]) {
-                    xb[u] = (int)o->given[at];
-                    if (i < kb[b]) continue;
-                    break;
-                }
-                if (i == kb[b]) { /* every proposal stood: one more value, from p */
-                    xb[u] = greedy ? j : ar_rng_categorical(r, pd, V);
+                if (obs || last) {
+                    xb[u] = obs ? (int)o->given[at] : j;
+                    if (obs && !last) continue;
                     break;
                 }
                 proposed++;

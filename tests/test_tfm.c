@@ -937,18 +937,21 @@ static void sample_check(ar_model *m, const char *what)
     }
 }
 
-static void test_tfm_sample(void)
+/* check on the chain model, in the natural order and in the order 2,0,1. */
+static void on_chains(void (*check)(ar_model *, const char *))
 {
     static const int order[3] = {2, 0, 1};
     ar_model m;
     char msg[256];
     CHECK_MSG(train_chain(&m, NULL, 1, msg), "%s", msg);
-    sample_check(&m, "natural order");
+    check(&m, "natural order");
     ar_model_free(&m);
     CHECK_MSG(train_chain(&m, order, 3, msg), "%s", msg);
-    sample_check(&m, "order 2,0,1");
+    check(&m, "order 2,0,1");
     ar_model_free(&m);
 }
+
+static void test_tfm_sample(void) { on_chains(sample_check); }
 
 /* ar_tfm_step_n: n tokens in one pass equal n single steps, before and
    past T (rotary: the ring), after undoing steps, for several sequences
@@ -1174,18 +1177,7 @@ static void spec_check(ar_model *m, const char *what)
     for (d = 0; d < 3; d++) ar_model_free(&drafts[d]);
 }
 
-static void test_tfm_speculative(void)
-{
-    static const int order[3] = {2, 0, 1};
-    ar_model m;
-    char msg[256];
-    CHECK_MSG(train_chain(&m, NULL, 1, msg), "%s", msg);
-    spec_check(&m, "natural order");
-    ar_model_free(&m);
-    CHECK_MSG(train_chain(&m, order, 3, msg), "%s", msg);
-    spec_check(&m, "order 2,0,1");
-    ar_model_free(&m);
-}
+static void test_tfm_speculative(void) { on_chains(spec_check); }
 
 /* Binary drafts for a Transformer over two tokens: NADE, MADE and FVSBN
    propose, the samples follow the Transformer exactly; and the draft's
